@@ -1,0 +1,52 @@
+"""Where data and caches live (configuration, not a pipeline stage).
+
+Resolution order for the WikiANN data directory: explicit argument, `XNER_DATA_DIR`, `<cache>/wikiann`.
+The cache directory: explicit argument, `XNER_CACHE_DIR`, `$XDG_CACHE_HOME/xner`, `~/.cache/xner`.
+Caches never live inside the repository.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def cache_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """Return the cache root (models, embeddings, results db), creating nothing.
+
+    Args:
+        explicit: a directory given by the caller (CLI option), wins over the environment.
+
+    Returns:
+        The resolved cache directory path.
+    """
+    if explicit:
+        return Path(explicit).expanduser()
+    env = os.environ.get("XNER_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "xner"
+
+
+def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """Return the local WikiANN directory (`<dir>/<lang>/<split>[.gz]`).
+
+    Args:
+        explicit: a directory given by the caller (`--data-dir`), wins over `XNER_DATA_DIR`.
+
+    Returns:
+        The resolved path; it may not exist (then loaders fall back to the Hugging Face hub).
+    """
+    if explicit:
+        return Path(explicit).expanduser()
+    env = os.environ.get("XNER_DATA_DIR")
+    if env:
+        return Path(env).expanduser()
+    return cache_dir() / "wikiann"
+
+
+def repo_data_dir() -> Path:
+    """Return the packaged `data/` folder (language tables, reference numbers, committed results)."""
+    return Path(__file__).resolve().parent.parent / "data"
