@@ -191,3 +191,32 @@ def load_token_classifier(name: str, labels: Sequence[str] = LABELS, cache: str 
             f"use 'e5-small', 'tiny' or a local directory written by save_pretrained"
         ) from exc
     return model, tokenizer
+
+
+def load_tokenizer(name: str, cache: str | os.PathLike[str] | None = None) -> Any:
+    """Load only the tokenizer of a model source (for subword-overlap measures and the sentence lab).
+
+    Args:
+        name: short name, hub id or directory.
+        cache: the xner cache root (for e5-small).
+
+    Returns:
+        A fast HF tokenizer.
+    """
+    from transformers import AutoTokenizer
+
+    src = resolve_source(name)
+    if src.kind == "tiny":
+        return build_tiny_tokenizer()
+    location = src.location
+    if src.kind == "e5-small":
+        from .e5 import ensure_e5_small
+
+        location = str(ensure_e5_small(cache))
+    try:
+        return AutoTokenizer.from_pretrained(location)
+    except OSError as exc:
+        raise ConfigError(
+            f"could not load the tokenizer of {name!r} from {location!r} ({exc.__class__.__name__}); without "
+            f"network access use 'e5-small', 'tiny' or a local directory"
+        ) from exc

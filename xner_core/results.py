@@ -1,0 +1,273 @@
+"""Stage 6, results store: one tidy table in a DuckDB file, a row per (evaluation job, metric scope).
+
+An evaluation job is (model config hash, target test set, perturbation, perturbation seed, rate, test cap); its
+`job_id` is a stable hash of those. The primary key is (job_id, scope) with scope in overall/PER/ORG/LOC, so
+re-running a job replaces its rows instead of duplicating them, and a job's rows are written in one transaction
+(all or nothing). Connections are opened per operation and closed at once, so a dashboard process can read while
+a grid process writes between its transactions.
+
+Columns (`SCHEMA` is the single source of truth; `xner results schema` prints it):
+identity — job_id, scope, config_hash, model, sources (comma-joined, in config order), target, setting,
+options (canonical JSON of the training options), seed, data_protocol, perturbation ("clean" for none),
+perturb_seed, perturb_rate, test_split, test_limit;
+scores — precision, recall, f1, f1_low, f1_high (95% bootstrap CI), clean_f1, drop (clean - perturbed F1),
+drop_low, drop_high, drop_p (paired bootstrap), n_sentences, n_gold, n_pred, support;
+perturbation report — sentences_changed_frac, tokens_changed_frac, entities_changed_frac;
+features — entity_token_overlap, unique_chunk_overlap, o_word_overlap, subword_type_overlap,
+subword_token_overlap, uriel_genetic, uriel_geographic, uriel_syntactic, uriel_phonological, uriel_inventory,
+uriel_featural, n_sources, diversity_genetic, diversity_syntactic;
+costs and provenance — train_seconds, eval_seconds, device, versions (JSON), created_at.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+from .errors import ConfigError, DataError
+from .paths import cache_dir, repo_data_dir
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the results table."""
+
+    name: str
+    sql_type: str
+    description: str
+
+
+SCHEMA: tuple[Column, ...] = (
+    Column("job_id", "VARCHAR NOT NULL", "stable hash of the evaluation job"),
+    Column("scope", "VARCHAR NOT NULL", "overall, PER, ORG or LOC"),
+    Column("config_hash", "VARCHAR NOT NULL", "hash of the model's ExperimentConfig (model cache key)"),
+    Column("model", "VARCHAR NOT NULL", "model short name, hub id or directory"),
+    Column("sources", "VARCHAR NOT NULL", "training languages, comma-joined (the target for native)"),
+    Column("target", "VARCHAR NOT NULL", "evaluated language"),
+    Column("setting", "VARCHAR NOT NULL", "native, transfer, multi_source, distill or tapt"),
+    Column("options", "VARCHAR", "training options as canonical JSON"),
+    Column("seed", "INTEGER", "training seed"),
+    Column("data_protocol", "VARCHAR", "wikiann-rahimi or paper-resplit"),
+    Column("perturbation", "VARCHAR NOT NULL", "perturbation name, 'clean' for none"),
+    Column("perturb_seed", "INTEGER", "perturbation seed"),
+    Column("perturb_rate", "DOUBLE", "fraction of eligible units changed"),
+    Column("test_split", "VARCHAR", "split evaluated (test)"),
+    Column("test_limit", "INTEGER", "cap on test sentences (NULL = all)"),
+    Column("precision", "DOUBLE", "entity precision (seqeval strict IOB2)"),
+    Column("recall", "DOUBLE", "entity recall"),
+    Column("f1", "DOUBLE", "entity F1"),
+    Column("f1_low", "DOUBLE", "95% bootstrap CI lower bound of F1"),
+    Column("f1_high", "DOUBLE", "95% bootstrap CI upper bound of F1"),
+    Column("clean_f1", "DOUBLE", "F1 of the same model on the clean test set"),
+    Column("drop", "DOUBLE", "clean F1 minus this F1 (0 for clean rows)"),
+    Column("drop_low", "DOUBLE", "paired bootstrap 95% CI lower bound of the drop"),
+    Column("drop_high", "DOUBLE", "paired bootstrap 95% CI upper bound of the drop"),
+    Column("drop_p", "DOUBLE", "one-sided paired bootstrap p-value of drop <= 0"),
+    Column("n_sentences", "INTEGER", "test sentences"),
+    Column("n_gold", "INTEGER", "gold entities"),
+    Column("n_pred", "INTEGER", "predicted entities"),
+    Column("support", "INTEGER", "gold entities in this scope"),
+    Column("sentences_changed_frac", "DOUBLE", "fraction of sentences the perturbation changed"),
+    Column("tokens_changed_frac", "DOUBLE", "fraction of tokens changed"),
+    Column("entities_changed_frac", "DOUBLE", "fraction of entities changed"),
+    Column("entity_token_overlap", "DOUBLE", "study's non-unique entity-token overlap (target side)"),
+    Column("unique_chunk_overlap", "DOUBLE", "shared unique chunks / unique target chunks"),
+    Column("o_word_overlap", "DOUBLE", "fraction of target O-tokens seen as source O-words"),
+    Column("subword_type_overlap", "DOUBLE", "target sub-word types seen in the source"),
+    Column("subword_token_overlap", "DOUBLE", "target sub-word tokens seen in the source"),
+    Column("uriel_genetic", "DOUBLE", "URIEL genetic distance source-target (mean over sources)"),
+    Column("uriel_geographic", "DOUBLE", "URIEL geographic distance"),
+    Column("uriel_syntactic", "DOUBLE", "URIEL syntactic distance"),
+    Column("uriel_phonological", "DOUBLE", "URIEL phonological distance"),
+    Column("uriel_inventory", "DOUBLE", "URIEL inventory distance"),
+    Column("uriel_featural", "DOUBLE", "URIEL featural distance"),
+    Column("n_sources", "INTEGER", "number of source languages"),
+    Column("diversity_genetic", "DOUBLE", "mean pairwise genetic distance among sources"),
+    Column("diversity_syntactic", "DOUBLE", "mean pairwise syntactic distance among sources"),
+    Column("train_seconds", "DOUBLE", "training wall time of the model (0 when cached)"),
+    Column("eval_seconds", "DOUBLE", "perturb + predict + score wall time of the job"),
+    Column("device", "VARCHAR", "cpu or cuda device name"),
+    Column("versions", "VARCHAR", "library versions as JSON"),
+    Column("created_at", "TIMESTAMP", "when the row was written (UTC)"),
+)
+COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in SCHEMA)
+_REQUIRED = tuple(c.name for c in SCHEMA if "NOT NULL" in c.sql_type)
+SCOPES: tuple[str, ...] = ("overall", "PER", "ORG", "LOC")
+
+
+def default_store_path() -> Path:
+    """The default DuckDB file: `<cache>/results.duckdb` (env XNER_RESULTS overrides)."""
+    env = os.environ.get("XNER_RESULTS")
+    return Path(env).expanduser() if env else cache_dir() / "results.duckdb"
+
+
+class ResultsStore:
+    """A DuckDB-backed results table with transactional, idempotent writes."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path).expanduser() if path else default_store_path()
+
+    @contextlib.contextmanager
+    def _connect(self, read_only: bool = False) -> Iterator[Any]:
+        import duckdb
+
+        if read_only and not self.path.exists():
+            raise DataError(f"results store {str(self.path)!r} does not exist yet; run `xner grid run` first")
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            con = duckdb.connect(str(self.path), read_only=read_only)
+        except duckdb.Error as exc:
+            raise DataError(f"cannot open results store {str(self.path)!r}: {exc}") from exc
+        try:
+            if not read_only:
+                self._ensure_schema(con)
+            yield con
+        finally:
+            con.close()
+
+    @staticmethod
+    def _ensure_schema(con: Any) -> None:
+        cols = ",\n".join(f'"{c.name}" {c.sql_type}' for c in SCHEMA)
+        con.execute(f"CREATE TABLE IF NOT EXISTS results (\n{cols},\nPRIMARY KEY (job_id, scope))")
+        existing = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns "
+                                               "WHERE table_name = 'results'").fetchall()}
+        for c in SCHEMA:  # forward-compatible: add columns introduced after the file was created
+            if c.name not in existing:
+                con.execute(f'ALTER TABLE results ADD COLUMN "{c.name}" {c.sql_type.replace(" NOT NULL", "")}')
+
+    def write(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Insert or replace rows (keyed by job_id + scope) in one transaction.
+
+        Args:
+            rows: mappings with at least the NOT NULL columns; unknown keys raise DataError.
+
+        Returns:
+            The number of rows written.
+        """
+        if not rows:
+            return 0
+        records = [_normalise_row(r) for r in rows]
+        placeholders = ", ".join("?" for _ in COLUMN_NAMES)
+        names = ", ".join(f'"{n}"' for n in COLUMN_NAMES)
+        with self._connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                con.executemany(f"INSERT OR REPLACE INTO results ({names}) VALUES ({placeholders})",
+                                [[r.get(n) for n in COLUMN_NAMES] for r in records])
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
+        return len(records)
+
+    def job_ids(self) -> set[str]:
+        """Return the ids of jobs that have an 'overall' row (a job is written whole, so it is complete)."""
+        if not self.path.exists():
+            return set()
+        with self._connect(read_only=True) as con:
+            if not _has_table(con):
+                return set()
+            return {r[0] for r in con.execute("SELECT job_id FROM results WHERE scope = 'overall'").fetchall()}
+
+    def frame(self, where: Mapping[str, Any] | None = None) -> Any:
+        """Return the rows as a pandas DataFrame, optionally filtered by column equality (values may be lists)."""
+        import pandas as pd
+
+        if not self.path.exists():
+            return pd.DataFrame(columns=list(COLUMN_NAMES))
+        clauses, params = _where(where or {})
+        with self._connect(read_only=True) as con:
+            if not _has_table(con):
+                return pd.DataFrame(columns=list(COLUMN_NAMES))
+            return con.execute(f"SELECT * FROM results{clauses} ORDER BY target, sources, model, setting, "
+                               f"perturbation, scope", params).df()
+
+    def count(self) -> int:
+        """Number of rows."""
+        if not self.path.exists():
+            return 0
+        with self._connect(read_only=True) as con:
+            return con.execute("SELECT count(*) FROM results").fetchone()[0] if _has_table(con) else 0
+
+    def export(self, out: str | os.PathLike[str], fmt: str | None = None,
+               where: Mapping[str, Any] | None = None) -> Path:
+        """Export the table (or a filtered part) to parquet or csv, written atomically.
+
+        Args:
+            out: output file path.
+            fmt: "parquet" or "csv" (default: from the suffix).
+            where: optional equality filters.
+
+        Returns:
+            The written path.
+        """
+        out = Path(out)
+        fmt = (fmt or out.suffix.lstrip(".")).lower()
+        if fmt not in ("parquet", "csv"):
+            raise ConfigError(f"unknown export format {fmt!r}; choose one of: csv, parquet")
+        df = self.frame(where)
+        tmp = out.with_name(out.name + ".tmp")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if fmt == "parquet":
+            df.to_parquet(tmp, index=False)
+        else:
+            df.to_csv(tmp, index=False)
+        os.replace(tmp, out)
+        return out
+
+
+def _has_table(con: Any) -> bool:
+    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'results'")
+                .fetchone()[0])
+
+
+def _where(where: Mapping[str, Any]) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    for key, value in where.items():
+        if key not in COLUMN_NAMES:
+            raise ConfigError(f"unknown results column {key!r}; choose one of: {', '.join(COLUMN_NAMES)}")
+        if isinstance(value, (list, tuple, set, frozenset)):
+            values = list(value)
+            if not values:
+                return " WHERE FALSE", []
+            clauses.append(f'"{key}" IN ({", ".join("?" for _ in values)})')
+            params.extend(values)
+        else:
+            clauses.append(f'"{key}" = ?')
+            params.append(value)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def _normalise_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = set(row) - set(COLUMN_NAMES)
+    if unknown:
+        raise DataError(f"unknown result columns {sorted(unknown)}; allowed: {', '.join(COLUMN_NAMES)}")
+    missing = [n for n in _REQUIRED if row.get(n) in (None, "")]
+    if missing:
+        raise DataError(f"result row lacks required columns {missing}")
+    out = dict(row)
+    for key in ("options", "versions"):
+        if isinstance(out.get(key), (dict, list)):
+            out[key] = json.dumps(out[key], sort_keys=True, separators=(",", ":"))
+    if out.get("created_at") is None:
+        import datetime as dt
+
+        out["created_at"] = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return out
+
+
+def committed_results(directory: str | os.PathLike[str] | None = None) -> Any:
+    """Read the committed result tables (`data/results/*.parquet`) into one DataFrame (empty when none)."""
+    import pandas as pd
+
+    d = Path(directory) if directory else repo_data_dir() / "results"
+    files = sorted(d.glob("*.parquet")) if d.is_dir() else []
+    if not files:
+        return pd.DataFrame(columns=list(COLUMN_NAMES))
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
