@@ -31,16 +31,16 @@ from xner_core.config import (
 )
 from xner_core.errors import ConfigError
 
-# Golden values, computed once (xner 0.1.0, SCHEMA_VERSION 1). If one of these fails, every cached model and
+# Golden values, computed once (xner 0.1.0, SCHEMA_VERSION 2; robust_epsilon default 1.0). If one of these fails, every cached model and
 # result id changes: bump SCHEMA_VERSION on purpose and update them, never just update them.
-GOLDEN_A = "de9f3127f29056f4"
-GOLDEN_B = "6603c78eb5fcdf46"
+GOLDEN_A = "264516dc4186f1d6"
+GOLDEN_B = "5a0352d5fc427819"
 GOLDEN_B_JSON = (
     '{"data":"paper-resplit","model":"e5-small","options":{"balanced_sampling":false,"batch_size":32,'
     '"distill_temperature":2.0,"distill_unlabeled":"extra","distill_weights":"similarity",'
     '"early_stopping_patience":null,"epochs":3,"freeze_embeddings":false,"lr":3e-05,"max_dev_sentences":1000,'
-    '"max_length":128,"max_train_sentences":null,"robust":"smoothing","robust_epsilon":0.01,"robust_rate":0.25,'
-    '"tapt_steps":0,"warmup_ratio":0.1,"weight_decay":0.0},"schema":1,"seed":3,"setting":"distill",'
+    '"max_length":128,"max_train_sentences":null,"robust":"smoothing","robust_epsilon":1.0,"robust_rate":0.25,'
+    '"tapt_steps":0,"warmup_ratio":0.1,"weight_decay":0.0},"schema":2,"seed":3,"setting":"distill",'
     '"sources":["es","fr","it"],"target":"ca"}'
 )
 
@@ -342,7 +342,7 @@ def test_options_are_frozen_and_defaults_match_the_brief() -> None:
     assert (o.max_train_sentences, o.max_dev_sentences, o.early_stopping_patience) == (5000, 1000, None)
     assert (o.balanced_sampling, o.distill_weights, o.distill_unlabeled, o.distill_temperature) == (
         False, "uniform", "extra", 1.0)
-    assert (o.tapt_steps, o.robust, o.robust_epsilon, o.robust_rate, o.freeze_embeddings) == (0, None, 1e-2, 0.1, False)
+    assert (o.tapt_steps, o.robust, o.robust_epsilon, o.robust_rate, o.freeze_embeddings) == (0, None, 1.0, 0.1, False)
     with pytest.raises(dataclasses.FrozenInstanceError):
         o.epochs = 2  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):

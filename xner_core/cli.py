@@ -221,6 +221,221 @@ def score_cmd(
     emit(payload, as_json, render)
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# models: train / eval / predict / models ls|rm|gc
+
+models_app = typer.Typer(no_args_is_help=True, help="The content-addressed model cache.")
+app.add_typer(models_app, name="models")
+
+ModelOpt = typer.Option("e5-small", "--model", help="mbert, xlmr, e5-small, tiny, a hub id or a local directory")
+SettingOpt = typer.Option("transfer", "--setting", help="native, transfer, multi_source, distill or tapt")
+SourceOpt = typer.Option(None, "--source", help="source language (repeat for several)")
+TargetOpt = typer.Option(..., "--target", help="target language")
+SeedOpt = typer.Option(0, "--seed", help="training seed")
+EpochsOpt = typer.Option(1, "--epochs", help="training epochs")
+LrOpt = typer.Option(None, "--lr", help="learning rate (default: per model; 2e-4 for e5-small)")
+BatchOpt = typer.Option(32, "--batch-size", help="training batch size")
+MaxTrainOpt = typer.Option(5000, "--max-train", help="cap on training sentences per language (0 = all)")
+MaxDevOpt = typer.Option(1000, "--max-dev", help="cap on dev sentences (0 = no dev evaluation)")
+RobustOpt = typer.Option(None, "--robust", help="adversarial or smoothing (Huang et al. 2021)")
+BalancedOpt = typer.Option(False, "--balanced", help="multi_source: equal share per source language")
+DistillWOpt = typer.Option("uniform", "--distill-weights", help="distill: uniform or similarity teacher weights")
+TaptOpt = typer.Option(0, "--tapt-steps", help="tapt: masked-LM steps on target text before fine-tuning")
+ProtocolOpt = typer.Option("wikiann-rahimi", "--data", help="wikiann-rahimi (balanced splits) or paper-resplit")
+CacheOpt = typer.Option(None, "--cache-dir", help="xner cache root (env XNER_CACHE_DIR)")
+DeviceOpt = typer.Option(None, "--device", help="cpu, cuda, cuda:1 (default: cuda when present)")
+
+
+def _config(model: str, setting: str, source: Optional[list[str]], target: str, seed: int, epochs: int,
+            lr: Optional[float], batch_size: int, max_train: int, max_dev: int, robust: Optional[str],
+            balanced: bool, distill_weights: str, tapt_steps: int, data: str) -> Any:
+    from .config import make_config
+
+    sources = tuple(s for item in (source or []) for s in item.split(",") if s.strip())
+    if setting == "native" and not sources:
+        sources = ()
+    return make_config(model, target, setting, sources=sources, seed=seed, data=data, epochs=epochs, lr=lr,
+                       batch_size=batch_size, max_train_sentences=max_train or None,
+                       max_dev_sentences=max_dev, robust=robust, balanced_sampling=balanced,
+                       distill_weights=distill_weights, tapt_steps=tapt_steps)
+
+
+def _progress_bar() -> tuple[Callable[[int, int, dict[str, Any]], None], Callable[[], None]]:
+    """A rich progress bar fed by the training callback; one task per training stage."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                   TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[loss]}"),
+                   transient=False, console=None)
+    tasks: dict[str, Any] = {}
+    bar.start()
+
+    def update(step: int, total: int, info: dict[str, Any]) -> None:
+        stage = str(info.get("stage", "train"))
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(stage, total=total, loss="")
+        loss = info.get("loss")
+        bar.update(tasks[stage], completed=step, total=total, loss=f"loss {loss:.3f}" if loss is not None else "")
+
+    return update, bar.stop
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+@app.command("train")
+def train_cmd(
+    model: str = ModelOpt, setting: str = SettingOpt, source: Optional[list[str]] = SourceOpt,
+    target: str = TargetOpt, seed: int = SeedOpt, epochs: int = EpochsOpt, lr: Optional[float] = LrOpt,
+    batch_size: int = BatchOpt, max_train: int = MaxTrainOpt, max_dev: int = MaxDevOpt,
+    robust: Optional[str] = RobustOpt, balanced: bool = BalancedOpt, distill_weights: str = DistillWOpt,
+    tapt_steps: int = TaptOpt, data: str = ProtocolOpt, data_dir: Optional[Path] = DataDirOpt,
+    cache_dir: Optional[Path] = CacheOpt, device: Optional[str] = DeviceOpt, as_json: bool = JsonOpt,
+) -> None:
+    """Fine-tune (or fetch from the cache) the model of one experiment config; prints its hash and cache path."""
+    from .runner import model_cache, train_model
+
+    _quiet_transformers()
+    cfg = _config(model, setting, source, target, seed, epochs, lr, batch_size, max_train, max_dev, robust,
+                  balanced, distill_weights, tapt_steps, data)
+    update, stop = (_progress_bar() if not as_json else (None, lambda: None))
+    try:
+        lm = train_model(cfg, data_dir=data_dir, cache=cache_dir, progress=update, device=device,
+                         status=None if as_json else (lambda m: typer.echo(m, err=True)))
+    finally:
+        stop()
+    payload = {"hash": lm.hash, "path": str(model_cache(cache_dir).path(cfg)),
+               "dev_scores": lm.manifest.get("dev_scores"), "timings": lm.manifest.get("timings")}
+    emit(payload, as_json, lambda p: f"model {p['hash']}\ncache {p['path']}\n"
+                                     f"best dev F1 {((p['dev_scores'] or {}).get('best_dev_f1'))}\n"
+                                     f"train seconds {(p['timings'] or {}).get('train_s')}")
+
+
+@app.command("eval")
+def eval_cmd(
+    model: str = ModelOpt, setting: str = SettingOpt, source: Optional[list[str]] = SourceOpt,
+    target: str = TargetOpt, seed: int = SeedOpt, epochs: int = EpochsOpt, lr: Optional[float] = LrOpt,
+    batch_size: int = BatchOpt, max_train: int = MaxTrainOpt, max_dev: int = MaxDevOpt,
+    robust: Optional[str] = RobustOpt, balanced: bool = BalancedOpt, distill_weights: str = DistillWOpt,
+    tapt_steps: int = TaptOpt, data: str = ProtocolOpt,
+    perturb: Optional[list[str]] = typer.Option(None, "--perturb", help="perturbation(s) besides clean (repeat)"),
+    perturb_seed: int = typer.Option(0, help="perturbation seed"),
+    rate: float = typer.Option(1.0, help="fraction of eligible units perturbed"),
+    test_limit: Optional[int] = typer.Option(None, help="evaluate on the first N test sentences"),
+    embed_model: str = typer.Option("e5-small", help="encoder for context-word perturbations"),
+    donor: Optional[str] = typer.Option(None, help="donor language for name swaps (default: the target's extra split)"),
+    bootstrap: int = typer.Option(1000, help="bootstrap resamples for CIs"),
+    backend: str = typer.Option("torch", help="torch or onnx-int8 (CPU)"),
+    store: Optional[Path] = typer.Option(None, help="also write the rows to this results store (DuckDB)"),
+    data_dir: Optional[Path] = DataDirOpt, cache_dir: Optional[Path] = CacheOpt,
+    device: Optional[str] = DeviceOpt, as_json: bool = JsonOpt,
+) -> None:
+    """Score a model on its target's clean and perturbed test sets (F1 with 95% CIs, paired drop CIs)."""
+    from .runner import evaluate, train_model
+
+    _quiet_transformers()
+    cfg = _config(model, setting, source, target, seed, epochs, lr, batch_size, max_train, max_dev, robust,
+                  balanced, distill_weights, tapt_steps, data)
+    lm = train_model(cfg, data_dir=data_dir, cache=cache_dir, device=device)
+    outcomes = evaluate(cfg, perturb or [], perturb_seed=perturb_seed, perturb_rate=rate, test_limit=test_limit,
+                        embed_model=embed_model, donor=donor, bootstrap=bootstrap, data_dir=data_dir,
+                        cache=cache_dir, loaded=lm, device=device, backend=backend)
+    rows = [r for o in outcomes for r in o.rows]
+    if store:
+        from .results import ResultsStore
+
+        ResultsStore(store).write(rows)
+    keep = ("perturbation", "scope", "precision", "recall", "f1", "f1_low", "f1_high", "drop", "drop_low",
+            "drop_high", "n_sentences", "support", "entities_changed_frac", "tokens_changed_frac")
+    slim = [{k: r.get(k) for k in keep} for r in rows]
+
+    def render(rs: list[dict[str, Any]]) -> str:
+        def f(v: Any) -> str:
+            return "   -  " if v is None else f"{100 * v:6.2f}"
+
+        lines = [f"model {lm.hash}  {cfg.model} {','.join(cfg.sources) or cfg.target}->{cfg.target} {cfg.setting}",
+                 f"{'perturbation':<16}{'scope':<8}{'F1':>7}{'95% CI':>17}{'drop':>8}{'drop CI':>17}"]
+        for r in rs:
+            if r["scope"] != "overall":
+                continue
+            lines.append(f"{r['perturbation']:<16}{r['scope']:<8}{f(r['f1'])} [{f(r['f1_low'])},{f(r['f1_high'])}]"
+                         f"{f(r['drop'])}  [{f(r['drop_low'])},{f(r['drop_high'])}]")
+        return "\n".join(lines)
+
+    emit(slim, as_json, render)
+
+
+@app.command("predict")
+def predict_cmd(
+    text: str = typer.Argument(..., help="a sentence (any script); it is split into words and punctuation"),
+    lang: str = typer.Option(..., "--lang", help="language of the sentence (the model's target)"),
+    model: str = ModelOpt, setting: str = SettingOpt, source: Optional[list[str]] = SourceOpt,
+    seed: int = SeedOpt, epochs: int = EpochsOpt, lr: Optional[float] = LrOpt, batch_size: int = BatchOpt,
+    max_train: int = MaxTrainOpt, max_dev: int = MaxDevOpt, robust: Optional[str] = RobustOpt,
+    balanced: bool = BalancedOpt, distill_weights: str = DistillWOpt, tapt_steps: int = TaptOpt,
+    data: str = ProtocolOpt, data_dir: Optional[Path] = DataDirOpt, cache_dir: Optional[Path] = CacheOpt,
+    device: Optional[str] = DeviceOpt, as_json: bool = JsonOpt,
+) -> None:
+    """Tag one sentence with the model of a config (trained first when not cached)."""
+    from .predict import predict_text
+    from .runner import train_model
+    from .textcheck import check_sentence
+
+    _quiet_transformers()
+    text = check_sentence(text)
+    cfg = _config(model, setting, source, lang, seed, epochs, lr, batch_size, max_train, max_dev, robust,
+                  balanced, distill_weights, tapt_steps, data)
+    lm = train_model(cfg, data_dir=data_dir, cache=cache_dir, device=device)
+    pred = predict_text(lm.model, lm.tokenizer, text, device=device)
+    payload = {"model": lm.hash, "tokens": list(pred.tokens), "tags": list(pred.tags),
+               "entities": [list(e) for e in pred.entities]}
+    emit(payload, as_json, lambda p: "\n".join(f"{t}\t{g}" for t, g in zip(p["tokens"], p["tags"])))
+
+
+@models_app.command("ls")
+def models_ls(cache_dir: Optional[Path] = CacheOpt, verify: bool = typer.Option(False, help="check checksums"),
+              as_json: bool = JsonOpt) -> None:
+    """List cached models."""
+    from .runner import model_cache
+
+    rows = []
+    for e in model_cache(cache_dir).entries(verify=verify):
+        cfg = e.config or {}
+        rows.append({"hash": e.hash, "model": cfg.get("model"), "setting": cfg.get("setting"),
+                     "sources": cfg.get("sources"), "target": cfg.get("target"), "seed": cfg.get("seed"),
+                     "size_mb": round(e.size_bytes / 2**20, 1), "created": e.created, "valid": e.valid,
+                     "problem": e.problem})
+    emit(rows, as_json, lambda rs: "\n".join(
+        f"{r['hash']}  {str(r['model']):<10} {str(r['setting']):<12} {','.join(r['sources'] or [])}->{r['target']}"
+        f"  {r['size_mb']:>7} MB  {'ok' if r['valid'] else 'INVALID: ' + str(r['problem'])}" for r in rs)
+        or "no cached models")
+
+
+@models_app.command("rm")
+def models_rm(hash_prefix: str = typer.Argument(..., help="model hash or unique prefix"),
+              cache_dir: Optional[Path] = CacheOpt, as_json: bool = JsonOpt) -> None:
+    """Remove one cached model."""
+    from .runner import model_cache
+
+    removed = model_cache(cache_dir).remove(hash_prefix)
+    emit({"removed": removed}, as_json, lambda p: f"removed {p['removed']}")
+
+
+@models_app.command("gc")
+def models_gc(cache_dir: Optional[Path] = CacheOpt,
+              max_gb: Optional[float] = typer.Option(None, help="then remove oldest entries beyond this size"),
+              as_json: bool = JsonOpt) -> None:
+    """Remove invalid entries, stale temporary directories and orphan locks (and oldest beyond --max-gb)."""
+    from .runner import model_cache
+
+    removed = model_cache(cache_dir).gc(max_bytes=int(max_gb * 2**30) if max_gb else None, verify=True)
+    emit({"removed": removed}, as_json, lambda p: "\n".join(p["removed"]) or "nothing to remove")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors print `error: ...` and exit 2."""
     try:

@@ -36,7 +36,7 @@ from typing import Any, Iterable, Mapping
 
 from .errors import ConfigError, choices_message
 
-SCHEMA_VERSION: int = 1
+SCHEMA_VERSION: int = 2
 SETTINGS: tuple[str, ...] = ("native", "transfer", "multi_source", "distill", "tapt")
 DATA_PROTOCOLS: tuple[str, ...] = ("wikiann-rahimi", "paper-resplit")
 DISTILL_WEIGHTS: tuple[str, ...] = ("uniform", "similarity")
@@ -77,7 +77,7 @@ class TrainOptions:
     distill_temperature: float = 1.0
     tapt_steps: int = 0  # tapt: masked-LM steps on target text before fine-tuning
     robust: str | None = None  # None | "adversarial" | "smoothing"
-    robust_epsilon: float = 1e-2  # adversarial: embedding perturbation norm
+    robust_epsilon: float = 1.0  # adversarial: L2 norm of the per-sequence embedding perturbation (FGM)
     robust_rate: float = 0.1  # smoothing: fraction of tokens perturbed per sentence
     freeze_embeddings: bool = False
 

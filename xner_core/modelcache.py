@@ -304,7 +304,7 @@ class ModelCache:
         manifest, problem = inspect_entry(entry, digest, deep=True)
         if problem is not None:
             raise CacheCorrupt(f"cached model {digest} at {entry} is invalid: {problem}; remove it "
-                               f"(ModelCache.remove / `xner cache gc`) or retrain to rebuild it")
+                               f"(ModelCache.remove / `xner models gc`) or retrain to rebuild it")
         assert manifest is not None
         from transformers import AutoTokenizer
 

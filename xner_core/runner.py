@@ -1,0 +1,561 @@
+"""Stages 3-5 wired together: config -> training data -> cached model -> perturbed test sets -> predictions -> rows.
+
+This is the one place that turns an `ExperimentConfig` into work. The CLI (`xner train/eval/predict`), the grid
+and the dashboard call it; they never assemble training data or result rows themselves.
+
+Data protocol: `wikiann-rahimi` uses the balanced train/dev/test splits (train capped at
+`max_train_sentences`, dev at `max_dev_sentences`); `paper-resplit` pools a language's labeled sentences and
+splits them 80/20 the way the reference study did (no dev set: no model selection).
+
+The "seen" corpus a perturbation is relative to is what the model was trained on: the target's train set for
+native models, the (capped) source train sets for every other setting. Entity/word overlap features are
+computed against the same corpus, so the x-axes of the plots describe what the model actually saw.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from .config import ExperimentConfig, canonical_json, canonical_sources, config_hash, config_to_dict, make_config
+from .config import resolved_lr
+from .corpus import Corpus, Sentence, load_wikiann, paper_resplit, wikiann_file
+from .errors import ConfigError, DataError
+from .paths import cache_dir
+
+CLEAN = "clean"
+SCOPES = ("overall", "PER", "ORG", "LOC")
+ProgressFn = Callable[[int, int, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Everything a setting may train on, already capped."""
+
+    source_train: tuple[tuple[str, tuple[Sentence, ...]], ...]
+    source_dev: tuple[tuple[str, tuple[Sentence, ...]], ...]
+    target_train: tuple[Sentence, ...]
+    target_dev: tuple[Sentence, ...]
+    target_unlabeled: tuple[Sentence, ...]
+
+    def seen(self, lang: str) -> Corpus:
+        """The corpus the model was trained on (labeled), as one Corpus for overlap and perturbation context."""
+        sents = self.target_train if not self.source_train else tuple(
+            s for _, group in self.source_train for s in group)
+        return Corpus(sents, lang, "train")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A trained (or cached) model with its tokenizer, manifest and config."""
+
+    model: Any
+    tokenizer: Any
+    manifest: dict[str, Any]
+    config: ExperimentConfig
+
+    @property
+    def hash(self) -> str:
+        return config_hash(self.config)
+
+
+@dataclass(frozen=True)
+class EvalJob:
+    """One evaluation: a model config on its target's test set under one perturbation."""
+
+    config: ExperimentConfig
+    perturbation: str = CLEAN
+    perturb_seed: int = 0
+    perturb_rate: float = 1.0
+    test_limit: int | None = None
+    embed_model: str = "e5-small"
+    donor: str | None = None
+
+    @property
+    def id(self) -> str:
+        """Stable id: the config hash plus everything that changes this job's numbers."""
+        key = {
+            "config": config_hash(self.config), "perturbation": self.perturbation,
+            "perturb_seed": self.perturb_seed if self.perturbation != CLEAN else 0,
+            "perturb_rate": float(self.perturb_rate) if self.perturbation != CLEAN else 1.0,
+            "test_limit": self.test_limit,
+            "embed_model": self.embed_model if _needs(self.perturbation, "embed") else None,
+            "donor": self.donor if _needs(self.perturbation, "donor") else None,
+        }
+        return hashlib.sha256(canonical_json(key).encode("utf-8")).hexdigest()[:16]
+
+    def clean(self) -> "EvalJob":
+        """The clean job this one's drop is measured against."""
+        return EvalJob(self.config, CLEAN, 0, 1.0, self.test_limit, self.embed_model, None)
+
+
+@dataclass(frozen=True)
+class EvalOutcome:
+    """The rows of one job plus its predictions (aligned with the (perturbed) test sentences)."""
+
+    job: EvalJob
+    rows: tuple[dict[str, Any], ...]
+    sentences: tuple[Sentence, ...]
+    predictions: tuple[tuple[str, ...], ...]
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def _needs(perturbation: str, part: str) -> bool:
+    if perturbation == CLEAN:
+        return False
+    from .perturb import get_perturbation
+
+    return part in get_perturbation(perturbation).needs
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# data
+
+
+def _cap(corpus: Corpus, n: int | None) -> tuple[Sentence, ...]:
+    return corpus.head(n).sentences
+
+
+def training_data(config: ExperimentConfig, data_dir: str | os.PathLike[str] | None = None) -> TrainingData:
+    """Load and cap the data the config's setting trains on.
+
+    Args:
+        config: the experiment config.
+        data_dir: the WikiANN directory (default XNER_DATA_DIR).
+
+    Returns:
+        Capped source/target sets; source languages in the config's canonical order.
+    """
+    opts = config.options
+    cap, dev_cap = opts.max_train_sentences, opts.max_dev_sentences
+    resplit = config.data == "paper-resplit"
+
+    def train_of(lang: str) -> tuple[Sentence, ...]:
+        if resplit:
+            return _cap(paper_resplit(lang, data_dir, seed=1)[0], cap)
+        return _cap(load_wikiann(lang, "train", data_dir), cap)
+
+    def dev_of(lang: str) -> tuple[Sentence, ...]:
+        return () if resplit else _cap(load_wikiann(lang, "dev", data_dir), dev_cap)
+
+    sources = canonical_sources(config)
+    target_train: tuple[Sentence, ...] = ()
+    target_dev: tuple[Sentence, ...] = ()
+    unlabeled: tuple[Sentence, ...] = ()
+    if config.setting == "native":
+        target_train, target_dev = train_of(config.target), dev_of(config.target)
+    if config.setting in ("distill", "tapt"):
+        unlabeled = unlabeled_target(config.target, opts.distill_unlabeled, cap, data_dir)
+    return TrainingData(
+        source_train=tuple((lang, train_of(lang)) for lang in sources),
+        source_dev=tuple((lang, dev_of(lang)) for lang in sources),
+        target_train=target_train, target_dev=target_dev, target_unlabeled=unlabeled,
+    )
+
+
+def unlabeled_target(lang: str, which: str, cap: int | None,
+                     data_dir: str | os.PathLike[str] | None = None) -> tuple[Sentence, ...]:
+    """Target text with its labels dropped: the `extra` split, or `train` when asked or when no `extra` exists."""
+    split = "extra" if which == "extra" and wikiann_file(lang, "extra", data_dir) is not None else "train"
+    corpus = load_wikiann(lang, split, data_dir).head(cap)
+    return tuple(s.replace(tags=("O",) * len(s)) for s in corpus)
+
+
+def test_corpus(config: ExperimentConfig, limit: int | None = None,
+                data_dir: str | os.PathLike[str] | None = None) -> Corpus:
+    """The target test set of the config's data protocol, capped at `limit` sentences."""
+    if config.data == "paper-resplit":
+        return paper_resplit(config.target, data_dir, seed=1)[1].head(limit)
+    return load_wikiann(config.target, "test", data_dir, limit=limit)
+
+
+def donor_corpus(lang: str, data_dir: str | os.PathLike[str] | None = None) -> Corpus:
+    """Names for person/location swaps: the donor language's `extra` split (outside every train/test split)
+    when present, else its dev split."""
+    split = "extra" if wikiann_file(lang, "extra", data_dir) is not None else "dev"
+    return load_wikiann(lang, split, data_dir)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# models
+
+
+def model_cache(cache: str | os.PathLike[str] | None = None) -> Any:
+    """The model cache under `<cache>/models`."""
+    from .modelcache import ModelCache
+
+    return ModelCache(cache_dir(cache) / "models")
+
+
+def train_model(config: ExperimentConfig, *, data_dir: str | os.PathLike[str] | None = None,
+                cache: str | os.PathLike[str] | None = None, progress: ProgressFn | None = None,
+                status: Callable[[str], None] | None = None, device: Any = None) -> LoadedModel:
+    """Return the config's model from the cache, training (and caching) it first when missing.
+
+    Distillation teachers are the cached transfer models of each source (trained on demand), so a grid that
+    already trained es→X transfer reuses it as the es teacher.
+
+    Args:
+        config: the experiment config (its hash is the cache key).
+        data_dir: WikiANN directory.
+        cache: xner cache root.
+        progress: training progress callback `(step, total, info)`.
+        status: short status messages (cache hit, waiting for another process, training, saved).
+        device: torch device (auto when None).
+
+    Returns:
+        The loaded model.
+    """
+    from .models import load_token_classifier
+    from .train import options_kwargs, run_setting
+
+    def train_fn() -> tuple[Any, Any, dict[str, Any]]:
+        data = training_data(config, data_dir)
+        model, tokenizer = load_token_classifier(config.model, cache=cache, seed=config.seed)
+        teachers = None
+        if config.setting == "distill":
+            teachers = [train_model(teacher_config(config, lang), data_dir=data_dir, cache=cache,
+                                    progress=progress, status=status, device=device).model
+                        for lang, _ in data.source_train]
+        kwargs = options_kwargs(config.options)
+        kwargs["lr"] = resolved_lr(config)
+        result = run_setting(
+            config.setting, model, tokenizer,
+            source_train={lang: list(s) for lang, s in data.source_train},
+            source_dev={lang: list(s) for lang, s in data.source_dev if s},
+            target_train=list(data.target_train), target_dev=list(data.target_dev) or None,
+            target_unlabeled=list(data.target_unlabeled), teachers=teachers,
+            seed=config.seed, progress=progress, device=device, **kwargs,
+        )
+        extra = {
+            "dev_scores": {"best_dev_f1": result.best_dev_f1, "best_epoch": result.best_epoch,
+                           "history": [_jsonable(h) for h in result.history]},
+            "timings": {"train_s": round(result.train_seconds, 3),
+                        "sentences_per_second": round(result.sentences_per_second or 0.0, 2)},
+            "data_sizes": {"source_train": {lang: len(s) for lang, s in data.source_train},
+                           "target_train": len(data.target_train), "target_unlabeled": len(data.target_unlabeled)},
+            "train_info": _jsonable(result.info),
+        }
+        return result.model, tokenizer, extra
+
+    model, tokenizer, manifest = model_cache(cache).get_or_train(config, train_fn, progress=status, device=device)
+    model.eval()
+    return LoadedModel(model, tokenizer, manifest, config)
+
+
+def teacher_config(config: ExperimentConfig, source: str) -> ExperimentConfig:
+    """The transfer config of one distillation teacher (same model, options and seed)."""
+    return make_config(config.model, config.target, "transfer", sources=(source,), seed=config.seed,
+                       data=config.data, options=config.options)
+
+
+def load_model(config: ExperimentConfig, cache: str | os.PathLike[str] | None = None,
+               device: Any = None) -> LoadedModel:
+    """Load a cached model; raises CacheMiss (an XnerError) when it was never trained."""
+    from .modelcache import CacheMiss
+
+    mc = model_cache(cache)
+    if not mc.has(config):
+        raise CacheMiss(f"model {config_hash(config)} is not cached; train it with `xner train` "
+                        f"(same options) or pick a cached one (`xner models ls`)")
+    model, tokenizer, manifest = mc.load(config, device=device)
+    model.eval()
+    return LoadedModel(model, tokenizer, manifest, config)
+
+
+def estimate_train_seconds(config: ExperimentConfig, data_dir: str | os.PathLike[str] | None = None,
+                           sentences_per_second: float | None = None) -> float:
+    """A rough training-time estimate from the training set size and a measured throughput.
+
+    Args:
+        config: the experiment config.
+        data_dir: WikiANN directory.
+        sentences_per_second: measured throughput; defaults per model from MODELS.md measurements on 2 CPU
+            threads (e5-small ~20 sentences/s for training, tiny ~2000) or 4x faster on CUDA.
+
+    Returns:
+        Seconds.
+    """
+    data = training_data(config, data_dir)
+    n = sum(len(s) for _, s in data.source_train) + len(data.target_train)
+    if config.setting == "distill":
+        n += len(data.target_unlabeled) * (1 + len(data.source_train))
+    if sentences_per_second is None:
+        sentences_per_second = {"tiny": 2000.0, "e5-small": 20.0}.get(config.model, 8.0)
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                sentences_per_second *= 20
+        except ImportError:  # pragma: no cover
+            pass
+    return n * config.options.epochs / sentences_per_second
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# evaluation
+
+
+def _jsonable(obj: Any) -> Any:
+    from dataclasses import asdict, is_dataclass
+
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return _jsonable(asdict(obj))
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    if hasattr(obj, "item"):
+        return obj.item()
+    return str(obj)
+
+
+def predictions_dir(cache: str | os.PathLike[str] | None = None) -> Path:
+    """Where per-job predictions are kept (`<cache>/predictions/<job_id>.json.gz`)."""
+    return cache_dir(cache) / "predictions"
+
+
+def save_predictions(job_id: str, sentences: Sequence[Sentence], predictions: Sequence[Sequence[str]],
+                     cache: str | os.PathLike[str] | None = None) -> Path:
+    """Write a job's sentences, gold tags and predicted tags (gzip JSON, atomic)."""
+    d = predictions_dir(cache)
+    d.mkdir(parents=True, exist_ok=True)
+    payload = [{"id": s.id, "tokens": list(s.tokens), "gold": list(s.tags), "pred": list(p)}
+               for s, p in zip(sentences, predictions)]
+    path = d / f"{job_id}.json.gz"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with gzip.open(tmp, "wt", encoding="utf-8") as fh:
+        json.dump(payload, fh, ensure_ascii=False)
+    os.replace(tmp, path)
+    return path
+
+
+def load_predictions(job_id: str, cache: str | os.PathLike[str] | None = None) -> list[dict[str, Any]] | None:
+    """Read a job's predictions, or None when absent or unreadable."""
+    path = predictions_dir(cache) / f"{job_id}.json.gz"
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
+def pair_features(config: ExperimentConfig, seen: Corpus, test: Corpus, tokenizer: Any = None) -> dict[str, Any]:
+    """Overlap (seen training data vs clean test set) and URIEL features of a model config's pair.
+
+    URIEL distances are averaged over the sources; for native rows they are 0 by definition (same language).
+    """
+    from .distance import DISTANCE_KINDS, source_diversity, uriel_distances
+    from .overlap import overlap_features
+
+    feats: dict[str, Any] = dict(overlap_features(seen, test, tokenizer=tokenizer))
+    sources = canonical_sources(config) or (config.target,)
+    for kind in DISTANCE_KINDS:
+        vals = []
+        for src in sources:
+            try:
+                v = uriel_distances(src, config.target).get(kind) if src != config.target else 0.0
+            except Exception:  # a language URIEL lacks: leave the feature empty, never fail the evaluation
+                v = None
+            if v is not None:
+                vals.append(v)
+        feats[f"uriel_{kind}"] = sum(vals) / len(vals) if vals else None
+    try:
+        div = source_diversity(sources)
+        feats["n_sources"] = div.count
+        feats["diversity_genetic"] = div.mean_distance.get("genetic")
+        feats["diversity_syntactic"] = div.mean_distance.get("syntactic")
+    except Exception:
+        feats["n_sources"] = len(sources)
+    return feats
+
+
+def _versions() -> dict[str, str]:
+    from .modelcache import library_versions
+
+    from . import __version__
+
+    return {**library_versions(), "xner": __version__}
+
+
+def _device_name(model: Any) -> str:
+    try:
+        dev = next(model.parameters()).device
+    except (StopIteration, AttributeError):
+        return "cpu"
+    if dev.type == "cuda":
+        import torch
+
+        return f"cuda:{torch.cuda.get_device_name(dev)}"
+    return dev.type
+
+
+def evaluate(
+    config: ExperimentConfig,
+    perturbations: Sequence[str] = (CLEAN,),
+    *,
+    perturb_seed: int = 0,
+    perturb_rate: float = 1.0,
+    test_limit: int | None = None,
+    embed_model: str = "e5-small",
+    donor: str | None = None,
+    bootstrap: int = 1000,
+    batch_size: int = 32,
+    data_dir: str | os.PathLike[str] | None = None,
+    cache: str | os.PathLike[str] | None = None,
+    loaded: LoadedModel | None = None,
+    device: Any = None,
+    backend: str = "torch",
+    train_seconds: float | None = None,
+) -> list[EvalOutcome]:
+    """Evaluate a model config on its target's clean test set and under each perturbation.
+
+    The model comes from `loaded`, else the cache (trained when missing). Clean predictions are computed once
+    (and reused from disk by later calls); each perturbed job's drop is a paired bootstrap against them.
+
+    Args:
+        config: the model's experiment config.
+        perturbations: registry names; "clean" is always evaluated first.
+        perturb_seed: seed of every perturbation.
+        perturb_rate: fraction of eligible units changed.
+        test_limit: cap on test sentences (None = all).
+        embed_model: encoder for context perturbations' word embeddings (pretrained, not fine-tuned).
+        donor: donor language of person/location swaps (default: the target itself, names from its `extra`).
+        bootstrap: resamples for CIs (0 = no CIs).
+        batch_size: inference batch size.
+        data_dir: WikiANN directory.
+        cache: xner cache root.
+        loaded: an already loaded model.
+        device: torch device.
+        backend: "torch" or "onnx-int8".
+        train_seconds: recorded in the rows (default: from the model's manifest).
+
+    Returns:
+        One outcome per condition, clean first; `outcome.rows` follow `results.SCHEMA`.
+    """
+    from .metrics import bootstrap_ci, paired_bootstrap_drop, score
+    from .perturb import build_context, get_perturbation, perturb_corpus
+    from .predict import predict_tags
+
+    names = [CLEAN] + [p for p in dict.fromkeys(perturbations) if p != CLEAN]
+    for name in names[1:]:
+        get_perturbation(name)  # unknown names fail before any work
+    lm = loaded or train_model(config, data_dir=data_dir, cache=cache, device=device)
+    if train_seconds is None:
+        train_seconds = float((lm.manifest.get("timings") or {}).get("train_s") or 0.0)
+    test = test_corpus(config, test_limit, data_dir)
+    if len(test) == 0:
+        raise DataError(f"the {config.target!r} test set is empty; nothing to evaluate")
+    data = training_data(config, data_dir)
+    seen = data.seen(config.target)
+    feats = pair_features(config, seen, test, tokenizer=lm.tokenizer)
+    ctx = None
+    common = {
+        "config_hash": config_hash(config), "model": config.model,
+        "sources": ",".join(canonical_sources(config) or (config.target,)), "target": config.target,
+        "setting": config.setting, "options": canonical_json(config_to_dict(config)["options"]),
+        "seed": config.seed, "data_protocol": config.data, "test_split": "test", "test_limit": test_limit,
+        "train_seconds": train_seconds, "device": _device_name(lm.model), "versions": _versions(),
+    }
+    outcomes: list[EvalOutcome] = []
+    clean_tags: list[list[str]] | None = None
+    clean_scores = None
+    for name in names:
+        t0 = time.perf_counter()
+        job = EvalJob(config, name, perturb_seed, perturb_rate, test_limit, embed_model,
+                      donor or config.target)
+        report: dict[str, Any] = {}
+        if name == CLEAN:
+            corpus = test
+        else:
+            if ctx is None or (("donor" in get_perturbation(name).needs) and ctx.donor is None):
+                embed = None
+                if any(_needs(n, "embed") for n in names):
+                    from .embed import make_word_embedder
+
+                    embed = make_word_embedder(embed_model, cache=cache)
+                donor_c = donor_corpus(donor or config.target, data_dir) if any(
+                    _needs(n, "donor") for n in names) else None
+                ctx = build_context(seen, test, donor=donor_c, embed=embed, lang=config.target)
+            result = perturb_corpus(name, test, ctx, seed=perturb_seed, rate=perturb_rate)
+            corpus = result.corpus
+            report = result.report.as_dict()
+        cached = load_predictions(job.id, cache)
+        if cached is not None and len(cached) == len(corpus) and all(
+                tuple(c["tokens"]) == s.tokens for c, s in zip(cached, corpus)):
+            pred = [list(c["pred"]) for c in cached]
+        else:
+            pred = predict_tags(lm.model, lm.tokenizer, list(corpus), batch_size=batch_size, device=device,
+                                backend=backend)
+            save_predictions(job.id, corpus.sentences, pred, cache)
+        gold = corpus.tags
+        scores = score(gold, pred)
+        if name == CLEAN:
+            clean_tags, clean_scores = pred, scores
+        rows = []
+        for scope in SCOPES:
+            ts = scores.overall if scope == "overall" else scores.type_score(scope)
+            lo = hi = None
+            if bootstrap > 0 and ts.support > 0:
+                lo, hi = bootstrap_ci(gold, pred, n_resamples=bootstrap, seed=0, scope=scope)
+            clean_ts = clean_scores.overall if scope == "overall" else clean_scores.type_score(scope)
+            row = {**common, "job_id": job.id, "scope": scope, "perturbation": name,
+                   "perturb_seed": perturb_seed if name != CLEAN else 0,
+                   "perturb_rate": perturb_rate if name != CLEAN else 1.0,
+                   "precision": ts.precision, "recall": ts.recall, "f1": ts.f1, "f1_low": lo, "f1_high": hi,
+                   "clean_f1": clean_ts.f1, "drop": clean_ts.f1 - ts.f1,
+                   "n_sentences": len(corpus), "n_gold": scores.gold_entities, "n_pred": scores.pred_entities,
+                   "support": ts.support,
+                   "sentences_changed_frac": _frac(report, "sentences_changed", "sentences"),
+                   "tokens_changed_frac": _frac(report, "tokens_changed", "tokens"),
+                   "entities_changed_frac": _frac(report, "entities_changed", "entities"),
+                   **{k: feats.get(k) for k in _FEATURE_COLUMNS}}
+            if name != CLEAN and bootstrap > 0 and clean_ts.support > 0:
+                d = paired_bootstrap_drop(test.tags, clean_tags, gold, pred, n_resamples=bootstrap, seed=0,
+                                          scope=scope)
+                row.update(drop_low=d.low, drop_high=d.high, drop_p=d.p_value)
+            rows.append(row)
+        eval_s = time.perf_counter() - t0
+        for row in rows:
+            row["eval_seconds"] = eval_s
+        outcomes.append(EvalOutcome(job, tuple(rows), corpus.sentences, tuple(tuple(p) for p in pred), report))
+    return outcomes
+
+
+_FEATURE_COLUMNS = (
+    "entity_token_overlap", "unique_chunk_overlap", "o_word_overlap", "subword_type_overlap",
+    "subword_token_overlap", "uriel_genetic", "uriel_geographic", "uriel_syntactic", "uriel_phonological",
+    "uriel_inventory", "uriel_featural", "n_sources", "diversity_genetic", "diversity_syntactic",
+)
+
+
+def _frac(report: Mapping[str, Any], num: str, den: str) -> float | None:
+    if not report:
+        return 0.0
+    d = report.get(den) or 0
+    return (report.get(num) or 0) / d if d else 0.0
+
+
+def cached_configs(cache: str | os.PathLike[str] | None = None) -> list[tuple[ExperimentConfig, dict[str, Any]]]:
+    """Valid cached models as (config, entry summary), newest first (for pickers in the CLI and dashboard)."""
+    from .config import config_from_dict
+
+    out = []
+    for entry in model_cache(cache).entries():
+        if not entry.valid:
+            continue
+        try:
+            cfg = config_from_dict(entry.config)
+        except (ConfigError, KeyError, TypeError):
+            continue
+        out.append((cfg, {"hash": entry.hash, "size_bytes": entry.size_bytes, "created": entry.created}))
+    out.sort(key=lambda item: str(item[1]["created"]), reverse=True)
+    return out
