@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from xner_core.corpus import Corpus, Sentence
+from sentences import make_sentence
+
+from xner_core.corpus import Corpus
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -29,11 +31,6 @@ def wikiann_dir() -> Path:
     if found is None:
         pytest.skip("shared WikiANN data not found (set XNER_DATA_DIR)")
     return found
-
-
-def make_sentence(text: str, tags: str, lang: str = "xx", sid: str = "") -> Sentence:
-    """Build a sentence from space-separated tokens and tags."""
-    return Sentence(tuple(text.split()), tuple(tags.split()), lang, sid)
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ from xner_core.perturb import (
 )
 from xner_core.tags import ENTITY_TYPES, is_valid_iob2, span_tags, spans
 
-from conftest import make_sentence
+from sentences import make_sentence
 
 
 def fake_embed(words: Sequence[str]) -> np.ndarray:
