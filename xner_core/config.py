@@ -13,7 +13,11 @@ same model share one hash:
 - `lr=None` becomes the model default (`default_lr`), ints in float fields become floats;
 - options that a setting ignores are reset to their defaults (`balanced_sampling` only matters for
   `multi_source`, `distill_*` for `distill`, `tapt_steps` for `tapt`, `robust_epsilon`/`robust_rate` only when
-  `robust` is set).
+  `robust` is set);
+- the target is left out for `transfer` and `multi_source` (`TARGET_FREE_SETTINGS`): their training reads only
+  source data, so one es transfer model serves ca, an and ast. The config still carries the target (it is the
+  language a model is evaluated on), and evaluation ids (`runner.EvalJob.id`) add it back. `native`, `distill`
+  and `tapt` read target text, so their target stays in the hash.
 
 Model identity: a hub id or short name is identified by its name. A local model directory is identified by its
 absolute, resolved path (`make_config` resolves it), not by its contents: overwriting the weights in that
@@ -36,12 +40,14 @@ from typing import Any, Iterable, Mapping
 
 from .errors import ConfigError, choices_message
 
-SCHEMA_VERSION: int = 2
+SCHEMA_VERSION: int = 3  # 3: target dropped from the identity of transfer/multi_source
 SETTINGS: tuple[str, ...] = ("native", "transfer", "multi_source", "distill", "tapt")
 DATA_PROTOCOLS: tuple[str, ...] = ("wikiann-rahimi", "paper-resplit")
 DISTILL_WEIGHTS: tuple[str, ...] = ("uniform", "similarity")
 DISTILL_UNLABELED: tuple[str, ...] = ("extra", "train")
 ROBUST_METHODS: tuple[str, ...] = ("adversarial", "smoothing")
+# Settings whose training never reads target-language data: the target is not part of their model's identity.
+TARGET_FREE_SETTINGS: frozenset[str] = frozenset({"transfer", "multi_source"})
 
 # Models whose default learning rate is higher: small encoders (and the random-init test model) need it.
 _HIGH_LR_MODELS: frozenset[str] = frozenset({"e5-small", "tiny"})
@@ -176,9 +182,10 @@ def canonical_dict(config: ExperimentConfig) -> dict[str, Any]:
         config: the experiment config.
 
     Returns:
-        A JSON-ready dict including `schema` (SCHEMA_VERSION).
+        A JSON-ready dict including `schema` (SCHEMA_VERSION); without `target` for TARGET_FREE_SETTINGS
+        (`config_from_dict` then needs the target added back to rebuild a config).
     """
-    return {
+    out: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
         "model": _canonical_model(config.model),
         "sources": list(canonical_sources(config)),
@@ -188,6 +195,9 @@ def canonical_dict(config: ExperimentConfig) -> dict[str, Any]:
         "seed": int(config.seed),
         "data": config.data,
     }
+    if config.setting in TARGET_FREE_SETTINGS:
+        del out["target"]  # the model never sees target data: one model serves every target
+    return out
 
 
 def canonical_json(obj: Any) -> str:

@@ -19,9 +19,10 @@ import hashlib
 import json
 import os
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Collection, Iterator, Mapping, Sequence
 
 from .config import ExperimentConfig, canonical_json, canonical_sources, config_hash, config_to_dict, make_config
 from .config import resolved_lr
@@ -78,10 +79,16 @@ class EvalJob:
     donor: str | None = None
 
     @property
+    def target(self) -> str:
+        """The evaluated language (the config's target; for transfer/multi_source it is not part of the model's
+        hash, so one cached model serves several targets)."""
+        return self.config.target
+
+    @property
     def id(self) -> str:
-        """Stable id: the config hash plus everything that changes this job's numbers."""
+        """Stable id: the config hash plus the target and everything else that changes this job's numbers."""
         key = {
-            "config": config_hash(self.config), "perturbation": self.perturbation,
+            "config": config_hash(self.config), "target": self.config.target, "perturbation": self.perturbation,
             "perturb_seed": self.perturb_seed if self.perturbation != CLEAN else 0,
             "perturb_rate": float(self.perturb_rate) if self.perturbation != CLEAN else 1.0,
             "test_limit": self.test_limit,
@@ -299,7 +306,7 @@ def estimate_train_seconds(config: ExperimentConfig, data_dir: str | os.PathLike
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# evaluation
+# evaluation helpers
 
 
 def _jsonable(obj: Any) -> Any:
@@ -398,6 +405,112 @@ def _device_name(model: Any) -> str:
     return dev.type
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# in-process caches: a grid evaluates many jobs on the same (seen corpus, test set); build the shared parts once
+
+
+class _LRU:
+    """A small least-recently-used map (contexts hold embeddings and perturbed corpora: keep a few)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.data: OrderedDict[Any, Any] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: Any, make: Callable[[], Any]) -> Any:
+        if key in self.data:
+            self.hits += 1
+            self.data.move_to_end(key)
+            return self.data[key]
+        self.misses += 1
+        value = make()
+        self.data[key] = value
+        while len(self.data) > self.size:
+            self.data.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        self.data.clear()
+        self.hits = self.misses = 0
+
+
+_SEEN = _LRU(16)
+_FEATURES = _LRU(64)
+_EMBEDDERS = _LRU(2)
+_CONTEXTS = _LRU(4)
+_PERTURBED = _LRU(32)
+_CACHES = {"seen": _SEEN, "features": _FEATURES, "embedders": _EMBEDDERS, "contexts": _CONTEXTS,
+           "perturbed": _PERTURBED}
+
+
+def clear_caches() -> None:
+    """Drop the in-process caches (seen corpora, pair features, embedders, perturbation contexts, perturbed sets)."""
+    for c in _CACHES.values():
+        c.clear()
+
+
+def cache_stats() -> dict[str, dict[str, int]]:
+    """Hits, misses and sizes of the in-process caches (for tests and the grid benchmark)."""
+    return {name: {"hits": c.hits, "misses": c.misses, "size": len(c.data)} for name, c in _CACHES.items()}
+
+
+def _data_key(data_dir: str | os.PathLike[str] | None) -> str:
+    from .paths import data_dir as resolve_data_dir
+
+    return str(resolve_data_dir(data_dir).expanduser().absolute())
+
+
+def _seen_key(config: ExperimentConfig, data_dir: str | os.PathLike[str] | None) -> tuple[Any, ...]:
+    # What `TrainingData.seen` depends on: the training languages, their cap and the data protocol (the target
+    # is kept because the seen Corpus is labeled with it, and the test set differs per target anyway).
+    langs = canonical_sources(config) or (config.target,)
+    return ("seen", _data_key(data_dir), config.data, config.setting == "native", langs,
+            config.options.max_train_sentences, config.target)
+
+
+def _test_key(config: ExperimentConfig, limit: int | None, data_dir: str | os.PathLike[str] | None) -> tuple[Any, ...]:
+    return ("test", _data_key(data_dir), config.data, config.target, limit)
+
+
+def seen_corpus(config: ExperimentConfig, data_dir: str | os.PathLike[str] | None = None) -> Corpus:
+    """The labeled corpus the config's model was trained on (cached in-process; see the module docstring).
+
+    Args:
+        config: the experiment config.
+        data_dir: WikiANN directory.
+
+    Returns:
+        The target's train set for native models, the capped source train sets otherwise.
+    """
+    return _SEEN.get(_seen_key(config, data_dir), lambda: training_data(config, data_dir).seen(config.target))
+
+
+class _LazyEmbedder:
+    """A word embedder loaded on its first call, so a context can carry it without paying for the encoder
+    when no perturbation embeds anything."""
+
+    def __init__(self, model_name: str, cache: str | os.PathLike[str] | None) -> None:
+        self.model_name = model_name
+        self.cache = cache
+        self._embedder: Any = None
+
+    def __call__(self, words: Sequence[str]) -> Any:
+        if self._embedder is None:
+            from .embed import make_word_embedder
+
+            self._embedder = make_word_embedder(self.model_name, cache=self.cache)
+        return self._embedder(words)
+
+
+def _embedder(model_name: str, cache: str | os.PathLike[str] | None) -> _LazyEmbedder:
+    return _EMBEDDERS.get((model_name, str(cache_dir(cache))), lambda: _LazyEmbedder(model_name, cache))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# evaluation
+
+
 def evaluate(
     config: ExperimentConfig,
     perturbations: Sequence[str] = (CLEAN,),
@@ -422,7 +535,7 @@ def evaluate(
     (and reused from disk by later calls); each perturbed job's drop is a paired bootstrap against them.
 
     Args:
-        config: the model's experiment config.
+        config: the model's experiment config (its target is the evaluated language).
         perturbations: registry names; "clean" is always evaluated first.
         perturb_seed: seed of every perturbation.
         perturb_rate: fraction of eligible units changed.
@@ -441,23 +554,88 @@ def evaluate(
     Returns:
         One outcome per condition, clean first; `outcome.rows` follow `results.SCHEMA`.
     """
+    return list(iter_evaluate(
+        config, perturbations, perturb_seed=perturb_seed, perturb_rate=perturb_rate, test_limit=test_limit,
+        embed_model=embed_model, donor=donor, bootstrap=bootstrap, batch_size=batch_size, data_dir=data_dir,
+        cache=cache, loaded=loaded, device=device, backend=backend, train_seconds=train_seconds))
+
+
+def eval_jobs(config: ExperimentConfig, perturbations: Sequence[str] = (CLEAN,), *, perturb_seed: int = 0,
+              perturb_rate: float = 1.0, test_limit: int | None = None, embed_model: str = "e5-small",
+              donor: str | None = None) -> list[EvalJob]:
+    """The jobs `evaluate` runs for these arguments (clean first), with the ids its rows carry.
+
+    Args:
+        config: the model config (its target is the evaluated language).
+        perturbations ... donor: as in `evaluate`.
+
+    Returns:
+        One EvalJob per condition.
+    """
+    names = [CLEAN] + [p for p in dict.fromkeys(perturbations) if p != CLEAN]
+    return [EvalJob(config, name, perturb_seed, perturb_rate, test_limit, embed_model, donor or config.target)
+            for name in names]
+
+
+def iter_evaluate(
+    config: ExperimentConfig,
+    perturbations: Sequence[str] = (CLEAN,),
+    *,
+    perturb_seed: int = 0,
+    perturb_rate: float = 1.0,
+    test_limit: int | None = None,
+    embed_model: str = "e5-small",
+    donor: str | None = None,
+    bootstrap: int = 1000,
+    batch_size: int = 32,
+    data_dir: str | os.PathLike[str] | None = None,
+    cache: str | os.PathLike[str] | None = None,
+    loaded: LoadedModel | None = None,
+    device: Any = None,
+    backend: str = "torch",
+    train_seconds: float | None = None,
+    skip: Collection[str] = (),
+) -> Iterator[EvalOutcome]:
+    """`evaluate`, one outcome at a time as each condition finishes (so a caller can store it at once).
+
+    The parts every condition shares are built once per process and reused by later calls on the same data:
+    the seen corpus, the pair features, the perturbation context (with its word embeddings) and each perturbed
+    test set (keyed by seen corpus, test set, donor, embedder, perturbation, seed and rate).
+
+    Args:
+        config ... train_seconds: as in `evaluate`.
+        skip: ids of jobs not to run (already stored). A skipped perturbed job is not computed; a skipped clean
+            job is still scored when another job needs it as the reference of its drop, but not yielded.
+
+    Yields:
+        One EvalOutcome per condition not skipped, clean first.
+    """
     from .metrics import bootstrap_ci, paired_bootstrap_drop, score
     from .perturb import build_context, get_perturbation, perturb_corpus
     from .predict import predict_tags
 
-    names = [CLEAN] + [p for p in dict.fromkeys(perturbations) if p != CLEAN]
+    jobs = eval_jobs(config, perturbations, perturb_seed=perturb_seed, perturb_rate=perturb_rate,
+                     test_limit=test_limit, embed_model=embed_model, donor=donor)
+    names = [j.perturbation for j in jobs]
     for name in names[1:]:
         get_perturbation(name)  # unknown names fail before any work
+    skip = frozenset(skip)
+    todo = [j for j in jobs if j.id not in skip]
+    if not todo:
+        return
     lm = loaded or train_model(config, data_dir=data_dir, cache=cache, device=device)
     if train_seconds is None:
         train_seconds = float((lm.manifest.get("timings") or {}).get("train_s") or 0.0)
     test = test_corpus(config, test_limit, data_dir)
     if len(test) == 0:
         raise DataError(f"the {config.target!r} test set is empty; nothing to evaluate")
-    data = training_data(config, data_dir)
-    seen = data.seen(config.target)
-    feats = pair_features(config, seen, test, tokenizer=lm.tokenizer)
-    ctx = None
+    seen = seen_corpus(config, data_dir)
+    seen_key, test_key = _seen_key(config, data_dir), _test_key(config, test_limit, data_dir)
+    feats = _FEATURES.get((seen_key, test_key, config.model),
+                          lambda: pair_features(config, seen, test, tokenizer=lm.tokenizer))
+    donor_lang = donor or config.target
+    needs_donor = any(_needs(n, "donor") for n in names)
+    ctx_key = (seen_key, test_key, donor_lang if needs_donor else None, embed_model)
     common = {
         "config_hash": config_hash(config), "model": config.model,
         "sources": ",".join(canonical_sources(config) or (config.target,)), "target": config.target,
@@ -465,27 +643,26 @@ def evaluate(
         "seed": config.seed, "data_protocol": config.data, "test_split": "test", "test_limit": test_limit,
         "train_seconds": train_seconds, "device": _device_name(lm.model), "versions": _versions(),
     }
-    outcomes: list[EvalOutcome] = []
+    wanted = {j.id for j in todo}
     clean_tags: list[list[str]] | None = None
     clean_scores = None
-    for name in names:
+    for job in jobs:
+        name = job.perturbation
+        if job.id not in wanted and name != CLEAN:
+            continue
         t0 = time.perf_counter()
-        job = EvalJob(config, name, perturb_seed, perturb_rate, test_limit, embed_model,
-                      donor or config.target)
         report: dict[str, Any] = {}
         if name == CLEAN:
             corpus = test
         else:
-            if ctx is None or (("donor" in get_perturbation(name).needs) and ctx.donor is None):
-                embed = None
-                if any(_needs(n, "embed") for n in names):
-                    from .embed import make_word_embedder
+            def make_ctx() -> Any:
+                donor_c = donor_corpus(donor_lang, data_dir) if needs_donor else None
+                return build_context(seen, test, donor=donor_c, embed=_embedder(embed_model, cache),
+                                     lang=config.target)
 
-                    embed = make_word_embedder(embed_model, cache=cache)
-                donor_c = donor_corpus(donor or config.target, data_dir) if any(
-                    _needs(n, "donor") for n in names) else None
-                ctx = build_context(seen, test, donor=donor_c, embed=embed, lang=config.target)
-            result = perturb_corpus(name, test, ctx, seed=perturb_seed, rate=perturb_rate)
+            ctx = _CONTEXTS.get(ctx_key, make_ctx)
+            result = _PERTURBED.get((ctx_key, name, perturb_seed, float(perturb_rate)),
+                                    lambda: perturb_corpus(name, test, ctx, seed=perturb_seed, rate=perturb_rate))
             corpus = result.corpus
             report = result.report.as_dict()
         cached = load_predictions(job.id, cache)
@@ -500,6 +677,8 @@ def evaluate(
         scores = score(gold, pred)
         if name == CLEAN:
             clean_tags, clean_scores = pred, scores
+            if job.id not in wanted:
+                continue  # only the reference of the perturbed jobs' drops: no CIs, not yielded
         rows = []
         for scope in SCOPES:
             ts = scores.overall if scope == "overall" else scores.type_score(scope)
@@ -526,8 +705,7 @@ def evaluate(
         eval_s = time.perf_counter() - t0
         for row in rows:
             row["eval_seconds"] = eval_s
-        outcomes.append(EvalOutcome(job, tuple(rows), corpus.sentences, tuple(tuple(p) for p in pred), report))
-    return outcomes
+        yield EvalOutcome(job, tuple(rows), corpus.sentences, tuple(tuple(p) for p in pred), report)
 
 
 _FEATURE_COLUMNS = (

@@ -1,0 +1,158 @@
+"""Benchmark for stage 4, predict: our `predict_tags` vs the Hugging Face token-classification pipeline.
+
+Same model, same N WikiANN test sentences (`XNER_DATA_DIR`, default lang es). The pipeline gets
+`" ".join(tokens)` and returns entity groups with character offsets, which are mapped back to word-level IOB2
+tags so both sides are scored alike (seqeval strict IOB2 entity F1 against the gold tags). The onnx-int8
+backend runs too; its tags are also scored against our fp32 tags as gold ("agreement F1"), which is the figure
+that matters when the model's head is random (no fine-tuned model given).
+
+Usage:
+    python benchmarks/bench_inference.py [--model DIR|e5-small|tiny] [--lang es] [--n 2000] [--threads 2]
+
+The LAST line printed is `ratio=<ours/pipeline> ratio_int8=<int8/pipeline> ...` followed by the other figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def word_char_spans(words: Sequence[str]) -> list[tuple[int, int]]:
+    """Character [start, end) of each word in `" ".join(words)`."""
+    out, pos = [], 0
+    for w in words:
+        out.append((pos, pos + len(w)))
+        pos += len(w) + 1
+    return out
+
+
+def groups_to_tags(words: Sequence[str], groups: Sequence[dict[str, Any]]) -> list[str]:
+    """Map the pipeline's entity groups (char offsets into the joined text) to word-level IOB2 tags.
+
+    A word belongs to a group when their character ranges overlap; the group's first word gets B-, the rest I-.
+    """
+    tags = ["O"] * len(words)
+    spans = word_char_spans(words)
+    for g in groups:
+        etype = g["entity_group"]
+        hit = [i for i, (s, e) in enumerate(spans) if s < g["end"] and g["start"] < e and tags[i] == "O"]
+        for k, i in enumerate(hit):
+            tags[i] = ("B-" if k == 0 else "I-") + etype
+    return tags
+
+
+def f1(gold: list[list[str]], pred: list[list[str]]) -> float:
+    """Entity F1 in percent, seqeval strict IOB2."""
+    from seqeval.metrics import f1_score
+    from seqeval.scheme import IOB2
+
+    return 100.0 * f1_score(gold, pred, mode="strict", scheme=IOB2)
+
+
+def load_model(name: str) -> tuple[Any, Any, bool]:
+    """Return (model, tokenizer, has_trained_head). A directory with an IOB2 id2label counts as fine-tuned."""
+    from xner_core.models import load_token_classifier
+
+    path = Path(name)
+    trained = False
+    if (path / "config.json").is_file():
+        conf = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        labels = list((conf.get("id2label") or {}).values())
+        trained = "O" in labels and any(str(x).startswith("B-") for x in labels)
+    model, tok = load_token_classifier(name)
+    return model.eval(), tok, trained
+
+
+def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="e5-small", help="a fine-tuned model directory, e5-small (random head) or tiny")
+    ap.add_argument("--lang", default="es", help="WikiANN language of the test sentences")
+    ap.add_argument("--n", type=int, default=2000, help="number of test sentences")
+    ap.add_argument("--data-dir", default=None, help="WikiANN directory (default XNER_DATA_DIR)")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=None, help="torch/ORT threads (default: torch's)")
+    ap.add_argument("--no-pipeline", action="store_true", help="skip the HF pipeline")
+    ap.add_argument("--no-onnx", action="store_true", help="skip the onnx-int8 backend")
+    ap.add_argument("--repeat", type=int, default=1, help="interleaved timed runs per method; the best counts")
+    args = ap.parse_args(argv)
+
+    import torch
+    from transformers import pipeline
+    from transformers.utils import logging as hf_logging
+
+    from xner_core.corpus import load_wikiann
+    from xner_core.onnx_backend import load_onnx_int8
+    from xner_core.predict import predict_tags
+
+    hf_logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", message="Tokenizer does not support real words")  # the pipeline's, per call
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    corpus = load_wikiann(args.lang, "test", args.data_dir, limit=args.n)
+    words = corpus.tokens
+    gold = corpus.tags
+    model, tok, trained = load_model(args.model)
+    n = len(words)
+    print(f"model={args.model} trained_head={trained} lang={args.lang} n={n} threads={torch.get_num_threads()} "
+          f"batch={args.batch_size} repeat={args.repeat}")
+
+    # name -> function of the word lists returning word-level tags
+    runners: dict[str, Any] = {"ours": lambda ws: predict_tags(model, tok, ws, batch_size=args.batch_size,
+                                                               device="cpu")}
+    fig: dict[str, float] = {}
+    if not args.no_pipeline:
+        pipe = pipeline("token-classification", model=model, tokenizer=tok, aggregation_strategy="first",
+                        batch_size=args.batch_size, device=-1)
+        runners["pipe"] = lambda ws: [groups_to_tags(w, g) for w, g in zip(ws, pipe([" ".join(w) for w in ws]))]
+    if not args.no_onnx:
+        onnx_model, fig["export_s"] = timed(load_onnx_int8, model)
+        runners["int8"] = lambda ws: predict_tags(onnx_model, tok, ws, batch_size=args.batch_size)
+
+    # Interleaved repeats, best time of each: the machine is shared, so the minimum is the fairest estimate.
+    best = {name: float("inf") for name in runners}
+    tags: dict[str, list[list[str]]] = {}
+    for name, run in runners.items():
+        run(words[: min(64, n)])  # warm-up
+    for _ in range(args.repeat):
+        for name, run in runners.items():
+            tags[name], secs = timed(run, words)
+            best[name] = min(best[name], secs)
+    labels = {"ours": "ours (torch fp32)", "pipe": "HF pipeline", "int8": "ours (onnx-int8)"}
+    for name in runners:
+        fig[f"{name}_sps"] = n / best[name]
+        fig[f"f1_{name}"] = f1(gold, tags[name])
+        extra = ""
+        if name != "ours":
+            fig[f"agree_{name}"] = f1(tags["ours"], tags[name])
+            extra = f"; agreement with our fp32 tags F1 {fig[f'agree_{name}']:.2f}"
+        if name == "int8":
+            extra += f"; export+quantize (or cache load) {fig['export_s']:.1f} s"
+        print(f"{labels[name]:<20}{fig[f'{name}_sps']:8.1f} sentences/s  F1 vs gold {fig[f'f1_{name}']:.2f}  "
+              f"(best {best[name]:.1f} s{extra})")
+
+    pipe_sps = fig.get("pipe_sps")
+    head = [f"ratio={fig['ours_sps'] / pipe_sps:.3f}" if pipe_sps else "ratio=nan",
+            f"ratio_int8={fig['int8_sps'] / pipe_sps:.3f}" if pipe_sps and "int8_sps" in fig else "ratio_int8=nan"]
+    rest = [f"{k}={v:.2f}" for k, v in fig.items()]
+    print(" ".join(head + rest + [f"trained_head={int(trained)}", f"n={n}"]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

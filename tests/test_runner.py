@@ -1,0 +1,178 @@
+"""Runner (config -> cached model -> perturbed test sets -> rows) with the tiny model on the real WikiANN data.
+
+Small caps keep it fast: 150 training sentences, 60 test sentences, 50 bootstrap resamples. The models are trained
+once per module into a temporary cache.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from xner_core import runner
+from xner_core.config import config_hash, make_config
+from xner_core.results import COLUMN_NAMES, SCHEMA, SCOPES
+from xner_core.runner import (CLEAN, EvalJob, cached_configs, eval_jobs, evaluate, iter_evaluate, load_model,
+                              load_predictions, train_model, training_data)
+
+CAPS = dict(max_train_sentences=150, max_dev_sentences=30, batch_size=16)
+EVAL = dict(test_limit=60, embed_model="tiny", bootstrap=50, donor="an")
+PERTS = ("entity_replace", "context_replace", "location_swap")
+REQUIRED = [c.name for c in SCHEMA if "NOT NULL" in c.sql_type]
+
+
+def cfg(target: str = "ca", setting: str = "transfer", sources=("es",), seed: int = 0):
+    return make_config("tiny", target, setting, sources=() if setting == "native" else sources, seed=seed, **CAPS)
+
+
+@pytest.fixture(scope="module")
+def env(wikiann_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A cache with the es transfer model (trained for ca) and the ca native model."""
+    cache = tmp_path_factory.mktemp("runner-cache")
+    runner.clear_caches()
+    messages: list[str] = []
+    es_ca = train_model(cfg("ca"), data_dir=wikiann_dir, cache=cache, status=messages.append)
+    native = train_model(cfg("ca", "native"), data_dir=wikiann_dir, cache=cache)
+    return {"data": wikiann_dir, "cache": cache, "es_ca": es_ca, "native": native, "messages": messages}
+
+
+def test_eval_job_id_carries_the_target_and_what_changes_numbers():
+    ca, an = cfg("ca"), cfg("an")
+    assert config_hash(ca) == config_hash(an)  # one transfer model serves both targets ...
+    assert EvalJob(ca).id != EvalJob(an).id  # ... but their evaluations are different jobs
+    assert EvalJob(an).target == "an"
+    base = EvalJob(ca, "entity_replace", 0, 1.0, 100, "e5-small", "ca")
+    # each field that changes a perturbed job's numbers changes its id
+    variants = [EvalJob(ca, "context_replace", 0, 1.0, 100, "e5-small", "ca"),
+                EvalJob(ca, "entity_replace", 1, 1.0, 100, "e5-small", "ca"),
+                EvalJob(ca, "entity_replace", 0, 0.5, 100, "e5-small", "ca"),
+                EvalJob(ca, "entity_replace", 0, 1.0, 200, "e5-small", "ca"),
+                EvalJob(cfg("ca", seed=1), "entity_replace", 0, 1.0, 100, "e5-small", "ca")]
+    assert len({base.id, *(v.id for v in variants)}) == 1 + len(variants)
+    # ... and fields the job does not read do not: P1 uses neither embeddings nor donors, clean uses no seed
+    assert EvalJob(ca, "entity_replace", 0, 1.0, 100, "tiny", "an").id == base.id
+    assert EvalJob(ca, CLEAN, 5, 0.3, 100, "tiny", "an").id == base.clean().id
+    assert EvalJob(ca, "context_replace", 0, 1.0, 100, "tiny").id != variants[0].id  # P2 embeds words
+
+
+def test_eval_jobs_lists_clean_first_without_duplicates():
+    jobs = eval_jobs(cfg(), ["entity_replace", CLEAN, "entity_replace", "person_swap"], donor=None)
+    assert [j.perturbation for j in jobs] == [CLEAN, "entity_replace", "person_swap"]
+    assert jobs[2].donor == "ca"  # a swap defaults to the target's own names
+
+
+def test_training_data_and_test_set_follow_the_caps(env):
+    data = training_data(cfg("ca"), env["data"])
+    assert [lang for lang, _ in data.source_train] == ["es"]
+    assert len(data.source_train[0][1]) == 150 and len(data.source_dev[0][1]) == 30
+    assert data.target_train == () and data.target_unlabeled == ()
+    native = training_data(cfg("ca", "native"), env["data"])
+    assert native.source_train == () and len(native.target_train) == 150
+    assert len(runner.test_corpus(cfg("ca"), 60, env["data"])) == 60
+
+
+def test_transfer_model_is_shared_across_targets(env):
+    # trained for ca; asking for es->an finds the same cache entry instead of training again
+    an = cfg("an")
+    lm = load_model(an, cache=env["cache"])
+    assert lm.hash == env["es_ca"].hash
+    assert lm.manifest["config"]["target"] == "ca"  # the entry remembers who trained it
+    assert lm.config.target == "an"  # ... but the loaded model is evaluated on the asked target
+    hashes = {e["hash"] for _, e in cached_configs(env["cache"])}
+    assert hashes == {env["es_ca"].hash, env["native"].hash}
+
+
+def test_evaluate_rows_follow_the_schema(env):
+    outs = evaluate(cfg("ca"), PERTS, data_dir=env["data"], cache=env["cache"], loaded=env["es_ca"], **EVAL)
+    assert [o.job.perturbation for o in outs] == [CLEAN, *PERTS]
+    clean = outs[0].rows[0]
+    for o in outs:
+        assert [r["scope"] for r in o.rows] == list(SCOPES)
+        assert len({r["job_id"] for r in o.rows}) == 1 and o.rows[0]["job_id"] == o.job.id
+        for r in o.rows:
+            assert set(r) <= set(COLUMN_NAMES)
+            assert all(r[k] not in (None, "") for k in REQUIRED)
+            assert r["target"] == "ca" and r["sources"] == "es" and r["n_sentences"] == 60
+        overall = o.rows[0]
+        assert overall["clean_f1"] == pytest.approx(clean["f1"])
+        assert overall["drop"] == pytest.approx(clean["f1"] - overall["f1"])
+        assert 0 <= overall["f1"] <= 1 and overall["eval_seconds"] > 0
+        assert len(o.predictions) == len(o.sentences) == 60
+        # predictions are kept on disk under the job id
+        saved = load_predictions(o.job.id, env["cache"])
+        assert [tuple(s["pred"]) for s in saved] == [tuple(p) for p in o.predictions]
+    assert clean["sentences_changed_frac"] == 0.0 and clean["drop"] == 0.0
+    swap = outs[3].rows[0]
+    assert swap["entities_changed_frac"] > 0  # location_swap replaced LOC chunks with an's names
+    assert swap["drop_low"] is not None and swap["drop_low"] <= swap["drop"] <= swap["drop_high"]
+    assert clean["entity_token_overlap"] is not None and clean["n_sources"] == 1
+
+
+def test_same_model_on_another_target_gives_rows_of_that_target(env):
+    outs = evaluate(cfg("an"), [], data_dir=env["data"], cache=env["cache"], loaded=env["es_ca"], **EVAL)
+    row = outs[0].rows[0]
+    ca_clean = EvalJob(cfg("ca"), CLEAN, test_limit=60, embed_model="tiny", donor="an")
+    assert row["target"] == "an" and row["config_hash"] == env["es_ca"].hash
+    assert row["job_id"] != ca_clean.id
+
+
+def test_iter_evaluate_skips_done_jobs(env):
+    full = {o.job.perturbation: o for o in evaluate(cfg("ca"), PERTS, data_dir=env["data"], cache=env["cache"],
+                                                   loaded=env["es_ca"], **EVAL)}
+    ids = {p: o.job.id for p, o in full.items()}
+    # the clean job is done: only the perturbed ones come back, with the same drops (clean is the reference)
+    got = list(iter_evaluate(cfg("ca"), PERTS, data_dir=env["data"], cache=env["cache"], loaded=env["es_ca"],
+                             skip={ids[CLEAN]}, **EVAL))
+    assert [o.job.perturbation for o in got] == list(PERTS)
+    for o in got:
+        assert o.rows[0]["drop"] == pytest.approx(full[o.job.perturbation].rows[0]["drop"])
+        assert o.rows[0]["f1_low"] == pytest.approx(full[o.job.perturbation].rows[0]["f1_low"])
+    # every job done: nothing is loaded or trained (this config was never trained)
+    untrained = cfg("ca", seed=7)
+    all_ids = {j.id for j in eval_jobs(untrained, PERTS, test_limit=60, embed_model="tiny", donor="an")}
+    assert list(iter_evaluate(untrained, PERTS, data_dir=env["data"], cache=env["cache"], skip=all_ids,
+                              **EVAL)) == []
+    assert not (Path(env["cache"]) / "models" / config_hash(untrained)).exists()
+
+
+def test_shared_parts_are_built_once_per_seen_and_test_set(env):
+    runner.clear_caches()
+    kwargs = dict(data_dir=env["data"], cache=env["cache"], **EVAL)
+    first = evaluate(cfg("ca"), PERTS, loaded=env["es_ca"], **kwargs)
+    stats = runner.cache_stats()
+    assert stats["contexts"]["misses"] == 1 and stats["contexts"]["size"] == 1  # one for all three perturbations
+    # the same model on the same test set again (e.g. the next seed): context and perturbed sets are reused
+    again = evaluate(cfg("ca"), PERTS, loaded=env["es_ca"], **kwargs)
+    stats = runner.cache_stats()
+    assert stats["contexts"]["misses"] == 1 and stats["perturbed"]["misses"] == len(PERTS)
+    assert stats["perturbed"]["hits"] == len(PERTS) and stats["features"]["hits"] == 1
+    assert all(_same(a.rows, b.rows) for a, b in zip(again, first))
+    # a different seen corpus (native: the ca train set) gets its own context
+    evaluate(cfg("ca", "native"), ["entity_replace"], loaded=env["native"], **kwargs)
+    assert runner.cache_stats()["contexts"]["misses"] == 2
+
+
+def _same(a, b) -> bool:
+    skip = {"eval_seconds"}
+    for ra, rb in zip(a, b):
+        for k in ra:
+            if k in skip:
+                continue
+            va, vb = ra[k], rb[k]
+            if isinstance(va, float) and isinstance(vb, float):
+                if not (va == vb or (math.isnan(va) and math.isnan(vb))):
+                    return False
+            elif va != vb:
+                return False
+    return True
+
+
+def test_cached_context_gives_the_same_numbers_as_a_fresh_one(env):
+    kwargs = dict(data_dir=env["data"], cache=env["cache"], **EVAL)
+    warm = evaluate(cfg("ca"), PERTS, loaded=env["es_ca"], **kwargs)
+    runner.clear_caches()
+    cold = evaluate(cfg("ca"), PERTS, loaded=env["es_ca"], **kwargs)
+    assert all(_same(a.rows, b.rows) for a, b in zip(warm, cold))
+    assert [o.sentences for o in warm] == [o.sentences for o in cold]

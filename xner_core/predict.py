@@ -1,0 +1,571 @@
+"""Stage 4, predict: batched, length-sorted inference of word-level IOB2 tags.
+
+Input is pre-split words (a `Sentence` or a list of strings per sentence); output is one IOB2 tag per word,
+read from the model's prediction on the word's FIRST sub-token (the same alignment training uses).
+
+How a call runs:
+1. The whole input is tokenised once by the fast tokenizer (`is_split_into_words=True`); batches are sliced
+   from that one encoding, so there is no per-sentence tokenizer call.
+2. A sentence longer than the model's limit is split into windows of whole words that overlap by `stride`
+   sub-tokens; every word takes its tag from the window in which it is most central (farthest from a cut
+   edge), so no sentence is ever silently truncated.
+3. All model inputs (sentences and windows) are sorted by sub-token length, cut into batches padded to the
+   longest member (dynamic padding), run under `torch.inference_mode` (bf16/fp16 autocast on CUDA), and the
+   results are put back in the caller's order.
+4. Words that yield no sub-token (zero-width characters, odd whitespace) get "O" and keep their place.
+5. The tags are repaired to valid IOB2 (`repair_iob2`): a model may emit I-X after O or after another type;
+   that I-X becomes B-X. `xner_core.tags.spans` (like seqeval's default mode) already reads such a stray I-X
+   as the start of a new entity, so the repair never changes which entities a sequence denotes; it only
+   makes the output valid for every downstream consumer.
+
+`predict_text` handles user-typed text: it splits words on whitespace, separates punctuation, and treats each
+character of scripts written without spaces as one word (see `split_words`).
+"""
+
+from __future__ import annotations
+
+import math
+import unicodedata
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
+
+import numpy as np
+
+from .corpus import Sentence
+from .errors import ConfigError
+from .tags import iob1_to_iob2, spans
+
+if TYPE_CHECKING:
+    import torch
+
+BACKENDS: tuple[str, ...] = ("torch", "onnx-int8")
+
+# Models whose position ids start after the padding index (the first pad_token_id + 1 positions are unusable).
+_OFFSET_POSITION_MODELS = frozenset({"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "longformer"})
+# tokenizer.model_max_length is a huge sentinel (int(1e30)) when the tokenizer does not know its model's limit.
+_NO_TOKENIZER_LIMIT = 1_000_000
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Tags plus the model's confidence in each word's predicted label.
+
+    `probs[i][j]` is the softmax probability of the label the model chose for word j of sentence i (before
+    the IOB2 repair turns a stray I-X into B-X; 0.0 for words without sub-tokens).
+    """
+
+    tags: list[list[str]]
+    probs: list[list[float]]
+
+
+class EntitySpan(NamedTuple):
+    """One predicted entity: [start, end) (word indices, or character offsets for `TextPrediction`)."""
+
+    start: int
+    end: int
+    type: str
+    text: str
+
+
+@dataclass(frozen=True)
+class TextPrediction:
+    """The result of `predict_text`: the words found in `text`, their character offsets and tags."""
+
+    text: str
+    tokens: tuple[str, ...]
+    offsets: tuple[tuple[int, int], ...]
+    tags: tuple[str, ...]
+
+    @property
+    def entities(self) -> list[EntitySpan]:
+        """Entities with CHARACTER offsets into `text` (for highlighting); `text` keeps inner spaces."""
+        out = []
+        for sp in spans(self.tags):
+            start, end = self.offsets[sp.start][0], self.offsets[sp.end - 1][1]
+            out.append(EntitySpan(start, end, sp.etype, self.text[start:end]))
+        return out
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One model input: a whole sentence or one window of it."""
+
+    sent: int  # index of the sentence in the input
+    ids: list[int]  # sub-token ids including the special tokens
+    positions: np.ndarray  # position (in ids) of each covered word's first sub-token
+    words: np.ndarray  # the word index of each entry of `positions`
+    centrality: np.ndarray | None  # per entry: distance to the nearest cut edge (None: a whole sentence)
+
+
+# --------------------------------------------------------------------------------------------------- helpers
+
+
+def resolve_device(device: Any = None) -> "torch.device":
+    """Return the torch device to run on.
+
+    Args:
+        device: None/"auto" (CUDA when available, else CPU), or anything `torch.device` accepts.
+
+    Returns:
+        A `torch.device`. Raises ConfigError for CUDA requested on a machine without it.
+    """
+    import torch
+
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"unknown device {device!r}; choose one of: auto, cpu, cuda, cuda:N") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked for but CUDA is not available here; choose one of: auto, cpu")
+    return dev
+
+
+def repair_iob2(tags: Sequence[str]) -> list[str]:
+    """Make a predicted tag sequence valid IOB2: an I-X after O or after another type becomes B-X.
+
+    This is exactly how `xner_core.tags.spans` and seqeval read a stray I-X (it opens a new entity), so
+    `spans(repair_iob2(t)) == spans(t)` for every `t`; the same rule as an IOB1 -> IOB2 conversion.
+
+    Args:
+        tags: predicted tags.
+
+    Returns:
+        A valid IOB2 sequence of the same length.
+    """
+    return iob1_to_iob2(tags)
+
+
+def max_sequence_length(model: Any, tokenizer: Any, max_length: int | None = None) -> int:
+    """Return the longest input (sub-tokens, specials included) the model takes.
+
+    Args:
+        model: the token classifier (its `config.max_position_embeddings` counts).
+        tokenizer: its tokenizer (`model_max_length` counts when it is set).
+        max_length: an optional further cap from the caller.
+
+    Returns:
+        The smallest of the known limits (512 when none is known).
+    """
+    limits: list[int] = []
+    if max_length is not None:
+        if max_length < 1:
+            raise ConfigError(f"max_length must be a positive number of sub-tokens, got {max_length}")
+        limits.append(int(max_length))
+    config = getattr(model, "config", None)
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions:
+        if getattr(config, "model_type", "") in _OFFSET_POSITION_MODELS:
+            positions -= (getattr(config, "pad_token_id", 1) or 0) + 1
+        limits.append(int(positions))
+    tok_limit = getattr(tokenizer, "model_max_length", None)
+    if tok_limit and tok_limit < _NO_TOKENIZER_LIMIT:
+        limits.append(int(tok_limit))
+    return min(limits) if limits else 512
+
+
+def _words_of(sentences: Sequence[Sentence] | Sequence[Sequence[str]]) -> list[list[str]]:
+    out: list[list[str]] = []
+    for i, s in enumerate(sentences):
+        if isinstance(s, Sentence):
+            out.append(list(s.tokens))
+        elif isinstance(s, str):
+            raise ConfigError(f"input {i} is a string; predict_tags takes pre-split words (a list of strings or a "
+                              f"Sentence per sentence); use predict_text for raw text")
+        else:
+            words = list(s)
+            for w in words:
+                if not isinstance(w, str):
+                    raise ConfigError(f"input {i} holds a {type(w).__name__}, not a word; give strings")
+            out.append(words)
+    return out
+
+
+def _labels_of(model: Any) -> list[str]:
+    id2label = getattr(getattr(model, "config", None), "id2label", None)
+    if not id2label:
+        raise ConfigError("the model has no config.id2label; give a token classifier whose labels are IOB2 tags")
+    labels = [str(id2label[k]) for k in sorted(id2label, key=int)]
+    bad = [x for x in labels if x != "O" and not (x[:2] in ("B-", "I-") and len(x) > 2)]
+    if bad or "O" not in labels:
+        raise ConfigError(f"the model's labels {labels} are not IOB2 tags; expected 'O' plus 'B-X'/'I-X' labels "
+                          f"(e.g. {', '.join(('O', 'B-PER', 'I-PER'))})")
+    return labels
+
+
+def _windows(lengths: Sequence[int], room: int, stride: int) -> list[tuple[int, int]]:
+    """Cut words with sub-token counts `lengths` (each <= room) into windows [a, b) of at most `room` sub-tokens.
+
+    Consecutive windows overlap by at most `stride` sub-tokens of whole words, and each window reaches at
+    least one word past the previous one, so the loop always ends.
+    """
+    n = len(lengths)
+    out: list[tuple[int, int]] = []
+    a = 0
+    while True:
+        b, total = a, 0
+        while b < n and total + lengths[b] <= room:
+            total += lengths[b]
+            b += 1
+        out.append((a, b))
+        if b >= n:
+            return out
+        nxt, tail = b, 0
+        while nxt - 1 > a and tail + lengths[nxt - 1] <= stride and tail + lengths[nxt - 1] + lengths[b] <= room:
+            nxt -= 1
+            tail += lengths[nxt]
+        a = nxt
+
+
+def _items_for(sent: int, ids: list[int], word_ids: list[int | None], limit: int, stride: int | None) -> list[_Item]:
+    """Turn one sentence's encoding into model inputs (itself, or overlapping windows when too long)."""
+    pre = 0
+    while pre < len(ids) and word_ids[pre] is None:
+        pre += 1
+    if pre == len(ids):  # no word produced a sub-token
+        return []
+    post = len(ids)
+    while word_ids[post - 1] is None:
+        post -= 1
+    content_wids = word_ids[pre:post]
+    # First sub-token of each word that has one (positions relative to the content).
+    starts: list[int] = []
+    words: list[int] = []
+    prev = None
+    for p, w in enumerate(content_wids):
+        if w != prev:
+            starts.append(p)
+            words.append(w)  # type: ignore[arg-type]
+            prev = w
+    if len(ids) <= limit:
+        return [_Item(sent, ids, np.asarray(starts, dtype=np.int64) + pre, np.asarray(words, dtype=np.int64), None)]
+
+    room = limit - pre - (len(ids) - post)
+    if room < 1:
+        raise ConfigError(f"max_length {limit} leaves no room for words next to the {len(ids) - post + pre} special "
+                          f"tokens; give a larger max_length")
+    overlap = room // 2 if stride is None else max(0, min(int(stride), room - 1))
+    ends = starts[1:] + [post - pre]
+    piece_lists = [ids[pre + s: pre + e][:room] for s, e in zip(starts, ends)]  # a giant word keeps `room` pieces
+    lengths = [len(p) for p in piece_lists]
+    head, tail = ids[:pre], ids[post:]
+    items: list[_Item] = []
+    for a, b in _windows(lengths, room, overlap):
+        offsets = np.cumsum([0] + lengths[a:b])
+        body = [t for pieces in piece_lists[a:b] for t in pieces]
+        total = int(offsets[-1])
+        # Centrality in sub-tokens; a window edge that is the sentence's own edge is no cut.
+        left = offsets[:-1] if a > 0 else np.full(b - a, math.inf)
+        right = (total - offsets[1:]) if b < len(lengths) else np.full(b - a, math.inf)
+        items.append(_Item(sent, head + body + tail, offsets[:-1].astype(np.int64) + pre,
+                            np.asarray(words[a:b], dtype=np.int64), np.minimum(left, right)))
+    return items
+
+
+def _forward(model: Any, backend: str, device: Any) -> tuple[Callable[[np.ndarray, np.ndarray], Any],
+                                                              Callable[[], None]]:
+    """Return (run(ids, mask) -> logits tensor, restore()) for a torch model or an ONNX classifier."""
+    import torch
+
+    from .onnx_backend import OnnxTokenClassifier, load_onnx_int8
+
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    if isinstance(model, OnnxTokenClassifier) or backend == "onnx-int8":
+        if device is not None and device != "auto" and torch.device(device).type != "cpu":
+            raise ConfigError(f"the onnx-int8 backend runs on the CPU only; got device {device!r}; use device='cpu' "
+                              f"or backend='torch'")
+        onnx_model = model if isinstance(model, OnnxTokenClassifier) else load_onnx_int8(model)
+        return (lambda ids, mask: onnx_model(ids, mask)), (lambda: None)
+
+    dev = resolve_device(device)
+    was_training = model.training
+    model.eval()  # dropout off; restored afterwards
+    first = next(model.parameters(), None)
+    if first is not None and first.device != dev:
+        model.to(dev)
+    autocast_dtype = None
+    if dev.type == "cuda":
+        autocast_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+    def run(ids: np.ndarray, mask: np.ndarray) -> Any:
+        t_ids = torch.from_numpy(ids).to(dev, non_blocking=True)
+        t_mask = torch.from_numpy(mask).to(dev, non_blocking=True)
+        if autocast_dtype is None:
+            return model(input_ids=t_ids, attention_mask=t_mask).logits
+        with torch.autocast(device_type="cuda", dtype=autocast_dtype):
+            return model(input_ids=t_ids, attention_mask=t_mask).logits
+
+    return run, (lambda: model.train(was_training))
+
+
+# ------------------------------------------------------------------------------------------------ public API
+
+
+def predict_tags(
+    model: Any,
+    tokenizer: Any,
+    sentences: Sequence[Sentence] | Sequence[Sequence[str]],
+    batch_size: int = 32,
+    device: Any = None,
+    max_length: int | None = None,
+    return_probs: bool = False,
+    *,
+    stride: int | None = None,
+    backend: str = "torch",
+) -> list[list[str]] | Prediction:
+    """Predict one IOB2 tag per word.
+
+    Args:
+        model: a token classifier (`AutoModelForTokenClassification`) whose `config.id2label` are IOB2 tags,
+            or an `OnnxTokenClassifier`.
+        tokenizer: its FAST tokenizer (word alignment needs `word_ids()`).
+        sentences: `Sentence`s or lists of words.
+        batch_size: model inputs per forward pass.
+        device: None/"auto" (CUDA when available), "cpu", "cuda", ... The model is moved there; on CUDA the
+            forward runs under bf16 (fp16 without bf16 support) autocast.
+        max_length: an optional cap on the sub-tokens per model input (specials included); the model's and
+            tokenizer's own limits always apply. Longer sentences are windowed, never truncated.
+        return_probs: also return each word's confidence (a `Prediction`).
+        stride: overlap, in sub-tokens, between consecutive windows of a too-long sentence (default: half a
+            window).
+        backend: "torch", or "onnx-int8" to export, quantize and cache the model for ONNX Runtime on the CPU
+            (see `xner_core.onnx_backend`; an `OnnxTokenClassifier` given as `model` implies it).
+
+    Returns:
+        `list[list[str]]` aligned with the input words (valid IOB2; [] for an empty sentence), or a
+        `Prediction` when `return_probs`.
+    """
+    import torch
+
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+    if not getattr(tokenizer, "is_fast", False):
+        raise ConfigError("predict_tags needs a fast tokenizer (word_ids() for first-sub-token alignment); "
+                          "load it with AutoTokenizer.from_pretrained(..., use_fast=True)")
+    words = _words_of(sentences)
+    labels = _labels_of(model)
+    o_id = labels.index("O")
+    label_ids = [np.full(len(w), o_id, dtype=np.int64) for w in words]
+    probs = [np.zeros(len(w), dtype=np.float32) for w in words]
+    best = [np.full(len(w), -math.inf) for w in words]
+
+    todo = [i for i, w in enumerate(words) if w]
+    if todo:
+        limit = max_sequence_length(model, tokenizer, max_length)
+        # One tokenizer call for the whole input; verbose=False: long sentences are windowed below.
+        enc = tokenizer([words[i] for i in todo], is_split_into_words=True, add_special_tokens=True,
+                        truncation=False, verbose=False)
+        items: list[_Item] = []
+        for k, i in enumerate(todo):
+            e = enc.encodings[k]
+            items.extend(_items_for(i, e.ids, e.word_ids, limit, stride))
+        items.sort(key=lambda it: len(it.ids), reverse=True)  # longest first: memory trouble shows at once
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        run, restore = _forward(model, backend, device)
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(items), batch_size):
+                    batch = items[start:start + batch_size]
+                    width = max(len(it.ids) for it in batch)
+                    ids = np.full((len(batch), width), pad_id, dtype=np.int64)
+                    mask = np.zeros((len(batch), width), dtype=np.int64)
+                    for r, it in enumerate(batch):
+                        ids[r, : len(it.ids)] = it.ids
+                        mask[r, : len(it.ids)] = 1
+                    logits = run(ids, mask)
+                    if return_probs:
+                        conf_t, pred_t = torch.softmax(logits.float(), dim=-1).max(dim=-1)
+                        conf = conf_t.cpu().numpy()
+                    else:
+                        pred_t = logits.argmax(dim=-1)
+                    pred = pred_t.cpu().numpy()
+                    for r, it in enumerate(batch):
+                        got = pred[r, it.positions]
+                        if it.centrality is None:
+                            label_ids[it.sent][it.words] = got
+                            if return_probs:
+                                probs[it.sent][it.words] = conf[r, it.positions]
+                            continue
+                        # Windows: keep the prediction from the window where the word is most central.
+                        take = it.centrality > best[it.sent][it.words]
+                        w = it.words[take]
+                        best[it.sent][w] = it.centrality[take]
+                        label_ids[it.sent][w] = got[take]
+                        if return_probs:
+                            probs[it.sent][w] = conf[r, it.positions[take]]
+        finally:
+            restore()
+
+    tags = [repair_iob2([labels[j] for j in row]) for row in label_ids]
+    if return_probs:
+        return Prediction(tags, [p.tolist() for p in probs])
+    return tags
+
+
+def predict_entities(
+    model: Any,
+    tokenizer: Any,
+    sentences: Sequence[Sentence] | Sequence[Sequence[str]],
+    **kwargs: Any,
+) -> list[list[EntitySpan]]:
+    """Predict entities as word spans with their text (for display).
+
+    Args:
+        model: as for `predict_tags`.
+        tokenizer: as for `predict_tags`.
+        sentences: `Sentence`s or lists of words.
+        **kwargs: passed on to `predict_tags` (batch_size, device, max_length, stride, backend).
+
+    Returns:
+        Per sentence, `EntitySpan(start, end, type, text)` with [start, end) WORD indices and the text made by
+        `join_words`.
+    """
+    kwargs.pop("return_probs", None)
+    words = _words_of(sentences)
+    tags = predict_tags(model, tokenizer, words, **kwargs)
+    assert isinstance(tags, list)
+    return [[EntitySpan(sp.start, sp.end, sp.etype, join_words(w[sp.start:sp.end])) for sp in spans(t)]
+            for w, t in zip(words, tags)]
+
+
+# ---------------------------------------------------------------------------------------- user-typed text
+
+# Scripts written without spaces between words: each character (with its combining marks) is one word.
+# This matches WikiANN, whose zh and ja sentences are tokenised per character, so a model trained on it
+# sees the same units; for Thai, Lao, Khmer, Myanmar and Tibetan no dictionary-free word splitter is
+# reliable, and per-character tags still let an entity be any run of characters.
+_NO_SPACE_RANGES: tuple[tuple[int, int], ...] = (
+    (0x0E00, 0x0EFF),  # Thai, Lao
+    (0x0F00, 0x0FFF),  # Tibetan
+    (0x1000, 0x109F),  # Myanmar
+    (0x1780, 0x17FF),  # Khmer
+    (0x2E80, 0x2FDF),  # CJK radicals
+    (0x3005, 0x3007),  # 々 〆 〇
+    (0x3040, 0x30FF),  # Hiragana, Katakana
+    (0x3100, 0x312F),  # Bopomofo
+    (0x31F0, 0x31FF),  # Katakana extension
+    (0x3400, 0x4DBF),  # CJK extension A
+    (0x4E00, 0x9FFF),  # CJK unified ideographs
+    (0xF900, 0xFAFF),  # CJK compatibility ideographs
+    (0xFF66, 0xFF9F),  # half-width Katakana
+    (0x20000, 0x3FFFF),  # CJK extensions B-H
+)
+# Punctuation that stays inside a word when letters or digits stand on both sides: d'Italia, skol-dañs, 3.5,
+# 1,000, U.S.A (Persian/Urdu words keep ZWNJ since it is a format character, not punctuation).
+_JOINERS = frozenset("'’ʼ-‐‑.·,_")
+# Separators that are not `str.isspace()` but split words (used between words in Thai/Khmer/Burmese text).
+_EXTRA_SPACES = frozenset("\u200b\ufeff\u2060")
+
+
+def _no_space_script(ch: str) -> bool:
+    cp = ord(ch)
+    return any(lo <= cp <= hi for lo, hi in _NO_SPACE_RANGES)
+
+
+def _kind(ch: str) -> str:
+    """Classify a character: space, mark (combining), punct (punctuation/symbol), char (no-space script), word."""
+    if ch.isspace() or ch in _EXTRA_SPACES:
+        return "space"
+    cat = unicodedata.category(ch)
+    if cat[0] == "M":
+        return "mark"
+    if cat[0] in "PS":
+        return "punct"
+    if _no_space_script(ch):
+        return "char"
+    return "word"
+
+
+def split_words(text: str) -> tuple[list[str], list[tuple[int, int]]]:
+    """Split user-typed text into words for tagging, in any script.
+
+    Rules: whitespace (and zero-width spaces) separate words; punctuation and symbols become words of their
+    own, except joiners (' - . , and kin) between two letters/digits (d'Italia, 3.5) and runs of one repeated
+    mark ("...", "''"); in scripts written without spaces (CJK, kana, Thai, Lao, Khmer, Myanmar, Tibetan)
+    every character with its combining marks is one word, as WikiANN zh/ja are tokenised; combining marks
+    stay with the character before them.
+
+    Args:
+        text: raw text.
+
+    Returns:
+        (words, [(start, end) character offsets into `text`]).
+    """
+    words: list[str] = []
+    offsets: list[tuple[int, int]] = []
+    start: int | None = None
+    cur = ""  # kind of the open word: "word", "char" or "punct"
+
+    def close(end: int) -> None:
+        nonlocal start
+        if start is not None and end > start:
+            words.append(text[start:end])
+            offsets.append((start, end))
+        start = None
+
+    n = len(text)
+    for i, ch in enumerate(text):
+        kind = _kind(ch)
+        if kind == "space":
+            close(i)
+            continue
+        if kind == "mark":
+            if start is None:  # a stray mark opens a word
+                start, cur = i, "word"
+            continue
+        if kind == "punct":
+            if cur == "word" and start is not None and ch in _JOINERS and i + 1 < n and _kind(text[i + 1]) == "word":
+                continue  # joiner inside a word
+            if cur == "punct" and start is not None and text[i - 1] == ch:
+                continue  # run of one repeated mark
+            close(i)
+            start, cur = i, "punct"
+            continue
+        if kind == "char":
+            close(i)
+            start, cur = i, "char"
+            continue
+        # a letter or digit of a spaced script
+        if cur != "word":
+            close(i)
+        if start is None:
+            start, cur = i, "word"
+    close(n)
+    return words, offsets
+
+
+def join_words(words: Sequence[str]) -> str:
+    """Join words for display: single spaces, none between two characters of a script written without spaces.
+
+    Args:
+        words: words as `split_words` or WikiANN give them (zh/ja one character per word).
+
+    Returns:
+        The text, e.g. "New York" but "東京".
+    """
+    out: list[str] = []
+    for i, w in enumerate(words):
+        if i and not (_no_space_script(words[i - 1][-1:] or " ") and _no_space_script(w[:1] or " ")):
+            out.append(" ")
+        out.append(w)
+    return "".join(out)
+
+
+def predict_text(model: Any, tokenizer: Any, text: str, **kwargs: Any) -> TextPrediction:
+    """Tag user-typed text: split it with `split_words`, then `predict_tags` on the words.
+
+    Args:
+        model: as for `predict_tags`.
+        tokenizer: as for `predict_tags`.
+        text: raw text of one sentence (or a short paragraph).
+        **kwargs: passed on to `predict_tags` (device, max_length, stride, backend).
+
+    Returns:
+        A `TextPrediction` (tokens, character offsets, tags; `.entities` with character offsets).
+    """
+    kwargs.pop("return_probs", None)
+    tokens, offsets = split_words(text)
+    tags = predict_tags(model, tokenizer, [tokens], **kwargs)[0] if tokens else []
+    return TextPrediction(text, tuple(tokens), tuple(offsets), tuple(tags))
