@@ -1,0 +1,145 @@
+"""Pair explorer: one source→target pair (URL: ?source=fr&target=br&model=mbert).
+
+Clean vs perturbed F1 of the native and transfer models (published beside ours, CIs for ours), per-type F1
+(ours), the pair's overlap and URIEL features, and an example viewer of original vs perturbed test sentences
+computed live with `xner_core.perturb`, gold entities highlighted. Model predictions come through
+`xner_ui.hooks.predictions_for`.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from xner_core import analysis, plots
+from xner_core.corpus import Sentence
+from xner_core.languages import get_language, parse_pair
+from xner_core.perturb import get_perturbation
+from xner_core.predict import join_words
+from xner_ui import data, hooks, page, render, state
+
+state.require_app()
+
+sh = state.shared()
+source, target, model = sh.source, sh.target, sh.model
+pair = parse_pair(f"{source}-{target}")
+st.title(f"{get_language(source).name} → {get_language(target).name}  ({source}→{target})")
+st.caption(f"Relation: **{pair.relation}**" + (f" · {render.md_escape(pair.note)}" if pair.note else "")
+           + ". Change the pair, model or perturbation in the sidebar; the URL keeps them.")
+
+tidy = data.tidy_frame()
+rows = analysis.pair_rows(tidy, source, target)
+
+st.subheader("Clean vs perturbed F1")
+if rows.empty:
+    st.info(f"No scores for {source}→{target} yet (the study covers its 13 pairs). Run {data.STORE_HINT} or "
+            "`xner eval` for this pair.")
+else:
+    page.chart(plots.pair_f1_bars(rows), "pair_bars", f"xner_pair_{source}_{target}_f1")
+    table = analysis.compare_table(rows)
+    order = {p: i for i, p in enumerate(plots.perturbation_order(table["perturbation"]))}
+    table = table.sort_values(["setting", "perturbation"], key=lambda col: col.map(order) if col.name ==
+                              "perturbation" else col).reset_index(drop=True)
+    st.dataframe(table.assign(perturbation=table["perturbation"].map(plots.perturbation_title)),
+                 hide_index=True, width="stretch")
+    page.download_csv(table, f"xner_pair_{source}_{target}_f1.csv", key="dl_pair_f1", label="F1 table (CSV)")
+    if not (rows["origin"] == "ours").any():
+        st.caption(f"Only the study's published numbers so far; ours appear here after {data.STORE_HINT}.")
+
+st.subheader(f"Per-type F1 (ours, {model})")
+typed = rows[(rows["origin"] == "ours") & (rows["model"] == model) & rows["scope"].isin(["PER", "ORG", "LOC"])]
+if typed.empty:
+    st.info(f"No per-type scores of ours for {source}→{target} with `{model}` yet. The study published overall F1 "
+            f"only; our runs ({data.STORE_HINT}) write PER/ORG/LOC scores, typically with `e5-small` (pick it in "
+            "the sidebar).")
+else:
+    page.chart(plots.per_type_bars(typed), "pair_types", f"xner_pair_{source}_{target}_{model}_types")
+    page.download_csv(typed[["setting", "perturbation", "scope", "f1", "f1_low", "f1_high"]],
+                      f"xner_pair_{source}_{target}_{model}_types.csv", key="dl_types", label="Per-type F1 (CSV)")
+
+st.subheader("Pair features")
+features = []
+for setting in ("transfer", "native"):
+    part = rows[rows["setting"] == setting]
+    if part.empty:
+        continue
+    first = part.iloc[0]
+    features.append({"setting": setting, **{label: first.get(col) for col, label in analysis.FEATURES.items()}})
+if features:
+    feat = pd.DataFrame(features).set_index("setting").T.astype(float).reset_index(names="feature")
+    st.dataframe(feat, hide_index=True, width="stretch",
+                 column_config={s: st.column_config.NumberColumn(format="%.4f") for s in ("transfer", "native")})
+    page.download_csv(feat, f"xner_pair_{source}_{target}_features.csv", key="dl_features",
+                      label="Features (CSV)")
+    st.caption("Overlap (ours) is measured on the WikiANN Rahimi splits (source train vs target test for transfer, "
+               "target train vs target test for native); (study) is the study's measure on its own split.")
+
+st.subheader("Examples: original vs perturbed")
+pert_name = sh.perturbation
+pert = get_perturbation(pert_name)
+st.caption(f"**{plots.perturbation_title(pert_name)}** (`{pert_name}`): {pert.description}")
+with page.guarded("the example viewer"):
+    c1, c2 = st.columns([2, 1])
+    n = state.slider("Sentences", 1, 20, "n", 5, where=c1)
+    changed_only = state.select("Show", ["changed", "all"], "examples", "changed", where=c2, radio=True,
+                                format_func=lambda v: "changed by the perturbation" if v == "changed" else
+                                "all with entities") == "changed"
+    donor = source if "donor" in pert.needs else None  # swaps draw names from the source language's data
+    missing = data.missing_splits([(source, "train"), (target, "test")])
+    if missing is not None:
+        st.info(missing.message, icon=":material/folder_off:")
+    elif "embed" in pert.needs and hooks.word_embedder(model) is None:
+        st.info(f"`{pert_name}` needs a word embedder for its nearest-neighbour replacements; it becomes available "
+                "here when the models are wired into the dashboard. Pick another perturbation in the sidebar "
+                "(e.g. entity_replace, context_random, person_swap, char_noise).", icon=":material/model_training:")
+    else:
+        embed_model = model if "embed" in pert.needs else None
+        examples = data.examples_for(source, target, pert_name, n, seed=0, donor=donor, embed_model=embed_model,
+                                     changed_only=changed_only)
+        sents = [Sentence(tuple(e["tokens"]), tuple(e["tags"]), target, e["id"]) for e in examples]
+        perturbed = [Sentence(tuple(e["p_tokens"]), tuple(e["p_tags"]), target, e["id"]) for e in examples]
+        preds = {
+            setting: (hooks.predictions_for(sents, hooks.ModelKey(model, setting, source, target)),
+                      hooks.predictions_for(perturbed, hooks.ModelKey(model, setting, source, target)))
+            for setting in ("native", "transfer")
+        }
+        have_preds = all(a is not None and b is not None for a, b in preds.values())
+        only_changed = st.toggle("Only sentences whose prediction changed under the perturbation",
+                                 key="only_changed", disabled=not have_preds,
+                                 help="Compares the native and transfer models' predictions on the original and "
+                                      "the perturbed sentence.")
+        if not have_preds:
+            st.caption("Model predictions (native and transfer) are not available in the dashboard yet; gold tags "
+                       "are shown.")
+        st.html(render.legend_html())
+        shown = 0
+        for i, e in enumerate(examples):
+            blocks = [render.entity_html(e["tokens"], e["tags"], label="gold · original"),
+                      render.entity_html(e["p_tokens"], e["p_tags"], e["changed"], label="gold · perturbed")]
+            if have_preds:
+                changed_pred = False
+                for setting, (orig, pert_pred) in preds.items():
+                    blocks.append(render.entity_html(e["tokens"], orig[i], label=f"{setting} · original"))
+                    blocks.append(render.entity_html(e["p_tokens"], pert_pred[i], e["changed"],
+                                                     label=f"{setting} · perturbed"))
+                    changed_pred |= list(orig[i]) != list(pert_pred[i]) or len(e["tokens"]) != len(e["p_tokens"])
+                if only_changed and not changed_pred:
+                    continue
+            st.html('<div style="border-bottom:1px solid #e5e7eb;padding:6px 0">' + "".join(blocks) + "</div>")
+            shown += 1
+        if not examples:
+            st.info("None of the target test sentences with entities is changed by this perturbation for this "
+                    "pair." if changed_only else "No test sentences with entities found for this pair.")
+        else:
+            if changed_only:
+                st.caption(f"The first {len(examples)} target test sentences changed by the perturbation "
+                           "(perturbation seed 0).")
+            else:
+                st.caption(f"The first {len(examples)} target test sentences with entities; "
+                           f"{sum(bool(e['changed']) for e in examples)} of them changed by the perturbation "
+                           "(perturbation seed 0).")
+            table = pd.DataFrame([{"id": e["id"], "original": join_words(e["tokens"]),
+                                   "perturbed": join_words(e["p_tokens"]), "gold_tags": " ".join(e["tags"]),
+                                   "perturbed_tags": " ".join(e["p_tags"])} for e in examples])
+            page.download_csv(table, f"xner_examples_{source}_{target}_{pert_name}.csv", key="dl_examples",
+                              label="Examples (CSV)")

@@ -1,0 +1,58 @@
+"""Source diversity: for one target, F1 (clean and perturbed) against the number of source languages and their
+typological diversity, multi-source and distillation models beside the best single-source transfer model.
+
+Reads our result rows with setting multi_source / distill (written by `xner grid run diversity`).
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from xner_core import analysis, plots
+from xner_core.distance import DISTANCE_KINDS
+from xner_core.languages import get_language
+from xner_ui import data, page, state
+
+state.require_app()
+
+sh = state.shared()
+st.title("Source diversity")
+st.caption("Does training on more, and more varied, source languages make transfer to a low-resource target "
+           "stronger and more robust? Diversity index: mean pairwise URIEL distance among the sources.")
+
+tidy = data.tidy_frame()
+ours = tidy[(tidy["origin"] == "ours") & tidy["setting"].isin(["multi_source", "distill"])]
+targets = sorted(set(ours["target"])) or sorted({sh.target, *tidy["target"]})
+default_target = sh.target if sh.target in targets else targets[0]
+c1, c2 = st.columns(2)
+target = state.select("Target", targets, "div_target", default_target, where=c1,
+                      format_func=lambda c: f"{c} · {get_language(c).name}")
+kind = state.select("Diversity index", DISTANCE_KINDS, "kind", "genetic", where=c2,
+                    format_func=lambda k: f"mean pairwise URIEL {k} distance")
+
+if ours.empty:
+    st.info(
+        "No multi-source or distillation results yet. This page plots them once they exist: run\n\n"
+        "`xner grid run diversity`\n\n"
+        "which trains, for several targets, models on growing source sets (e.g. es; es+fr; es+fr+it; …) with "
+        "multi-source training and distillation, evaluates them clean and perturbed, and writes the rows to the "
+        "results store (`xner results export` / `data/results/` to share them).",
+        icon=":material/hub:",
+    )
+else:
+    sources = sorted(set(ours.loc[ours["target"] == target, "sources"]) |
+                     set(tidy.loc[(tidy["origin"] == "ours") & (tidy["target"] == target)
+                                  & (tidy["setting"] == "transfer"), "sources"]))
+    index = {s: data.diversity_index(s, kind) for s in sources}
+    frame = analysis.diversity_view(tidy, target, index)
+    if frame.empty:
+        st.info(f"No multi-source or distillation results for {target}; choose another target.")
+    else:
+        perts = [analysis.CLEAN, sh.perturbation]
+        st.caption(f"Panels: clean and the sidebar's perturbation ({plots.perturbation_title(sh.perturbation)}).")
+        page.chart(plots.diversity_scatter(frame, "n_sources", "number of source languages", perts),
+                   "div_count", f"xner_diversity_{target}_count")
+        page.chart(plots.diversity_scatter(frame, "diversity", f"mean pairwise URIEL {kind} distance", perts),
+                   "div_index", f"xner_diversity_{target}_{kind}")
+        st.dataframe(frame, hide_index=True, width="stretch")
+        page.download_csv(frame, f"xner_diversity_{target}_{kind}.csv", key="dl_div", label="Rows (CSV)")

@@ -1,0 +1,100 @@
+"""AppTest of the overview page: widgets, charts from the real published rows, ours beside them, URL state."""
+
+from __future__ import annotations
+
+from apptest_helpers import (assert_clean_run, open_page, plotly_specs, result_row, values, widget_value,
+                             write_store_rows)
+
+from xner_core.languages import reference_pairs
+
+ALL_PAIRS = {p.label for p in reference_pairs()}
+
+
+def marker_traces(spec: dict) -> list[dict]:
+    return [t for t in spec["data"] if (t.get("meta") or {}).get("kind") == "points"]
+
+
+def pairs_of(trace: dict) -> set[str]:
+    return {row[6] for row in trace["customdata"]}
+
+
+def test_overview_default_view_from_published_rows(no_data):
+    at = open_page(None)
+    assert_clean_run(at)
+    assert at.title[0].value == "Overview"
+    # Shared sidebar + page filters.
+    assert [s.label for s in at.sidebar.selectbox] == ["Model", "Pair (source → target)", "Perturbation"]
+    assert {m.label for m in at.multiselect} == {"Origin", "Models", "Settings", "Perturbations"}
+    assert at.radio(key="qp_y").value == "drop"
+    assert at.selectbox(key="qp_x").value == "entity_token_overlap"
+    scatter, heatmap = plotly_specs(at)
+    markers = marker_traces(scatter)
+    # 3 perturbations x 2 settings x 2 models; our overlap has no cs (no local Czech data) -> 12 transfer pairs.
+    assert len(markers) == 12
+    for t in markers:
+        expected = ALL_PAIRS if t["meta"]["setting"] == "native" else ALL_PAIRS - {"cs→sk"}
+        assert pairs_of(t) == expected
+    assert any((t.get("meta") or {}).get("kind") == "band" for t in scatter["data"])
+    hm = [t for t in heatmap["data"] if t["type"] == "heatmap"]
+    assert [t["meta"]["setting"] for t in hm] == ["native", "transfer"]
+    assert list(hm[0]["y"]) == [p.label for p in reference_pairs()]
+    # Image export via the modebar; downloads for every chart/table.
+    assert '"toImageButtonOptions"' in at.get("plotly_chart")[0].proto.config
+    assert {b.key for b in at.get("download_button")} >= {"dl_points", "dl_stats", "dl_heatmap"}
+    # Stats table: one row per panel x series.
+    assert len(at.dataframe[0].value) == 12
+    assert any("No results of ours yet" in i.value for i in at.info)
+
+
+def test_overview_url_state_round_trip(no_data):
+    params = {"y": "f1", "x": "paper_token_overlap", "models": "xlmr", "settings": "transfer",
+              "perturbations": "clean,entity_replace", "origins": "published", "model": "xlmr", "source": "es",
+              "target": "an", "perturbation": "char_noise"}
+    at = open_page(None, params)
+    assert_clean_run(at)
+    assert at.radio(key="qp_y").value == "f1"
+    assert at.selectbox(key="qp_x").value == "paper_token_overlap"
+    assert at.multiselect(key="qp_models").value == ["xlmr"]
+    assert at.multiselect(key="qp_settings").value == ["transfer"]
+    assert at.multiselect(key="qp_perturbations").value == ["clean", "entity_replace"]
+    assert widget_value(at, "qp_model") == "xlmr"
+    assert widget_value(at, "qp_pair") == "es→an"
+    assert widget_value(at, "qp_perturbation") == "char_noise"
+    markers = marker_traces(plotly_specs(at)[0])
+    assert len(markers) == 2  # clean + P1, transfer, xlmr, published
+    for t in markers:
+        assert pairs_of(t) == ALL_PAIRS  # the study's overlap covers cs→sk
+        assert {row[2] for row in t["customdata"]} == {"xlmr"}
+    for key, value in params.items():
+        assert at.query_params[key] == [value] or at.query_params[key] == value
+
+
+def test_overview_ignores_invalid_url_values(no_data):
+    at = open_page(None, {"x": "<script>alert(1)</script>", "y": "nope", "models": "mbert,bogus",
+                          "source": "xx", "target": "br"})
+    assert_clean_run(at)
+    assert at.selectbox(key="qp_x").value == "entity_token_overlap"
+    assert at.radio(key="qp_y").value == "drop"
+    assert at.multiselect(key="qp_models").value == ["mbert"]
+    assert widget_value(at, "qp_pair") == "fr→br"
+
+
+def test_overview_shows_ours_beside_published(no_data):
+    rows = []
+    for i, pair in enumerate(reference_pairs()[:5]):
+        for pert, f1 in (("clean", 0.80), ("entity_replace", 0.70 - 0.02 * i)):
+            rows.append(result_row(job_id=f"{pair.key}-{pert}", sources=pair.source, target=pair.target,
+                                   perturbation=pert, f1=f1, clean_f1=0.80, drop=0.80 - f1, f1_low=f1 - 0.02,
+                                   f1_high=f1 + 0.02))
+    write_store_rows(rows)
+    at = open_page(None, {"perturbations": "entity_replace", "settings": "transfer"})
+    assert_clean_run(at)
+    assert at.multiselect(key="qp_models").value == ["mbert", "xlmr", "e5-small"]
+    markers = marker_traces(plotly_specs(at)[0])
+    names = {t["name"] for t in markers}
+    assert names == {"mbert · published", "xlmr · published", "e5-small · ours"}
+    ours = next(t for t in markers if t["name"] == "e5-small · ours")
+    assert pairs_of(ours) == {p.label for p in reference_pairs()[:5]}
+    by_pair = {row[6]: y for row, y in zip(ours["customdata"], values(ours["y"]))}
+    assert abs(by_pair["fr→br"] - 10.0) < 1e-9 and abs(by_pair["ar→hi"] - 14.0) < 1e-9
+    assert not any("No results of ours yet" in i.value for i in at.info)

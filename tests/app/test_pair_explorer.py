@@ -1,0 +1,79 @@
+"""AppTest of the pair explorer: URL state, published F1 and features from the real tables, live examples."""
+
+from __future__ import annotations
+
+from apptest_helpers import (assert_clean_run, open_page, plotly_specs, rendered_texts, result_row, values,
+                             widget_value, write_store_rows)
+
+PAGE = "pages/pair_explorer.py"
+
+
+def test_pair_from_url_with_published_numbers_and_features(no_data):
+    at = open_page(PAGE, {"source": "es", "target": "ast", "model": "xlmr", "perturbation": "entity_replace"})
+    assert_clean_run(at)
+    assert at.title[0].value.startswith("Spanish → Asturian")
+    assert widget_value(at, "qp_pair") == "es→ast" and widget_value(at, "qp_model") == "xlmr"
+    bars = [t for t in plotly_specs(at)[0]["data"] if (t.get("meta") or {}).get("kind") == "bars"]
+    assert {(t["meta"]["setting"], t["name"]) for t in bars} == {
+        (s, f"{m} · published") for s in ("native", "transfer") for m in ("mbert", "xlmr")}
+    xlmr_transfer = next(t for t in bars if t["name"] == "xlmr · published" and t["meta"]["setting"] == "transfer")
+    assert values(xlmr_transfer["y"]) == [84.3, 77.0, 84.1, 76.3]  # clean, P1, P2, P3 (paper-spec §6)
+    f1_table, features = at.dataframe[0].value, at.dataframe[1].value
+    assert len(f1_table) == 8  # 2 settings x 4 conditions
+    feat = features.set_index("feature")
+    assert feat.loc["Entity-token overlap (ours)", "transfer"] == 0.5604
+    assert feat.loc["Entity-token overlap (study)", "native"] == 0.791
+    assert feat.loc["URIEL genetic distance", "native"] == 0.0
+    assert any("e5-small" in i.value for i in at.info)  # per-type scores: none of ours yet
+    assert any("XNER_DATA_DIR" in i.value for i in at.info)  # examples: no local data here
+    assert {b.key for b in at.get("download_button")} >= {"dl_pair_f1", "dl_features"}
+
+
+def test_chart_click_target_overrides_the_session_pair(no_data):
+    # What the overview does on a click: st.switch_page(pair explorer, query_params=selection filter).
+    at = open_page(None)
+    assert widget_value(at, "qp_pair") == "fr→br"
+    at.query_params = {"source": "nl", "target": "af", "model": "xlmr"}
+    at.switch_page(PAGE).run()
+    assert_clean_run(at)
+    assert widget_value(at, "qp_pair") == "nl→af" and widget_value(at, "qp_model") == "xlmr"
+    assert at.title[0].value.startswith("Dutch → Afrikaans")
+
+
+def test_examples_from_real_test_sentences(with_data):
+    at = open_page(PAGE, {"source": "es", "target": "ast", "perturbation": "entity_replace", "n": "3"})
+    assert_clean_run(at)
+    assert at.slider(key="qp_n").value == 3
+    blocks = [h for h in rendered_texts(at, ["html"]) if "gold · original" in h]
+    assert len(blocks) == 3
+    for block in blocks:
+        assert "gold · perturbed" in block and ">PER<" in block or ">LOC<" in block or ">ORG<" in block
+    assert any("changed by the perturbation" in c.value for c in at.caption)
+    assert at.toggle(key="only_changed").disabled  # no model predictions yet
+    assert "dl_examples" in {b.key for b in at.get("download_button")}
+
+
+def test_context_perturbation_needs_an_embedder(with_data):
+    at = open_page(PAGE, {"source": "fr", "target": "br", "perturbation": "context_replace"})
+    assert_clean_run(at)
+    assert any("needs a word embedder" in i.value for i in at.info)
+
+
+def test_per_type_scores_of_ours(no_data):
+    rows = [result_row(job_id=f"j-{pert}", scope=scope, sources="fr", target="br", perturbation=pert, f1=f1,
+                       f1_low=f1 - 0.05, f1_high=f1 + 0.03)
+            for pert in ("clean", "entity_replace") for scope, f1 in (("overall", 0.7), ("PER", 0.8), ("LOC", 0.6),
+                                                                      ("ORG", 0.5))]
+    write_store_rows(rows)
+    at = open_page(PAGE, {"source": "fr", "target": "br", "model": "e5-small"})
+    assert_clean_run(at)
+    specs = plotly_specs(at)
+    per_type = [t for t in specs[1]["data"] if (t.get("meta") or {}).get("kind") == "bars"]
+    assert [t["meta"]["perturbation"] for t in per_type] == ["clean", "entity_replace"]
+    assert list(per_type[0]["x"]) == ["PER", "ORG", "LOC"]
+    assert values(per_type[0]["y"]) == [80.0, 50.0, 60.0]
+    (ours,) = [t for t in specs[0]["data"] if t.get("name") == "e5-small · ours"]  # transfer only
+    # Same x categories as the published bars (clean, P1, P2, P3); ours has clean and P1.
+    assert values(ours["y"])[:2] == [70.0, 70.0] and all(v != v for v in values(ours["y"])[2:])
+    assert [round(v, 6) for v in values(ours["error_y"]["array"])[:2]] == [3.0, 3.0]  # CI whiskers for ours
+    assert [round(v, 6) for v in values(ours["error_y"]["arrayminus"])[:2]] == [5.0, 5.0]

@@ -1,0 +1,69 @@
+"""AppTest of the upload page: a real CoNLL file is validated, summarised and perturbed; bad files give a line
+number, never a traceback; hostile tokens are escaped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from apptest_helpers import assert_clean_run, open_page, rendered_texts, unmd
+
+PAGE = "pages/upload.py"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "conll"
+
+
+def upload(at, name: str, content: bytes):
+    at.file_uploader(key="upload_file").set_value((name, content, "text/plain"))
+    return at.run()
+
+
+def test_upload_valid_file_stats_and_perturbed_copy(no_data):
+    at = open_page(PAGE, {"upload_pert": "entity_mask"})
+    assert_clean_run(at)
+    assert at.selectbox(key="qp_file_lang").value == "auto"
+    assert any("Choose a file" in i.value for i in at.info)
+    upload(at, "bioes.conll", (FIXTURES / "bioes.conll").read_bytes())
+    assert_clean_run(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Sentences"] == "2" and metrics["Entities"] == "3" and metrics["Scheme"] == "BIOES → IOB2"
+    assert any("converted BIOES" in w.value for w in at.warning)
+    stats = at.dataframe[0].value.iloc[0]
+    assert (stats["entities_PER"], stats["entities_LOC"], stats["entities_ORG"]) == (1, 1, 1)
+    report = at.dataframe[1].value.iloc[0]
+    assert report["name"] == "entity_mask" and report["entities_changed"] == 3
+    assert {"dl_perturbed", "dl_report", "dl_upload_stats"} <= {b.key for b in at.get("download_button")}
+    assert any(">PER<" in h for h in rendered_texts(at, ["html"]))
+
+
+def test_upload_invalid_file_shows_line_number(no_data):
+    at = open_page(PAGE)
+    upload(at, "bad.conll", b"Juan B-PER\nvive O\nen O\nMadrid I-MISC\n")
+    assert not at.exception
+    (err,) = at.error
+    shown = unmd(err.value)
+    assert "line 4: entity type 'MISC' is unsupported" in shown and "**bad.conll**" in shown
+    assert not at.metric
+
+
+def test_upload_hostile_tokens_are_escaped(no_data):
+    at = open_page(PAGE, {"upload_pert": "char_noise"})
+    upload(at, "x<img src=x onerror=alert(1)>.conll",
+           b"<script>alert(1)</script>\tB-PER\n<img\tO\nsrc=x\tO\nonerror=alert(1)>\tB-LOC\n")
+    assert_clean_run(at)
+    for text in rendered_texts(at):
+        assert "<script>" not in text and "<img" not in text
+    assert any("&lt;script&gt;alert(1)&lt;/script&gt;" in h for h in rendered_texts(at, ["html"]))
+
+
+def test_upload_source_perturbation_needs_local_data(no_data):
+    at = open_page(PAGE, {"upload_pert": "entity_replace", "source": "es", "target": "ca"})
+    upload(at, "iob1.conll", (FIXTURES / "iob1.conll").read_bytes())
+    assert_clean_run(at)
+    assert any("XNER_DATA_DIR" in i.value and "es/train" in i.value for i in at.info)
+
+
+def test_upload_entity_replace_with_real_source(with_data):
+    at = open_page(PAGE, {"upload_pert": "entity_replace", "source": "es", "target": "ca"})
+    upload(at, "ca.conll", "Joan\tB-PER\nviu\tO\na\tO\nMadrid\tB-LOC\n.\tO\n".encode())
+    assert_clean_run(at)
+    report = at.dataframe[1].value.iloc[0]
+    assert report["name"] == "entity_replace" and report["entities"] == 2

@@ -1,0 +1,327 @@
+"""Tests for xner_core.analysis: the tidy frame from the real reference tables, statistics against scipy and
+numpy, pivots, and the chart-selection -> filter function."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from xner_core import analysis
+from xner_core.languages import reference_pairs
+from xner_core.results import COLUMN_NAMES
+
+
+@pytest.fixture(scope="module")
+def tables() -> dict[str, pd.DataFrame]:
+    return analysis.read_reference_tables()
+
+
+@pytest.fixture(scope="module")
+def tidy(tables) -> pd.DataFrame:
+    return analysis.tidy_results(tables["published"], None, tables["overlap"], tables["uriel"], reference_pairs())
+
+
+def our_row(**kw) -> dict:
+    """A result row in the results-store schema (F1 as 0..1)."""
+    row = {c: None for c in COLUMN_NAMES}
+    row.update(job_id="j", scope="overall", config_hash="h", model="e5-small", sources="es", target="ca",
+               setting="transfer", perturbation="clean", f1=0.8, clean_f1=0.8, drop=0.0)
+    row.update(kw)
+    return row
+
+
+def points_of(tidy, **kw):
+    return analysis.view_points(tidy, **kw)
+
+
+# ------------------------------------------------------------------------------------------------ tidy frame
+
+
+def test_tidy_published_shape_and_columns(tidy):
+    assert list(tidy.columns) == list(analysis.TIDY_COLUMNS)
+    assert len(tidy) == 208  # 13 pairs x 2 models x 2 settings x 4 conditions
+    assert set(tidy["origin"]) == {"published"}
+    assert set(tidy["perturbation"]) == {"clean", "entity_replace", "context_replace", "entity_context"}
+    assert tidy["pair"].nunique() == 13
+    assert list(dict.fromkeys(tidy["pair"])) == [p.label for p in reference_pairs()]
+
+
+@pytest.mark.parametrize("pair, model, setting, pert, f1, clean, drop", [
+    ("fr→br", "mbert", "transfer", "entity_replace", 73.3, 74.3, 1.0),
+    ("fr→br", "mbert", "native", "entity_context", 79.9, 92.8, 12.9),
+    ("ar→fa", "xlmr", "native", "context_replace", 78.2, 89.4, 11.2),
+    ("it→scn", "mbert", "transfer", "entity_context", 45.4, 63.7, 18.3),
+    ("es→ast", "xlmr", "transfer", "clean", 84.3, 84.3, 0.0),
+])
+def test_tidy_published_values(tidy, pair, model, setting, pert, f1, clean, drop):
+    row = tidy[(tidy["pair"] == pair) & (tidy["model"] == model) & (tidy["setting"] == setting)
+               & (tidy["perturbation"] == pert)]
+    assert len(row) == 1
+    r = row.iloc[0]
+    assert r["f1"] == pytest.approx(f1)
+    assert r["clean_f1"] == pytest.approx(clean)
+    assert r["drop"] == pytest.approx(drop)
+
+
+def test_tidy_native_rows_belong_to_their_pair(tidy):
+    native = tidy[(tidy["setting"] == "native") & (tidy["target"] == "br")]
+    assert set(native["pair"]) == {"fr→br"}
+    assert set(native["source"]) == {"fr"}  # the pair's source, for the link to the pair explorer
+    assert set(native["sources"]) == {"br"}  # what the model was trained on
+
+
+@pytest.mark.parametrize("pair, setting, col, value", [
+    ("fr→br", "transfer", "entity_token_overlap", 0.3366),
+    ("fr→br", "native", "entity_token_overlap", 0.5106),
+    ("fr→br", "transfer", "paper_token_overlap", 0.233),
+    ("fr→br", "transfer", "unique_chunk_overlap", 0.0843),
+    ("fr→br", "transfer", "paper_unique_chunk_overlap", 0.066),
+    ("fr→br", "transfer", "uriel_genetic", 0.9304),
+    ("fr→br", "transfer", "uriel_syntactic", 0.418),
+    ("fr→br", "native", "uriel_genetic", 0.0),
+    ("cs→sk", "transfer", "paper_token_overlap", 0.395),
+    ("es→ca", "transfer", "o_word_overlap", 0.7260),
+])
+def test_tidy_features_joined(tidy, pair, setting, col, value):
+    vals = tidy.loc[(tidy["pair"] == pair) & (tidy["setting"] == setting), col].to_numpy()
+    assert len(vals) == 8 and np.allclose(vals, value)
+
+
+def test_tidy_cs_sk_has_no_overlap_of_ours(tidy):
+    # cs has no local WikiANN data, so our overlap measures are missing for the cs->sk transfer rows only.
+    rows = tidy[tidy["pair"] == "cs→sk"]
+    assert rows.loc[rows["setting"] == "transfer", "entity_token_overlap"].isna().all()
+    assert rows.loc[rows["setting"] == "native", "entity_token_overlap"].notna().all()
+
+
+def test_tidy_with_our_rows(tables):
+    ours = pd.DataFrame([
+        our_row(job_id="a", perturbation="clean", f1=0.8, clean_f1=0.8, drop=0.0, f1_low=0.78, f1_high=0.82),
+        our_row(job_id="b", perturbation="entity_replace", f1=0.7, clean_f1=0.8, drop=0.1,
+                entity_token_overlap=0.42),
+        our_row(job_id="c", sources="ca", setting="native", perturbation="clean", f1=0.9, clean_f1=0.9, drop=0.0),
+        our_row(job_id="d", sources="es,fr", setting="multi_source", perturbation="clean"),
+        our_row(job_id="e", sources="de", target="ca", perturbation="clean"),
+    ])
+    tidy = analysis.tidy_results(tables["published"], ours, tables["overlap"], tables["uriel"], reference_pairs())
+    mine = tidy[tidy["origin"] == "ours"].set_index("job_id")
+    assert len(mine) == 5
+    assert mine.loc["a", "f1"] == pytest.approx(80.0)
+    assert mine.loc["a", "f1_low"] == pytest.approx(78.0)
+    assert mine.loc["b", "drop"] == pytest.approx(10.0)
+    assert mine.loc["a", "pair"] == "es→ca"
+    assert mine.loc["c", "pair"] == "es→ca" and mine.loc["c", "uriel_genetic"] == 0.0
+    assert mine.loc["d", "pair"] == "es+fr→ca"
+    assert mine.loc["e", "pair"] == "de→ca" and mine.loc["e", "pair_order"] == 10_000
+    # A row's own feature wins over the table; missing ones are filled from it.
+    assert mine.loc["b", "entity_token_overlap"] == pytest.approx(0.42)
+    assert mine.loc["a", "entity_token_overlap"] == pytest.approx(0.4998)
+    # Multi-source URIEL = mean over the sources (es-ca 0.2677, fr-ca from the table).
+    ur = tables["uriel"].set_index(["source", "target"])
+    expected = (ur.loc[("es", "ca"), "genetic"] + ur.loc[("fr", "ca"), "genetic"]) / 2
+    assert mine.loc["d", "uriel_genetic"] == pytest.approx(expected)
+    # Published rows come first, then ours.
+    assert list(dict.fromkeys(tidy["origin"])) == ["published", "ours"]
+
+
+def test_tidy_rejects_unknown_condition(tables):
+    bad = tables["published"].copy()
+    bad.loc[0, "condition"] = "P9"
+    with pytest.raises(ValueError, match="P9"):
+        analysis.tidy_results(bad, None, tables["overlap"], tables["uriel"], reference_pairs())
+
+
+def test_view_points_averages_repeated_runs(tables):
+    ours = pd.DataFrame([our_row(job_id="s0", perturbation="entity_replace", f1=0.70, clean_f1=0.8, drop=0.10),
+                         our_row(job_id="s1", perturbation="entity_replace", f1=0.60, clean_f1=0.8, drop=0.20)])
+    tidy = analysis.tidy_results(tables["published"], ours, tables["overlap"], tables["uriel"], reference_pairs())
+    pts = points_of(tidy, origins=["ours"])
+    assert len(pts) == 1
+    assert pts.iloc[0]["drop"] == pytest.approx(15.0)
+    assert pts.iloc[0]["runs"] == 2
+
+
+def test_view_points_filters(tidy):
+    pts = points_of(tidy, models=["mbert"], settings=["transfer"], perturbations=["entity_replace"])
+    assert len(pts) == 13
+    assert set(pts["model"]) == {"mbert"} and set(pts["setting"]) == {"transfer"}
+    assert points_of(tidy, models=[]).empty
+
+
+# ------------------------------------------------------------------------------------------------ statistics
+
+
+@pytest.fixture(scope="module")
+def transfer_p1(tidy) -> pd.DataFrame:
+    return points_of(tidy, models=["mbert"], settings=["transfer"], perturbations=["entity_replace"])
+
+
+def test_pearson_and_spearman_match_scipy(transfer_p1):
+    x, y = transfer_p1["paper_token_overlap"], transfer_p1["drop"]
+    p = analysis.correlation(x, y, "pearson")
+    s = analysis.correlation(x, y, "spearman")
+    ref_p = stats.pearsonr(x, y)
+    ref_s = stats.spearmanr(x, y)
+    assert p.r == pytest.approx(ref_p.statistic, abs=1e-12) and p.p == pytest.approx(ref_p.pvalue, rel=1e-9)
+    assert s.r == pytest.approx(ref_s.statistic, abs=1e-12) and s.p == pytest.approx(ref_s.pvalue, rel=1e-9)
+    assert p.n == s.n == 13
+    for c in (p, s):
+        assert -1 <= c.low <= c.r <= c.high <= 1
+
+
+def test_bootstrap_ci_equals_a_plain_loop(transfer_p1):
+    x = transfer_p1["paper_token_overlap"].to_numpy()
+    y = transfer_p1["drop"].to_numpy()
+    got = analysis.correlation(x, y, "spearman", n_boot=300, seed=7)
+    rng = np.random.default_rng(7)
+    idx = rng.integers(0, len(x), size=(300, len(x)))
+    boots = []
+    for row in idx:
+        xs, ys = x[row], y[row]
+        if np.ptp(xs) == 0 or np.ptp(ys) == 0:
+            continue
+        boots.append(stats.spearmanr(xs, ys).statistic)
+    low, high = np.quantile(boots, [0.025, 0.975])
+    assert got.low == pytest.approx(low, abs=1e-12)
+    assert got.high == pytest.approx(high, abs=1e-12)
+
+
+def test_correlation_is_deterministic_and_nan_when_undefined():
+    x, y = [0.1, 0.4, 0.2, 0.8, 0.5], [1.0, 3.0, 2.5, 7.0, 4.0]
+    assert analysis.correlation(x, y, seed=3) == analysis.correlation(x, y, seed=3)
+    for xs, ys in (([1, 1, 1, 1], [1, 2, 3, 4]), ([1, 2], [3, 4]), ([1, 2, float("nan")], [1, 2, 3])):
+        c = analysis.correlation(xs, ys)
+        assert math.isnan(c.r) and math.isnan(c.low) and math.isnan(c.p)
+    with pytest.raises(ValueError, match="kendall"):
+        analysis.correlation(x, y, "kendall")
+
+
+def test_ols_matches_linregress_and_band_contains_line(transfer_p1):
+    x = transfer_p1["paper_token_overlap"].to_numpy()
+    y = transfer_p1["drop"].to_numpy()
+    fit = analysis.ols_fit(x, y)
+    ref = stats.linregress(x, y)
+    assert fit.slope == pytest.approx(ref.slope, rel=1e-10)
+    assert fit.intercept == pytest.approx(ref.intercept, rel=1e-10)
+    assert fit.r2 == pytest.approx(ref.rvalue ** 2, rel=1e-10)
+    gx, gy, lo, hi = map(np.asarray, (fit.x, fit.y, fit.lower, fit.upper))
+    assert np.all(lo < gy) and np.all(gy < hi)
+    assert np.allclose(gy, fit.intercept + fit.slope * gx)
+    # Width at the mean of x is 2 * t * s / sqrt(n), and it is the narrowest point of the band.
+    n = len(x)
+    s = math.sqrt(((y - (ref.intercept + ref.slope * x)) ** 2).sum() / (n - 2))
+    t = stats.t.ppf(0.975, n - 2)
+    at_mean = analysis.ols_fit(x, y, grid=[x.mean()])
+    assert at_mean.upper[0] - at_mean.lower[0] == pytest.approx(2 * t * s / math.sqrt(n), rel=1e-10)
+    assert (hi - lo).min() >= at_mean.upper[0] - at_mean.lower[0] - 1e-12
+
+
+def test_ols_none_when_x_constant():
+    assert analysis.ols_fit([1, 1, 1], [1, 2, 3]) is None
+    assert analysis.ols_fit([1, 2], [1, 2]) is None
+
+
+def test_stats_table(tidy):
+    pts = points_of(tidy, models=["mbert", "xlmr"], perturbations=["entity_replace", "entity_context"])
+    table = analysis.stats_table(pts, "paper_token_overlap", "drop", n_boot=200)
+    assert len(table) == 2 * 2 * 2  # settings x perturbations x models
+    assert (table["n"] == 13).all()
+    one = table[(table["setting"] == "transfer") & (table["perturbation"] == "entity_replace")
+                & (table["model"] == "mbert")].iloc[0]
+    sub = pts[(pts["setting"] == "transfer") & (pts["perturbation"] == "entity_replace") & (pts["model"] == "mbert")]
+    assert one["pearson_r"] == pytest.approx(stats.pearsonr(sub["paper_token_overlap"], sub["drop"]).statistic)
+    # URIEL distances of native rows are all 0: r undefined, no line.
+    native = analysis.stats_table(points_of(tidy, settings=["native"], models=["mbert"],
+                                            perturbations=["entity_replace"]), "uriel_genetic", "drop")
+    assert native["pearson_r"].isna().all() and native["slope"].isna().all()
+
+
+# ------------------------------------------------------------------------------------------------- pivot etc.
+
+
+def test_pivot_drops(tidy):
+    pts = points_of(tidy, models=["mbert"], settings=["native"],
+                    perturbations=["entity_replace", "context_replace", "entity_context"])
+    m = analysis.pivot_drops(pts, "drop", ["entity_replace", "context_replace", "entity_context"])
+    assert m.shape == (13, 3)
+    assert list(m.index) == [p.label for p in reference_pairs()]
+    assert list(m.columns) == ["entity_replace", "context_replace", "entity_context"]
+    assert m.loc["fr→br", "entity_context"] == pytest.approx(12.9)
+    assert m.loc["ar→fa", "context_replace"] == pytest.approx(29.5)
+    assert analysis.pivot_drops(pts.iloc[0:0]).empty
+
+
+def test_pair_rows_and_compare_table(tidy):
+    rows = analysis.pair_rows(tidy, "es", "ca")
+    assert set(rows["setting"]) == {"native", "transfer"}
+    assert set(rows["target"]) == {"ca"}
+    assert len(rows) == 16
+    table = analysis.compare_table(rows)
+    assert set(table.columns) == {"setting", "perturbation", "mbert · published", "xlmr · published"}
+    cell = table[(table["setting"] == "transfer") & (table["perturbation"] == "clean")]["mbert · published"]
+    assert cell.iloc[0] == pytest.approx(85.1)
+
+
+def test_diversity_view(tables):
+    ours = pd.DataFrame([
+        our_row(job_id="t1", sources="es", setting="transfer", perturbation="clean", f1=0.80),
+        our_row(job_id="t2", sources="fr", setting="transfer", perturbation="clean", f1=0.70),
+        our_row(job_id="t3", sources="es", setting="transfer", perturbation="entity_replace", f1=0.75),
+        our_row(job_id="m1", sources="es,fr", setting="multi_source", perturbation="clean", f1=0.85),
+        our_row(job_id="d1", sources="es,fr,it", setting="distill", perturbation="clean", f1=0.83),
+    ])
+    tidy = analysis.tidy_results(tables["published"], ours, tables["overlap"], tables["uriel"], reference_pairs())
+    view = analysis.diversity_view(tidy, "ca", {"es,fr": 0.3, "es,fr,it": 0.35})
+    assert set(view["setting"]) == {"multi_source", "distill", "best single source"}
+    best = view[view["setting"] == "best single source"]
+    assert set(best["sources"]) == {"es"}  # es beats fr on clean F1
+    assert set(best["perturbation"]) == {"clean", "entity_replace"}
+    assert view.set_index("sources").loc["es,fr,it", "n_sources"] == 3
+    assert view.set_index("sources").loc["es,fr", "diversity"] == pytest.approx(0.3)
+    assert math.isnan(best["diversity"].iloc[0])
+    assert analysis.diversity_view(tidy, "br", {}).empty
+
+
+def test_run_counts():
+    rows = pd.DataFrame([our_row(job_id="a"), our_row(job_id="a", scope="PER"),
+                         our_row(job_id="b", perturbation="entity_replace"),
+                         our_row(job_id="c", target="an")])
+    counts = analysis.run_counts(rows)
+    assert counts.to_dict("records") == [
+        {"model": "e5-small", "target": "an", "setting": "transfer", "rows": 1, "jobs": 1, "perturbations": 1},
+        {"model": "e5-small", "target": "ca", "setting": "transfer", "rows": 3, "jobs": 2, "perturbations": 2},
+    ]
+    assert analysis.run_counts(pd.DataFrame()).empty
+
+
+# ------------------------------------------------------------------------------------------------- selection
+
+
+POINT = {"curve_number": 2, "point_number": 0, "point_index": 0, "x": 0.2, "y": 1.0,
+         "customdata": ["fr", "br", "mbert", "transfer", "entity_replace", "published", "fr→br"]}
+
+
+@pytest.mark.parametrize("event, expected", [
+    ({"points": [POINT], "point_indices": [0], "box": [], "lasso": []},
+     {"source": "fr", "target": "br", "model": "mbert"}),
+    ({"selection": {"points": [POINT], "point_indices": [0], "box": [], "lasso": []}},
+     {"source": "fr", "target": "br", "model": "mbert"}),
+    ({"points": [{"x": 0.1, "y": 2.0}, {**POINT, "customdata": ["es", "ast", "e5-small", "native", "clean",
+                                                                "ours", "es→ast"]}]},
+     {"source": "es", "target": "ast", "model": "e5-small"}),
+    ({"points": [{**POINT, "customdata": {"source": "nl", "target": "af", "model": "xlmr"}}]},
+     {"source": "nl", "target": "af", "model": "xlmr"}),
+    ({"points": []}, None),
+    ({"selection": {"points": []}}, None),
+    (None, None),
+    ({}, None),
+    ({"points": [{**POINT, "customdata": ["<script>", "br", "mbert"]}]}, None),
+    ({"points": [{**POINT, "customdata": ["fr", "br", "m b'ert"]}]}, None),
+    ({"points": [{**POINT, "customdata": ["fr"]}]}, None),
+])
+def test_selection_to_filter(event, expected):
+    assert analysis.selection_to_filter(event) == expected

@@ -1,0 +1,594 @@
+"""Stage 7, analysis for the views: one tidy results frame, correlations, regression lines, pivots, selections.
+
+Pure functions over pandas frames (results and plots are the two places where frames cross module lines,
+DESIGN.md). Nothing here imports Streamlit, so the dashboard, benchmarks and notebooks compute the same numbers.
+
+The tidy frame (`tidy_results`) puts the study's published F1 (`data/reference/paper_ner_f1.csv`) and our own
+result rows (`xner_core.results` schema) in one table with the same columns and units:
+- F1 and drops in F1 points (0-100); our rows store F1 as 0..1 and are scaled here;
+- perturbations under their registry names (the study's P1/P2/P3 are `entity_replace`, `context_replace`,
+  `entity_context`), "clean" for the clean test set;
+- one pair label per row ("fr→br"): a native row of target `br` carries the label of the reference pair whose
+  target is `br`, so native and transfer points of one pair line up and a click on either opens that pair;
+- feature columns joined from `data/overlap_reference_pairs.csv` (our overlap measures beside the study's) and
+  `data/uriel_distances.csv` (0 for native rows: a language's distance to itself).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .languages import LanguagePair
+
+CLEAN = "clean"
+# The study's condition names -> our perturbation registry names (paper-spec §4).
+PAPER_CONDITIONS: Mapping[str, str] = {
+    "clean": CLEAN,
+    "P1": "entity_replace",
+    "P2": "context_replace",
+    "P3": "entity_context",
+}
+ORIGINS: tuple[str, ...] = ("published", "ours")
+# y-axis choices of the overview: column -> label.
+OUTCOMES: Mapping[str, str] = {"drop": "F1 drop (clean − perturbed, points)", "f1": "F1 (points)"}
+URIEL_KINDS: tuple[str, ...] = ("genetic", "geographic", "syntactic", "phonological", "inventory", "featural")
+# x-axis choices of the overview: column -> label. "(ours)" = measured on our data (WikiANN Rahimi splits),
+# "(study)" = the study's own measure on its data (paper-spec §5).
+FEATURES: Mapping[str, str] = {
+    "entity_token_overlap": "Entity-token overlap (ours)",
+    "paper_token_overlap": "Entity-token overlap (study)",
+    "unique_chunk_overlap": "Unique entity-chunk overlap (ours)",
+    "paper_unique_chunk_overlap": "Unique entity-chunk overlap (study)",
+    "o_word_overlap": "O-word overlap (ours)",
+    "o_word_overlap_p2": "P2 context-word fraction (ours)",
+    "subword_token_overlap": "Sub-word token overlap (our result rows)",
+    **{f"uriel_{k}": f"URIEL {k} distance" for k in URIEL_KINDS},
+}
+# Features the overlap table provides, and the study's columns of it.
+_OVERLAP_COLUMNS: tuple[str, ...] = ("entity_token_overlap", "unique_chunk_overlap", "o_word_overlap",
+                                     "o_word_overlap_p2", "paper_token_overlap", "paper_unique_chunk_overlap",
+                                     "paper_p2_o_token_fraction")
+_URIEL_COLUMNS: tuple[str, ...] = tuple(f"uriel_{k}" for k in URIEL_KINDS)
+_OURS_EXTRA: tuple[str, ...] = ("subword_type_overlap", "subword_token_overlap", "n_sources",
+                                "diversity_genetic", "diversity_syntactic")
+# Columns of the tidy frame, in order.
+TIDY_COLUMNS: tuple[str, ...] = (
+    "origin", "pair", "pair_order", "relation", "source", "sources", "target", "model", "setting", "perturbation",
+    "scope", "f1", "f1_low", "f1_high", "clean_f1", "drop", "drop_low", "drop_high", "n_sentences", "seed",
+    "perturb_seed", "job_id", *_OVERLAP_COLUMNS, *_URIEL_COLUMNS, *_OURS_EXTRA,
+)
+# What a chart point carries in Plotly's customdata, in this order (read back by `selection_to_filter`).
+CUSTOM_FIELDS: tuple[str, ...] = ("source", "target", "model", "setting", "perturbation", "origin", "pair")
+_KEYS = ("origin", "pair", "pair_order", "relation", "source", "sources", "target", "model", "setting",
+         "perturbation")
+_CODE_RE = re.compile(r"^[a-z]{2,3}(?:-[a-z]+)?$")
+_MODEL_RE = re.compile(r"^[\w.\-/]{1,200}$")
+
+
+# ------------------------------------------------------------------------------------------------- inputs
+
+
+def read_reference_tables(data_dir: str | Path | None = None) -> dict[str, pd.DataFrame]:
+    """Read the committed tables the tidy frame joins (I/O; everything else in this module is pure).
+
+    Args:
+        data_dir: the repository's `data/` folder (default: `xner_core.paths.repo_data_dir()`).
+
+    Returns:
+        {"published": paper_ner_f1.csv, "overlap": overlap_reference_pairs.csv, "uriel": uriel_distances.csv}.
+    """
+    from .paths import repo_data_dir
+
+    d = Path(data_dir) if data_dir else repo_data_dir()
+    return {
+        "published": pd.read_csv(d / "reference" / "paper_ner_f1.csv"),
+        "overlap": pd.read_csv(d / "overlap_reference_pairs.csv"),
+        "uriel": pd.read_csv(d / "uriel_distances.csv"),
+    }
+
+
+# ------------------------------------------------------------------------------------------------ the tidy frame
+
+
+def _pair_info(pairs: Sequence[LanguagePair]) -> dict[str, tuple[str, str, int, str]]:
+    """target -> (HRL source, label, order, relation) of the reference pair with that target."""
+    return {p.target: (p.source, p.label, i + 1, p.relation) for i, p in enumerate(pairs)}
+
+
+def _label(sources: Sequence[str], target: str) -> str:
+    return "+".join(sources) + "→" + target
+
+
+def _identify(sources_csv: str, target: str, setting: str,
+              info: Mapping[str, tuple[str, str, int, str]]) -> tuple[str, str, int, str]:
+    """(source, pair label, order, relation) of a row: the reference pair when the row belongs to one."""
+    sources = [s for s in str(sources_csv).split(",") if s]
+    ref = info.get(target)
+    if ref is not None and (setting == "native" or sources == [ref[0]]):
+        return ref
+    if setting == "native" or not sources:
+        return target, _label([target], target), 10_000, "other"
+    return sources[0], _label(sources, target), 10_000, "other"
+
+
+def _published_rows(published: pd.DataFrame, info: Mapping[str, tuple[str, str, int, str]]) -> pd.DataFrame:
+    pub = published.copy()
+    unknown = sorted(set(pub["condition"]) - set(PAPER_CONDITIONS))
+    if unknown:
+        raise ValueError(f"unknown study conditions {unknown}; expected {sorted(PAPER_CONDITIONS)}")
+    pub["perturbation"] = pub["condition"].map(PAPER_CONDITIONS)
+    clean = pub[pub["perturbation"] == CLEAN].set_index(["target", "model", "setting"])["f1"]
+    pub["clean_f1"] = [clean.get((t, m, s), np.nan) for t, m, s in zip(pub["target"], pub["model"], pub["setting"])]
+    pub["drop"] = pub["clean_f1"] - pub["f1"]
+    pub["sources"] = pub["source"]
+    ident = [_identify(s, t, st, info) for s, t, st in zip(pub["source"], pub["target"], pub["setting"])]
+    pub["source"], pub["pair"], pub["pair_order"], pub["relation"] = map(list, zip(*ident))
+    pub["origin"] = "published"
+    pub["scope"] = "overall"
+    pub["paper_token_overlap"] = pub["token_overlap"]
+    pub["n_sources"] = 1.0
+    return pub.drop(columns=["condition", "token_overlap"])
+
+
+def _our_rows(ours: pd.DataFrame, info: Mapping[str, tuple[str, str, int, str]]) -> pd.DataFrame:
+    if ours is None or ours.empty:
+        return pd.DataFrame(columns=list(TIDY_COLUMNS))
+    df = ours.copy()
+    for col in ("f1", "f1_low", "f1_high", "clean_f1", "drop", "drop_low", "drop_high"):
+        df[col] = pd.to_numeric(df[col], errors="coerce") * 100.0  # our rows store F1 as 0..1
+    ident = [_identify(s, t, st, info) for s, t, st in zip(df["sources"], df["target"], df["setting"])]
+    df["source"], df["pair"], df["pair_order"], df["relation"] = map(list, zip(*ident))
+    df["origin"] = "ours"
+    return df
+
+
+def _join_features(df: pd.DataFrame, overlap: pd.DataFrame, uriel: pd.DataFrame) -> pd.DataFrame:
+    """Fill the overlap and URIEL columns from the committed tables where a row has no value of its own."""
+    for col in (*_OVERLAP_COLUMNS, *_URIEL_COLUMNS, *_OURS_EXTRA):
+        if col not in df.columns:
+            df[col] = np.nan
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    df = df.reset_index(drop=True)
+    source_lists = [[s for s in str(x).split(",") if s] for x in df["sources"]]
+    # The overlap table is per (training language, target, setting), as the study measured it.
+    keys = pd.DataFrame({"source": [s[0] if len(s) == 1 else "" for s in source_lists],
+                         "target": df["target"].astype(str), "setting": df["setting"].astype(str)})
+    ov_cols = [c for c in _OVERLAP_COLUMNS if c in overlap.columns]
+    table = overlap.drop_duplicates(["source", "target", "setting"])[["source", "target", "setting", *ov_cols]]
+    joined = keys.merge(table, on=["source", "target", "setting"], how="left")
+    for col in ov_cols:
+        df[col] = df[col].fillna(joined[col])
+
+    # URIEL: 0 for native rows (a language's distance to itself, as xner_core.runner.pair_features), else the
+    # mean over the sources, only when every source has a value.
+    long = pd.DataFrame([(i, s, t) for i, (srcs, t) in enumerate(zip(source_lists, df["target"])) for s in srcs],
+                        columns=["row", "source", "target"])
+    ur_cols = [f"uriel_{k}" for k in URIEL_KINDS]
+    ur = uriel.rename(columns={k: f"uriel_{k}" for k in URIEL_KINDS})
+    ur = ur.drop_duplicates(["source", "target"])[["source", "target", *ur_cols]]
+    long = long.merge(ur, on=["source", "target"], how="left")
+    means = long.groupby("row")[ur_cols].agg(lambda v: v.mean() if v.notna().all() else np.nan)
+    means = means.reindex(range(len(df)))
+    native = (df["setting"] == "native").to_numpy() | np.array([s == [t] for s, t in zip(source_lists, df["target"])])
+    for col in ur_cols:
+        filled = np.where(native, 0.0, means[col].to_numpy(dtype=float))
+        df[col] = df[col].fillna(pd.Series(filled, index=df.index))
+    return df
+
+
+def tidy_results(
+    published: pd.DataFrame,
+    ours: pd.DataFrame | None,
+    overlap: pd.DataFrame,
+    uriel: pd.DataFrame,
+    pairs: Sequence[LanguagePair],
+) -> pd.DataFrame:
+    """Build the one tidy frame every view reads: the study's published F1 and ours, with pair features.
+
+    Args:
+        published: `data/reference/paper_ner_f1.csv` (source, target, model, setting, condition clean|P1|P2|P3,
+            f1 in points, token_overlap).
+        ours: our result rows (`xner_core.results.SCHEMA` columns; F1 as 0..1), e.g.
+            `committed_results()` and `ResultsStore().frame()` concatenated; None or empty for none.
+        overlap: `data/overlap_reference_pairs.csv` (our overlap measures beside the study's).
+        uriel: `data/uriel_distances.csv` (source, target, one column per URIEL distance kind).
+        pairs: the reference pairs (`xner_core.languages.reference_pairs()`), in the study's order.
+
+    Returns:
+        A frame with TIDY_COLUMNS: origin ("published" | "ours"), pair ("fr→br"), pair_order (1..13, 10000 for a
+        pair outside the study), relation, source (the pair's source language), sources (training languages,
+        comma-joined; the target for native), target, model, setting, perturbation ("clean" or a registry
+        name), scope ("overall" or an entity type; published rows are overall), f1 / f1_low / f1_high /
+        clean_f1 / drop / drop_low / drop_high in F1 points (CIs only for our rows), and the feature columns.
+        Sorted by origin, pair order, model, setting, perturbation.
+    """
+    info = _pair_info(pairs)
+    parts = [_published_rows(published, info), _our_rows(ours, info)]
+    parts = [p for p in parts if not p.empty]
+    df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(TIDY_COLUMNS))
+    for col in TIDY_COLUMNS:
+        if col not in df.columns:
+            df[col] = np.nan
+    df = _join_features(df[list(TIDY_COLUMNS)].copy(), overlap, uriel)
+    for col in ("f1", "f1_low", "f1_high", "clean_f1", "drop", "drop_low", "drop_high"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    df["pair_order"] = pd.to_numeric(df["pair_order"], errors="coerce").fillna(10_000).astype(int)
+    origin_rank = df["origin"].map({o: i for i, o in enumerate(ORIGINS)})
+    df = df.assign(_o=origin_rank).sort_values(["_o", "pair_order", "pair", "model", "setting", "perturbation",
+                                                  "scope"], kind="stable")
+    return df.drop(columns="_o").reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------------- view frames
+
+
+def view_points(
+    tidy: pd.DataFrame,
+    *,
+    models: Sequence[str] | None = None,
+    settings: Sequence[str] | None = None,
+    perturbations: Sequence[str] | None = None,
+    origins: Sequence[str] | None = None,
+    scope: str = "overall",
+) -> pd.DataFrame:
+    """Filter the tidy frame and average repeated runs into one point per (pair, model, setting, perturbation,
+    origin).
+
+    Args:
+        tidy: from `tidy_results`.
+        models, settings, perturbations, origins: keep only these values (None keeps all).
+        scope: "overall" or an entity type.
+
+    Returns:
+        One row per point with the key columns, mean f1 / clean_f1 / drop and their CI columns, the features
+        (first value: they are properties of the pair), and `runs` (rows averaged).
+    """
+    df = tidy[tidy["scope"] == scope]
+    for col, keep in (("model", models), ("setting", settings), ("perturbation", perturbations),
+                      ("origin", origins)):
+        if keep is not None:
+            df = df[df[col].isin(list(keep))]
+    if df.empty:
+        return df.assign(runs=pd.Series(dtype=int))
+    values = ["f1", "f1_low", "f1_high", "clean_f1", "drop", "drop_low", "drop_high"]
+    features = [c for c in TIDY_COLUMNS if c in (*_OVERLAP_COLUMNS, *_URIEL_COLUMNS, *_OURS_EXTRA)]
+    agg: dict[str, Any] = {c: "mean" for c in values}
+    agg.update({c: "first" for c in features})
+    agg["job_id"] = "count"
+    out = df.groupby(list(_KEYS), sort=False, dropna=False).agg(agg).reset_index()
+    return out.rename(columns={"job_id": "runs"}).assign(runs=lambda d: d["runs"].clip(lower=1))
+
+
+def pivot_drops(points: pd.DataFrame, value: str = "drop", order: Sequence[str] | None = None) -> pd.DataFrame:
+    """Pivot points into the heatmap matrix: pairs (study order) x perturbations.
+
+    Args:
+        points: rows of one model/setting/origin (e.g. from `view_points`); repeated cells are averaged.
+        value: the column to show ("drop" or "f1").
+        order: perturbation column order (default: the order of first appearance).
+
+    Returns:
+        A frame indexed by pair label with one column per perturbation (NaN where no value).
+    """
+    if points.empty:
+        return pd.DataFrame()
+    cols = list(order) if order is not None else list(dict.fromkeys(points["perturbation"]))
+    rows = points.sort_values(["pair_order", "pair"], kind="stable")["pair"].drop_duplicates().tolist()
+    table = points.pivot_table(index="pair", columns="perturbation", values=value, aggfunc="mean")
+    return table.reindex(index=rows, columns=[c for c in cols if c in table.columns])
+
+
+def pair_rows(tidy: pd.DataFrame, source: str, target: str) -> pd.DataFrame:
+    """Rows of one reference pair: transfer from `source` to `target` and the native model of `target`.
+
+    Args:
+        tidy: from `tidy_results`.
+        source: the pair's source language.
+        target: the pair's target language.
+
+    Returns:
+        The matching rows of every origin, model, perturbation and scope.
+    """
+    transfer = (tidy["setting"] == "transfer") & (tidy["sources"] == source) & (tidy["target"] == target)
+    native = (tidy["setting"] == "native") & (tidy["target"] == target)
+    return tidy[transfer | native].reset_index(drop=True)
+
+
+def compare_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """The published-beside-ours table of a pair: one row per (setting, perturbation), one column per
+    model · origin, F1 in points (overall scope).
+
+    Args:
+        rows: from `pair_rows`.
+
+    Returns:
+        A frame with columns setting, perturbation and one `"<model> · <origin>"` column per series.
+    """
+    df = rows[rows["scope"] == "overall"]
+    if df.empty:
+        return pd.DataFrame(columns=["setting", "perturbation"])
+    df = df.assign(series=df["model"] + " · " + df["origin"])
+    table = df.pivot_table(index=["setting", "perturbation"], columns="series", values="f1", aggfunc="mean")
+    return table.reset_index().rename_axis(columns=None)
+
+
+def diversity_view(tidy: pd.DataFrame, target: str, diversity: Mapping[str, float | None]) -> pd.DataFrame:
+    """Our multi-source / distillation rows of a target, plus its best single-source transfer model.
+
+    Args:
+        tidy: from `tidy_results`.
+        target: the target language.
+        diversity: sources (comma-joined) -> diversity index (e.g. mean pairwise URIEL genetic distance from
+            `xner_core.distance.source_diversity`); None or missing = unknown.
+
+    Returns:
+        Rows (overall scope, origin ours) with columns model, setting ("multi_source", "distill" or
+        "best single source"), sources, n_sources, diversity, perturbation, f1, clean_f1, drop, f1_low,
+        f1_high; empty when there are no multi-source or distillation rows for the target.
+    """
+    df = tidy[(tidy["origin"] == "ours") & (tidy["target"] == target) & (tidy["scope"] == "overall")]
+    multi = df[df["setting"].isin(["multi_source", "distill"])]
+    if multi.empty:
+        return pd.DataFrame(columns=["model", "setting", "sources", "n_sources", "diversity", "perturbation",
+                                     "f1", "clean_f1", "drop", "f1_low", "f1_high"])
+    single = df[df["setting"] == "transfer"]
+    best_parts = []
+    for model, group in single.groupby("model"):
+        clean = group[group["perturbation"] == CLEAN].groupby("sources")["f1"].mean()
+        if not clean.empty:
+            best_parts.append(group[group["sources"] == clean.idxmax()].assign(setting="best single source"))
+    out = pd.concat([multi, *best_parts], ignore_index=True)
+    out["n_sources"] = [len([s for s in str(x).split(",") if s]) for x in out["sources"]]
+    out["diversity"] = [np.nan if diversity.get(s) is None else float(diversity[s]) for s in out["sources"]]
+    keys = ["model", "setting", "sources", "n_sources", "diversity", "perturbation"]
+    vals = ["f1", "clean_f1", "drop", "f1_low", "f1_high"]
+    return out.groupby(keys, dropna=False)[vals].mean().reset_index()
+
+
+def run_counts(results: pd.DataFrame) -> pd.DataFrame:
+    """Rows and evaluation jobs per (model, target, setting) of a results frame (`ResultsStore().frame()`).
+
+    Args:
+        results: rows in the results schema.
+
+    Returns:
+        Columns model, target, setting, rows, jobs, perturbations; sorted by model, target, setting.
+    """
+    cols = ["model", "target", "setting", "rows", "jobs", "perturbations"]
+    if results is None or results.empty:
+        return pd.DataFrame(columns=cols)
+    g = results.groupby(["model", "target", "setting"])
+    out = pd.DataFrame({
+        "rows": g.size(),
+        "jobs": g["job_id"].nunique(),
+        "perturbations": g["perturbation"].nunique(),
+    }).reset_index()
+    return out.sort_values(["model", "target", "setting"]).reset_index(drop=True)[cols]
+
+
+# ------------------------------------------------------------------------------------------------------ statistics
+
+
+@dataclass(frozen=True)
+class Correlation:
+    """A correlation coefficient with its percentile-bootstrap CI and p-value.
+
+    Attributes:
+        method: "pearson" or "spearman".
+        r: the coefficient on all points (NaN when undefined: fewer than 3 points or a constant variable).
+        low, high: percentile bootstrap CI bounds (resampling points with replacement).
+        p: two-sided p-value of r = 0 (scipy: t-test for Pearson, t approximation for Spearman).
+        n: number of points used (pairs with both values finite).
+        level: CI level, e.g. 0.95.
+    """
+
+    method: str
+    r: float
+    low: float
+    high: float
+    p: float
+    n: int
+    level: float
+
+
+def _finite_xy(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    xa = np.asarray(x, dtype=float)
+    ya = np.asarray(y, dtype=float)
+    if xa.shape != ya.shape:
+        raise ValueError(f"x and y must have the same length; got {xa.shape} and {ya.shape}")
+    keep = np.isfinite(xa) & np.isfinite(ya)
+    return xa[keep], ya[keep]
+
+
+def _rowwise_pearson(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Pearson r of each row pair of two (B, n) matrices; NaN for rows with a constant variable."""
+    xc = xs - xs.mean(axis=1, keepdims=True)
+    yc = ys - ys.mean(axis=1, keepdims=True)
+    den = np.sqrt((xc * xc).sum(axis=1) * (yc * yc).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (xc * yc).sum(axis=1) / den
+    # Floating-point noise can make a constant resample look non-constant; treat tiny spreads as constant.
+    r[den <= 1e-12] = np.nan
+    return np.clip(r, -1.0, 1.0)
+
+
+def correlation(x: Sequence[float], y: Sequence[float], method: str = "pearson", n_boot: int = 2000,
+                level: float = 0.95, seed: int = 0) -> Correlation:
+    """Pearson or Spearman correlation with a percentile bootstrap CI and a p-value.
+
+    Args:
+        x: feature values (NaN pairs are dropped).
+        y: outcome values.
+        method: "pearson" or "spearman" (Pearson on ranks, average ranks for ties).
+        n_boot: bootstrap resamples; resamples in which either variable is constant are skipped.
+        level: CI level in (0, 1).
+        seed: seed of the resampling (same inputs + seed = same CI).
+
+    Returns:
+        A Correlation; r, low, high and p are NaN when r is undefined (n < 3 or a constant variable).
+    """
+    from scipy import stats
+
+    if method not in ("pearson", "spearman"):
+        raise ValueError(f"unknown correlation method {method!r}; choose one of: pearson, spearman")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1); got {level!r}")
+    xa, ya = _finite_xy(x, y)
+    n = len(xa)
+    nan = float("nan")
+    if n < 3 or np.ptp(xa) == 0 or np.ptp(ya) == 0:
+        return Correlation(method, nan, nan, nan, nan, n, level)
+    if method == "pearson":
+        res = stats.pearsonr(xa, ya)
+    else:
+        res = stats.spearmanr(xa, ya)
+    r, p = float(res.statistic), float(res.pvalue)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    xs, ys = xa[idx], ya[idx]
+    if method == "spearman":
+        xs, ys = stats.rankdata(xs, axis=1), stats.rankdata(ys, axis=1)
+    boots = _rowwise_pearson(xs, ys)
+    boots = boots[np.isfinite(boots)]
+    if len(boots) == 0:
+        return Correlation(method, r, nan, nan, p, n, level)
+    alpha = (1 - level) / 2
+    low, high = np.quantile(boots, [alpha, 1 - alpha])
+    return Correlation(method, r, float(low), float(high), p, n, level)
+
+
+@dataclass(frozen=True)
+class OlsFit:
+    """An ordinary-least-squares line y = intercept + slope * x with a confidence band for the mean.
+
+    Attributes:
+        slope, intercept: the fitted line.
+        r2: coefficient of determination.
+        n: points used.
+        level: band level, e.g. 0.95.
+        x: grid of x values (sorted) where the line and band are evaluated.
+        y: the line on the grid.
+        lower, upper: the pointwise confidence band of the mean response on the grid
+            (y ± t_{(1+level)/2, n-2} · s · sqrt(1/n + (x - mean x)² / Sxx)).
+    """
+
+    slope: float
+    intercept: float
+    r2: float
+    n: int
+    level: float
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+    lower: tuple[float, ...]
+    upper: tuple[float, ...]
+
+
+def ols_fit(x: Sequence[float], y: Sequence[float], level: float = 0.95, grid: Sequence[float] | None = None,
+            points: int = 50) -> OlsFit | None:
+    """Fit an OLS line and its confidence band.
+
+    Args:
+        x: feature values (NaN pairs are dropped).
+        y: outcome values.
+        level: band level in (0, 1).
+        grid: x values to evaluate on (default: `points` evenly spaced values from min to max x).
+        points: grid size when `grid` is None.
+
+    Returns:
+        An OlsFit, or None when a line cannot be fitted (fewer than 3 points, or x constant).
+    """
+    from scipy import stats
+
+    xa, ya = _finite_xy(x, y)
+    n = len(xa)
+    if n < 3 or np.ptp(xa) == 0:
+        return None
+    xbar, ybar = xa.mean(), ya.mean()
+    sxx = float(((xa - xbar) ** 2).sum())
+    slope = float(((xa - xbar) * (ya - ybar)).sum() / sxx)
+    intercept = float(ybar - slope * xbar)
+    resid = ya - (intercept + slope * xa)
+    sse = float((resid ** 2).sum())
+    sst = float(((ya - ybar) ** 2).sum())
+    r2 = 1.0 - sse / sst if sst > 0 else float("nan")
+    s = math.sqrt(sse / (n - 2))
+    t = float(stats.t.ppf((1 + level) / 2, n - 2))
+    gx = np.asarray(grid, dtype=float) if grid is not None else np.linspace(xa.min(), xa.max(), points)
+    gx = np.sort(gx)
+    gy = intercept + slope * gx
+    half = t * s * np.sqrt(1.0 / n + (gx - xbar) ** 2 / sxx)
+    return OlsFit(slope, intercept, r2, n, level, tuple(gx.tolist()), tuple(gy.tolist()),
+                  tuple((gy - half).tolist()), tuple((gy + half).tolist()))
+
+
+def stats_table(points: pd.DataFrame, x: str, y: str, by: Sequence[str] = ("setting", "perturbation", "model",
+                                                                          "origin"),
+                n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Pearson and Spearman r (bootstrap CI, p) and the OLS slope of y on x, per group of points.
+
+    Args:
+        points: from `view_points`.
+        x: feature column.
+        y: outcome column ("drop" or "f1").
+        by: grouping columns (one regression per group, as drawn in the overview).
+        n_boot, level, seed: as for `correlation`.
+
+    Returns:
+        One row per group: the `by` columns, n, pearson_r, pearson_low, pearson_high, pearson_p, spearman_r,
+        spearman_low, spearman_high, spearman_p, slope, intercept, r2.
+    """
+    cols = [*by, "n", "pearson_r", "pearson_low", "pearson_high", "pearson_p", "spearman_r", "spearman_low",
+            "spearman_high", "spearman_p", "slope", "intercept", "r2"]
+    if points.empty:
+        return pd.DataFrame(columns=cols)
+    rows = []
+    for key, group in points.groupby(list(by), sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        pr = correlation(group[x], group[y], "pearson", n_boot, level, seed)
+        sr = correlation(group[x], group[y], "spearman", n_boot, level, seed)
+        fit = ols_fit(group[x], group[y], level)
+        nan = float("nan")
+        rows.append([*key, pr.n, pr.r, pr.low, pr.high, pr.p, sr.r, sr.low, sr.high, sr.p,
+                     fit.slope if fit else nan, fit.intercept if fit else nan, fit.r2 if fit else nan])
+    return pd.DataFrame(rows, columns=cols)
+
+
+# ------------------------------------------------------------------------------------------------------ selection
+
+
+def selection_to_filter(selection: Mapping[str, Any] | None) -> dict[str, str] | None:
+    """Turn a Plotly chart selection event (`st.plotly_chart(..., on_select="rerun")`) into a pair filter.
+
+    The overview's points carry CUSTOM_FIELDS in `customdata`; the first selected point that has them decides.
+
+    Args:
+        selection: the event's `selection` mapping ({"points": [{"customdata": [...], ...}], ...}) or the whole
+            event ({"selection": {...}}); None or no points = no filter.
+
+    Returns:
+        {"source": ..., "target": ..., "model": ...} (the pair explorer's query parameters), or None when no
+        selected point carries valid values (band and line traces carry none).
+    """
+    if not selection:
+        return None
+    if "selection" in selection and "points" not in selection:
+        selection = selection["selection"] or {}
+    for point in selection.get("points") or ():
+        custom = point.get("customdata") if isinstance(point, Mapping) else None
+        if isinstance(custom, Mapping):
+            values = {k: custom.get(k) for k in CUSTOM_FIELDS}
+        elif isinstance(custom, (list, tuple)) and len(custom) >= 3:
+            values = dict(zip(CUSTOM_FIELDS, custom))
+        else:
+            continue
+        source, target, model = (str(values.get(k) or "") for k in ("source", "target", "model"))
+        if _CODE_RE.match(source) and _CODE_RE.match(target) and _MODEL_RE.match(model):
+            return {"source": source, "target": target, "model": model}
+    return None

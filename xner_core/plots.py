@@ -1,0 +1,334 @@
+"""Stage 7, plots: pure Plotly figure builders over the tidy frames of `xner_core.analysis`.
+
+Every builder takes frames and labels and returns a `plotly.graph_objects.Figure`; none reads files or imports
+Streamlit, so the dashboard, the CLI and notebooks draw the same figures. Points carry
+`analysis.CUSTOM_FIELDS` in `customdata`, so a chart selection can be turned back into a filter
+(`analysis.selection_to_filter`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .analysis import CLEAN, CUSTOM_FIELDS, ols_fit
+
+# Fixed colours per model so a model keeps its colour across charts; others cycle through the fallback list.
+MODEL_COLOURS: Mapping[str, str] = {"mbert": "#1f77b4", "xlmr": "#ff7f0e", "e5-small": "#2ca02c", "tiny": "#7f7f7f"}
+_FALLBACK = ("#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#d62728")
+ORIGIN_SYMBOLS: Mapping[str, str] = {"published": "circle", "ours": "diamond"}
+ORIGIN_DASH: Mapping[str, str] = {"published": "dash", "ours": "solid"}
+SETTING_TITLES: Mapping[str, str] = {"native": "native (trained on the target)",
+                                     "transfer": "transfer (trained on the source)",
+                                     "multi_source": "multi-source", "distill": "distillation"}
+IMAGE_FORMATS: tuple[str, ...] = ("png", "svg")
+_PANEL_HEIGHT = 300
+
+
+# Axis labels (the registry titles are too long for tick labels; hovers and legends use the full titles).
+SHORT_TITLES: Mapping[str, str] = {
+    CLEAN: "clean", "entity_replace": "P1 entities", "context_replace": "P2 context", "entity_context": "P3 both",
+    "context_random": "P5 random ctx", "person_swap": "PER swap", "location_swap": "LOC swap",
+    "entity_mask": "entity mask", "mask_random": "mask/random", "char_noise": "typos",
+}
+
+
+def perturbation_short(name: str) -> str:
+    """A tick-label-sized name of a perturbation, e.g. "P1 entities"."""
+    return SHORT_TITLES.get(name, name)
+
+
+def perturbation_title(name: str) -> str:
+    """Short display title of a perturbation ("clean" for the clean test set), e.g. "P1 · unseen entities"."""
+    if name == CLEAN:
+        return "clean"
+    from .perturb import PERTURBATIONS
+
+    pert = PERTURBATIONS.get(name)
+    return pert.title if pert is not None else name
+
+
+def perturbation_order(names: Sequence[str]) -> list[str]:
+    """Distinct names in display order: clean first, then registry order (P1, P2, P3, ...), then the rest."""
+    from .perturb import perturbation_names
+
+    present = list(dict.fromkeys(names))
+    known = [CLEAN, *perturbation_names()]
+    return [n for n in known if n in present] + [n for n in present if n not in known]
+
+
+def model_colour(model: str, models: Sequence[str] = ()) -> str:
+    """The colour of a model's series (stable for the known models)."""
+    if model in MODEL_COLOURS:
+        return MODEL_COLOURS[model]
+    others = [m for m in models if m not in MODEL_COLOURS]
+    # hash() is salted per process; a character sum keeps an unlisted model's colour stable across runs.
+    i = others.index(model) if model in others else sum(map(ord, model))
+    return _FALLBACK[i % len(_FALLBACK)]
+
+
+def _rgba(hex_colour: str, alpha: float) -> str:
+    h = hex_colour.lstrip("#")
+    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def image_config(filename: str, fmt: str = "png") -> dict[str, Any]:
+    """Plotly config for `st.plotly_chart(config=...)`: the modebar camera button saves PNG or SVG.
+
+    Args:
+        filename: file name without extension.
+        fmt: "png" or "svg".
+
+    Returns:
+        The config dict.
+    """
+    if fmt not in IMAGE_FORMATS:
+        raise ValueError(f"unknown image format {fmt!r}; choose one of: {', '.join(IMAGE_FORMATS)}")
+    return {"toImageButtonOptions": {"format": fmt, "filename": filename, "scale": 2},
+            "displaylogo": False, "modeBarButtonsToRemove": ["lasso2d"]}
+
+
+def _empty(message: str) -> go.Figure:
+    fig = go.Figure()
+    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    fig.update_layout(xaxis_visible=False, yaxis_visible=False, height=200)
+    return fig
+
+
+def _customdata(df: pd.DataFrame) -> np.ndarray:
+    return df[list(CUSTOM_FIELDS)].astype(str).to_numpy()
+
+
+def overlap_scatter(
+    points: pd.DataFrame,
+    x: str,
+    y: str,
+    x_label: str,
+    y_label: str,
+    *,
+    settings: Sequence[str] = ("native", "transfer"),
+    perturbations: Sequence[str] | None = None,
+    band_level: float = 0.95,
+) -> go.Figure:
+    """The overview: y (F1 drop or F1) against a pair feature, a panel per (perturbation row, setting column).
+
+    One marker trace per (panel, model, origin) with one point per pair, and an OLS line with its confidence
+    band for every such series that has at least 3 points with a non-constant x.
+
+    Args:
+        points: from `analysis.view_points` (key columns, the x and y columns).
+        x: feature column; y: outcome column.
+        x_label, y_label: axis titles.
+        settings: panel columns, in order.
+        perturbations: panel rows, in order (default: order of appearance in `points`).
+        band_level: level of the regression band.
+
+    Returns:
+        The figure; marker traces have `meta={"kind": "points", ...}`, lines "fit", bands "band".
+    """
+    if points.empty or x not in points.columns:
+        return _empty("no points for these filters")
+    perts = list(perturbations) if perturbations is not None else list(dict.fromkeys(points["perturbation"]))
+    perts = [p for p in perts if p in set(points["perturbation"])] or list(dict.fromkeys(points["perturbation"]))
+    cols = [s for s in settings if s in set(points["setting"])] or list(dict.fromkeys(points["setting"]))
+    models = list(dict.fromkeys(points["model"]))
+    fig = make_subplots(rows=len(perts), cols=len(cols), shared_xaxes=True, shared_yaxes=True,
+                        horizontal_spacing=0.06, vertical_spacing=0.22 / max(len(perts), 1),
+                        column_titles=[SETTING_TITLES.get(c, c) for c in cols],
+                        row_titles=[perturbation_title(p) for p in perts])
+    shown: set[str] = set()
+    for r, pert in enumerate(perts, 1):
+        for c, setting in enumerate(cols, 1):
+            panel = points[(points["perturbation"] == pert) & (points["setting"] == setting)]
+            for (model, origin), series in panel.groupby(["model", "origin"], sort=False):
+                series = series.sort_values(["pair_order", "pair"])
+                name = f"{model} · {origin}"
+                colour = model_colour(model, models)
+                has_x = series[series[x].notna() & series[y].notna()]
+                fit = ols_fit(has_x[x], has_x[y], band_level)
+                if fit is not None:
+                    fig.add_trace(go.Scatter(
+                        x=list(fit.x) + list(fit.x[::-1]), y=list(fit.upper) + list(fit.lower[::-1]),
+                        fill="toself", fillcolor=_rgba(colour, 0.12), line={"width": 0}, hoverinfo="skip",
+                        showlegend=False, legendgroup=name, name=f"{name} {int(band_level * 100)}% band",
+                        meta={"kind": "band", "series": name, "setting": setting, "perturbation": pert},
+                    ), row=r, col=c)
+                    fig.add_trace(go.Scatter(
+                        x=list(fit.x), y=list(fit.y), mode="lines", hoverinfo="skip", showlegend=False,
+                        line={"color": colour, "dash": ORIGIN_DASH.get(origin, "solid"), "width": 2},
+                        legendgroup=name, name=f"{name} OLS",
+                        meta={"kind": "fit", "series": name, "setting": setting, "perturbation": pert,
+                              "slope": fit.slope, "intercept": fit.intercept},
+                    ), row=r, col=c)
+                fig.add_trace(go.Scatter(
+                    x=has_x[x], y=has_x[y], mode="markers", name=name, legendgroup=name,
+                    showlegend=name not in shown,
+                    marker={"color": colour, "symbol": ORIGIN_SYMBOLS.get(origin, "circle"), "size": 10,
+                            "line": {"width": 1, "color": "white"}},
+                    customdata=_customdata(has_x), text=has_x["pair"],
+                    hovertemplate=(f"<b>%{{text}}</b> · {model} · {origin}<br>{x_label}: %{{x:.3f}}<br>"
+                                   f"{y_label}: %{{y:.1f}}<extra>click to open the pair</extra>"),
+                    meta={"kind": "points", "series": name, "setting": setting, "perturbation": pert},
+                ), row=r, col=c)
+                shown.add(name)
+    fig.update_xaxes(title_text=x_label, row=len(perts))
+    for r in range(1, len(perts) + 1):
+        fig.update_yaxes(title_text=y_label, row=r, col=1)
+    height = _PANEL_HEIGHT * len(perts) + 160
+    top, bottom = 100, 60
+    # The legend sits above the column titles: 45 px above the plot area, in paper units.
+    legend_y = 1 + 45 / (height - top - bottom)
+    fig.update_layout(height=height, margin={"t": top, "b": bottom, "l": 60, "r": 40},
+                      legend={"orientation": "h", "y": legend_y, "yanchor": "bottom", "x": 0, "xanchor": "left"},
+                      clickmode="event+select", dragmode="zoom")
+    return fig
+
+
+def drop_heatmap(pivots: Mapping[str, pd.DataFrame], value_label: str = "F1 drop (points)") -> go.Figure:
+    """Heatmaps of pair x perturbation (one panel per setting), diverging around 0.
+
+    Args:
+        pivots: setting -> matrix from `analysis.pivot_drops` (rows pairs, columns perturbations).
+        value_label: colour-bar title.
+
+    Returns:
+        The figure; one go.Heatmap per setting with the values written in the cells.
+    """
+    pivots = {k: v for k, v in pivots.items() if v is not None and not v.empty}
+    if not pivots:
+        return _empty("no values for these filters")
+    fig = make_subplots(rows=1, cols=len(pivots), shared_yaxes=True, horizontal_spacing=0.04,
+                        subplot_titles=[SETTING_TITLES.get(k, k) for k in pivots])
+    every = np.concatenate([m.to_numpy(dtype=float).ravel() for m in pivots.values()])
+    finite = every[np.isfinite(every)]
+    bound = float(np.abs(finite).max()) if finite.size else 1.0
+    for i, (setting, matrix) in enumerate(pivots.items(), 1):
+        z = matrix.to_numpy(dtype=float)
+        fig.add_trace(go.Heatmap(
+            z=z, x=[perturbation_short(c) for c in matrix.columns], y=list(matrix.index),
+            zmin=-bound, zmax=bound, zmid=0, colorscale="RdBu_r", showscale=i == len(pivots),
+            colorbar={"title": {"text": value_label}}, texttemplate="%{z:.1f}",
+            hovertemplate="%{y} · %{x}<br>" + value_label + ": %{z:.1f}<extra>" + setting + "</extra>",
+            meta={"kind": "heatmap", "setting": setting},
+        ), row=1, col=i)
+    n_rows = max(len(m.index) for m in pivots.values())
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(height=max(260, 28 * n_rows + 140), margin={"t": 50, "b": 40, "l": 80, "r": 40})
+    return fig
+
+
+def pair_f1_bars(rows: pd.DataFrame, perturbations: Sequence[str] | None = None) -> go.Figure:
+    """Clean vs perturbed F1 of one pair: a panel per setting, bars per model · origin, CI whiskers when known.
+
+    Args:
+        rows: overall-scope rows of one pair (`analysis.pair_rows`), any origins/models.
+        perturbations: x order (default: `perturbation_order`).
+
+    Returns:
+        The figure (one go.Bar per (setting, series)).
+    """
+    rows = rows[rows["scope"] == "overall"]
+    if rows.empty:
+        return _empty("no F1 values for this pair")
+    order = list(perturbations) if perturbations else perturbation_order(rows["perturbation"])
+    cols = [s for s in ("native", "transfer") if s in set(rows["setting"])] or list(dict.fromkeys(rows["setting"]))
+    models = list(dict.fromkeys(rows["model"]))
+    fig = make_subplots(rows=1, cols=len(cols), shared_yaxes=True, horizontal_spacing=0.05,
+                        subplot_titles=[SETTING_TITLES.get(c, c) for c in cols])
+    shown: set[str] = set()
+    for c, setting in enumerate(cols, 1):
+        panel = rows[rows["setting"] == setting]
+        for (model, origin), series in panel.groupby(["model", "origin"], sort=False):
+            mean = series.groupby("perturbation")[["f1", "f1_low", "f1_high"]].mean().reindex(order)
+            name = f"{model} · {origin}"
+            has_ci = mean["f1_low"].notna().any()
+            fig.add_trace(go.Bar(
+                x=[perturbation_short(p) for p in mean.index], y=mean["f1"], name=name, legendgroup=name,
+                customdata=[perturbation_title(p) for p in mean.index],
+                showlegend=name not in shown,
+                marker={"color": model_colour(model, models), "pattern": {"shape": "/" if origin == "ours" else ""}},
+                error_y=({"type": "data", "symmetric": False, "array": (mean["f1_high"] - mean["f1"]).tolist(),
+                          "arrayminus": (mean["f1"] - mean["f1_low"]).tolist()} if has_ci else None),
+                hovertemplate="%{customdata}<br>F1 %{y:.1f}<extra>" + name + "</extra>",
+                meta={"kind": "bars", "series": name, "setting": setting},
+            ), row=1, col=c)
+            shown.add(name)
+    fig.update_yaxes(title_text="F1 (points)", range=[0, 100], row=1, col=1)
+    fig.update_layout(barmode="group", height=420, margin={"t": 60, "b": 40, "l": 60, "r": 20},
+                      legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
+def per_type_bars(rows: pd.DataFrame) -> go.Figure:
+    """Per-entity-type F1 (PER, ORG, LOC) of our rows: a panel per setting, bars per perturbation.
+
+    Args:
+        rows: rows of one pair and model with scope in PER/ORG/LOC (origin ours).
+
+    Returns:
+        The figure.
+    """
+    rows = rows[rows["scope"].isin(["PER", "ORG", "LOC"])]
+    if rows.empty:
+        return _empty("no per-type scores")
+    cols = [s for s in ("native", "transfer") if s in set(rows["setting"])] or list(dict.fromkeys(rows["setting"]))
+    fig = make_subplots(rows=1, cols=len(cols), shared_yaxes=True, subplot_titles=[SETTING_TITLES.get(c, c)
+                                                                                   for c in cols])
+    perts = perturbation_order(rows["perturbation"])
+    palette = ("#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d",
+               "#bab0ac")
+    for c, setting in enumerate(cols, 1):
+        panel = rows[rows["setting"] == setting]
+        for i, pert in enumerate(perts):
+            part = panel[panel["perturbation"] == pert].groupby("scope")["f1"].mean().reindex(["PER", "ORG", "LOC"])
+            if part.isna().all():
+                continue
+            fig.add_trace(go.Bar(x=list(part.index), y=part.values, name=perturbation_title(pert),
+                                 legendgroup=pert, showlegend=c == 1, marker_color=palette[i % len(palette)],
+                                 meta={"kind": "bars", "setting": setting, "perturbation": pert}), row=1, col=c)
+    fig.update_yaxes(title_text="F1 (points)", range=[0, 100], row=1, col=1)
+    fig.update_layout(barmode="group", height=380, margin={"t": 60, "b": 40, "l": 60, "r": 20})
+    return fig
+
+
+def diversity_scatter(frame: pd.DataFrame, x: str, x_label: str, perturbations: Sequence[str]) -> go.Figure:
+    """F1 against the number of sources or their diversity, a panel per perturbation, colour per setting.
+
+    Args:
+        frame: from `analysis.diversity_view`.
+        x: "n_sources" or "diversity".
+        x_label: axis title.
+        perturbations: panels, in order (e.g. ["clean", "entity_replace"]).
+
+    Returns:
+        The figure.
+    """
+    if frame.empty:
+        return _empty("no multi-source or distillation results for this target")
+    perts = [p for p in perturbations if p in set(frame["perturbation"])] or [CLEAN]
+    fig = make_subplots(rows=1, cols=len(perts), shared_yaxes=True,
+                        subplot_titles=[perturbation_title(p) for p in perts])
+    colours = {"multi_source": "#1f77b4", "distill": "#d62728", "best single source": "#7f7f7f"}
+    shown: set[str] = set()
+    for c, pert in enumerate(perts, 1):
+        panel = frame[frame["perturbation"] == pert]
+        for (setting, model), series in panel.groupby(["setting", "model"], sort=False):
+            series = series.sort_values(x)
+            name = f"{setting} · {model}"
+            fig.add_trace(go.Scatter(
+                x=series[x], y=series["f1"], mode="markers+lines", name=name, legendgroup=name,
+                showlegend=name not in shown, text=series["sources"].str.replace(",", "+"),
+                marker={"size": 10, "color": colours.get(setting, "#9467bd")},
+                hovertemplate="%{text}<br>" + x_label + ": %{x}<br>F1 %{y:.1f}<extra>" + name + "</extra>",
+                meta={"kind": "points", "setting": setting, "perturbation": pert},
+            ), row=1, col=c)
+            shown.add(name)
+    fig.update_xaxes(title_text=x_label)
+    fig.update_yaxes(title_text="F1 (points)", row=1, col=1)
+    fig.update_layout(height=420, margin={"t": 60, "b": 40, "l": 60, "r": 20})
+    return fig

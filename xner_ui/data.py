@@ -1,0 +1,310 @@
+"""Cached core calls of the dashboard (the only module of the UI that touches files and the results store).
+
+Two cache layers, keyed by ids, never by objects (DESIGN.md convention 4):
+- `st.cache_data` for tables (results, example sentences): a copy per caller, safe between sessions. The results
+  are keyed by a *stamp* of the committed files and the store file (names, sizes, mtimes), so a finished grid run
+  shows up on the next rerun without a server restart, and an unchanged store costs only a few `stat` calls.
+- `st.cache_resource` for shared read-only objects (perturbation contexts holding whole corpora), one copy per
+  process for every session.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from xner_core import analysis
+from xner_core.errors import DataError, XnerError
+from xner_core.paths import cache_dir, data_dir, repo_data_dir
+
+STORE_HINT = "`xner grid run paper` (or `xner grid run smoke` for a quick check)"
+
+
+# ------------------------------------------------------------------------------------------------ results
+
+
+def _stat(path: Path) -> tuple[str, int, int]:
+    try:
+        st_ = path.stat()
+        return str(path), st_.st_size, st_.st_mtime_ns
+    except OSError:
+        return str(path), -1, -1
+
+
+def results_stamp() -> tuple[Any, ...]:
+    """Identity of the result inputs: committed parquet files and the DuckDB store (path, size, mtime)."""
+    from xner_core.results import default_store_path
+
+    committed = repo_data_dir() / "results"
+    files = sorted(committed.glob("*.parquet")) if committed.is_dir() else []
+    return tuple(_stat(f) for f in files) + (_stat(default_store_path()),)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _our_results(stamp: tuple[Any, ...]) -> tuple[pd.DataFrame, pd.DataFrame, str | None]:
+    """(committed rows, store rows, a warning) for one stamp."""
+    from xner_core.results import ResultsStore, committed_results
+
+    committed = committed_results()
+    warning = None
+    try:
+        store = ResultsStore().frame()
+    except XnerError as exc:  # e.g. the grid holds the write lock: show the committed rows and say so
+        store = committed.iloc[0:0]
+        warning = f"the local results store could not be read ({exc}); showing committed results only"
+    return committed, store, warning
+
+
+def our_results() -> tuple[pd.DataFrame, pd.DataFrame, str | None]:
+    """Our result rows: (committed `data/results/*.parquet`, the local DuckDB store, a warning or None)."""
+    return _our_results(results_stamp())
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _tidy(stamp: tuple[Any, ...]) -> pd.DataFrame:
+    from xner_core.languages import reference_pairs
+
+    tables = analysis.read_reference_tables()
+    committed, store, _ = _our_results(stamp)
+    parts = [f for f in (committed, store) if not f.empty]
+    ours = pd.concat(parts, ignore_index=True) if parts else None
+    if ours is not None and "job_id" in ours.columns:
+        # A committed row may also be in the local store: keep the store's (newer) copy.
+        ours = ours.drop_duplicates(subset=["job_id", "scope"], keep="last")
+    return analysis.tidy_results(tables["published"], ours, tables["overlap"], tables["uriel"], reference_pairs())
+
+
+def tidy_frame() -> pd.DataFrame:
+    """The tidy frame of `analysis.tidy_results`: published numbers + ours, with pair features."""
+    return _tidy(results_stamp())
+
+
+@dataclass(frozen=True)
+class OverviewView:
+    """What the overview draws for one set of choices (computed once per choices and results stamp)."""
+
+    points: pd.DataFrame
+    figure: Any
+    stats: pd.DataFrame
+
+
+def overview_view(y: str, x: str, models: tuple[str, ...], settings: tuple[str, ...],
+                  perturbations: tuple[str, ...], origins: tuple[str, ...]) -> OverviewView:
+    """Points, scatter figure and correlation table of the overview (cached by choices + results stamp).
+
+    Args:
+        y: "drop" or "f1".
+        x: a feature column of `analysis.FEATURES`.
+        models, settings, perturbations, origins: the filters.
+
+    Returns:
+        An OverviewView.
+    """
+    return _overview_view(results_stamp(), y, x, models, settings, perturbations, origins)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _overview_view(stamp: tuple[Any, ...], y: str, x: str, models: tuple[str, ...], settings: tuple[str, ...],
+                   perturbations: tuple[str, ...], origins: tuple[str, ...]) -> OverviewView:
+    from xner_core import plots
+
+    points = analysis.view_points(_tidy(stamp), models=models, settings=settings, perturbations=perturbations,
+                                  origins=origins)
+    figure = plots.overlap_scatter(points, x, y, analysis.FEATURES[x], analysis.OUTCOMES[y], settings=settings,
+                                   perturbations=perturbations)
+    stats = analysis.stats_table(points, x, y)
+    return OverviewView(points, figure, stats)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def diversity_index(sources: str, kind: str) -> float | None:
+    """Mean pairwise URIEL distance of `kind` among comma-joined sources (None for one source or no data)."""
+    from xner_core.distance import source_diversity
+
+    try:
+        return source_diversity([s for s in sources.split(",") if s]).mean_distance.get(kind)
+    except XnerError:
+        return None
+
+
+# ----------------------------------------------------------------------------------------- corpora and contexts
+
+
+@dataclass(frozen=True)
+class Missing:
+    """Local WikiANN files that are not there, with the message to show."""
+
+    message: str
+
+
+def missing_splits(needs: list[tuple[str, str]]) -> Missing | None:
+    """Check local WikiANN files (no hub download from the dashboard: a large split would block the page).
+
+    Args:
+        needs: (language, split) pairs.
+
+    Returns:
+        None when every file is present, else a Missing with guidance.
+    """
+    from xner_core.corpus import wikiann_file
+
+    absent = [f"{lang}/{split}" for lang, split in needs if wikiann_file(lang, split) is None]
+    if not absent:
+        return None
+    where = data_dir()
+    env = os.environ.get("XNER_DATA_DIR")
+    return Missing(
+        f"No local WikiANN data for {', '.join(absent)} under `{where}`"
+        + ("" if env else " (XNER_DATA_DIR is not set)")
+        + ". Set `XNER_DATA_DIR` to a directory with `<lang>/{train,dev,test}.gz` files "
+          "(here: `../shared/data/wikiann`, which `make app` sets) and reload the page."
+    )
+
+
+@st.cache_resource(show_spinner="Loading the pair's WikiANN data…", max_entries=6)
+def perturb_context(source: str, target_lang: str, target_split: str, lang: str, donor: str | None,
+                    data_dir_key: str, embed_model: str | None = None) -> Any:
+    """A `PerturbContext` (source train set, target split as replacement pool, donor names, the word embedder of
+    `embed_model` when `hooks.word_embedder` provides one), one per process for all sessions.
+
+    `data_dir_key` only keys the cache (a changed XNER_DATA_DIR gives a new context).
+    """
+    from xner_core.corpus import load_wikiann
+    from xner_core.perturb import build_context
+    from xner_core.runner import donor_corpus
+    from xner_ui.hooks import word_embedder
+
+    src = load_wikiann(source, "train")
+    tgt = load_wikiann(target_lang, target_split)
+    don = donor_corpus(donor) if donor else None
+    embed = word_embedder(embed_model) if embed_model else None
+    return build_context(src, tgt, donor=don, embed=embed, lang=lang)
+
+
+def context_for(source: str, target: str, lang: str | None = None, donor: str | None = None,
+                embed_model: str | None = None) -> Any:
+    """The perturbation context of a pair (source train -> target test), cached per process.
+
+    Args:
+        source: source language (its train split).
+        target: target language (its test split is the replacement pool).
+        lang: language for stopwords (default: target).
+        donor: donor language for person/location swaps.
+        embed_model: model whose word embedder the context perturbations use (see `hooks.word_embedder`).
+
+    Returns:
+        The PerturbContext.
+    """
+    return perturb_context(source, target, "test", lang or target, donor, str(data_dir()), embed_model)
+
+
+def examples_for(source: str, target: str, perturbation: str, n: int, seed: int = 0,
+                 donor: str | None = None, embed_model: str | None = None,
+                 changed_only: bool = False) -> list[dict[str, Any]]:
+    """Perturb the first `n` target test sentences that have an entity, exactly as the evaluation does.
+
+    Args:
+        source: the pair's source language (its train set is what "shared"/"seen" means).
+        target: the target language (its test set is the sentence source and the replacement pool).
+        perturbation: a registry name.
+        n: how many sentences.
+        seed: perturbation seed.
+        donor: donor language for person/location swaps.
+        embed_model: model whose word embedder P2/P3 use (`hooks.word_embedder`).
+        changed_only: keep only sentences the perturbation changed (P1 changes only sentences with an entity
+            shared with the source, often a minority).
+
+    Returns:
+        One dict per sentence: id, tokens, tags, p_tokens, p_tags, changed (indices in the perturbed sentence),
+        kinds (change kinds). Cached per (arguments, data directory).
+    """
+    return _example_variants(source, target, perturbation, n, seed, str(data_dir()), donor, embed_model,
+                             changed_only)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _example_variants(source: str, target: str, perturbation: str, n: int, seed: int, data_dir_key: str,
+                      donor: str | None, embed_model: str | None, changed_only: bool) -> list[dict[str, Any]]:
+    from xner_core.perturb import perturb_sentence
+    from xner_ui.render import changed_positions
+
+    ctx = perturb_context(source, target, "test", target, donor, data_dir_key, embed_model)
+    out: list[dict[str, Any]] = []
+    for i, sent in enumerate(ctx.target):
+        if len(out) >= n:
+            break
+        if all(t == "O" for t in sent.tags):
+            continue  # sentences without entities show nothing for entity perturbations
+        res = perturb_sentence(perturbation, sent, ctx, seed=seed, index=i)
+        if changed_only and not res.changes:
+            continue
+        new = res.corpus[0]
+        out.append({"id": sent.id, "tokens": list(sent.tokens), "tags": list(sent.tags),
+                    "p_tokens": list(new.tokens), "p_tags": list(new.tags),
+                    "changed": sorted(changed_positions(res.changes)),
+                    "kinds": sorted({c.kind for c in res.changes})})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- environment
+
+
+@st.cache_resource(show_spinner=False)
+def device_label() -> str:
+    """The torch device inference uses here ("cuda: <name>" or "cpu")."""
+    try:
+        import torch
+    except ImportError:
+        return "cpu (torch not installed)"
+    if torch.cuda.is_available():
+        return f"cuda: {torch.cuda.get_device_name(0)}"
+    return "cpu"
+
+
+@st.cache_data(show_spinner=False, ttl=60)
+def dir_size(path: str) -> int:
+    """Total bytes of the files under `path` (0 when absent); cached for a minute."""
+    total = 0
+    stack = [path]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for entry in it:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(entry.path)
+                        elif entry.is_file(follow_symlinks=False):
+                            total += entry.stat(follow_symlinks=False).st_size
+                    except OSError:
+                        continue
+        except OSError:
+            continue
+    return total
+
+
+def human_bytes(n: int) -> str:
+    """e.g. 1.2 GB."""
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def cache_summary() -> tuple[str, str]:
+    """(size, path) of the cache directory for the sidebar, e.g. ("1.2 GB", "/root/.cache/xner")."""
+    root = cache_dir()
+    return human_bytes(dir_size(str(root))), str(root)
+
+
+def require_local(needs: list[tuple[str, str]]) -> None:
+    """Raise DataError with guidance when a needed local split is missing (for code paths without an info box)."""
+    missing = missing_splits(needs)
+    if missing is not None:
+        raise DataError(missing.message)

@@ -1,0 +1,87 @@
+"""Page scaffolding: error guard, charts with image export, CSV downloads.
+
+Every page body runs inside `guarded`, so a user never sees a traceback: an `XnerError` (bad input, missing data,
+unknown name) is shown as `st.error` with its message, which already says what was wrong and what is allowed,
+plus a line of guidance; anything else is logged on the server and shown as a short error. Streamlit's own
+control-flow exceptions (`st.rerun`, `st.switch_page`, `st.stop`) derive from BaseException and pass through.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any, Iterator
+
+import pandas as pd
+import streamlit as st
+
+from xner_core.errors import ConfigError, DataError, XnerError
+from xner_core.plots import image_config
+from xner_ui.render import md_escape
+from xner_ui.state import shared
+
+log = logging.getLogger("xner.dashboard")
+
+_GUIDANCE = {
+    DataError: "Check the data this view needs (XNER_DATA_DIR for WikiANN, the uploaded file, the results store).",
+    ConfigError: "Pick one of the allowed values listed above.",
+}
+
+
+def guidance_for(exc: XnerError) -> str:
+    """One line of what to do next for an error class."""
+    for cls, text in _GUIDANCE.items():
+        if isinstance(exc, cls):
+            return text
+    return "Change the choices in the sidebar or on the page and try again."
+
+
+@contextlib.contextmanager
+def guarded(what: str) -> Iterator[None]:
+    """Run a page or section; show errors as messages, never as tracebacks.
+
+    Args:
+        what: what is being built, for the message ("the overview", "the example viewer").
+    """
+    try:
+        yield
+    except XnerError as exc:
+        st.error(f"{md_escape(str(exc))}\n\n{guidance_for(exc)}", icon=":material/error:")
+    except Exception as exc:  # noqa: BLE001 - the UI boundary: log the traceback, show a message
+        log.exception("error while building %s", what)
+        st.error(f"Something went wrong while building {md_escape(what)} ({type(exc).__name__}). "
+                 "The details are in the server log; try other choices or reload the page.",
+                 icon=":material/error:")
+
+
+def chart(fig: Any, key: str, filename: str, *, select: bool = False) -> Any:
+    """Draw a Plotly figure; the modebar camera saves it as PNG or SVG (the sidebar's image format).
+
+    Args:
+        fig: the figure.
+        key: widget key (unique on the page).
+        filename: image file name without extension.
+        select: rerun on point clicks and return the selection event.
+
+    Returns:
+        The selection event when `select`, else None.
+    """
+    config = image_config(filename, shared().image_format)
+    if select:
+        return st.plotly_chart(fig, key=key, on_select="rerun", selection_mode="points", config=config,
+                               width="stretch")
+    st.plotly_chart(fig, key=key, config=config, width="stretch")
+    return None
+
+
+def download_csv(df: pd.DataFrame, filename: str, key: str, label: str = "Download CSV") -> None:
+    """A CSV download button for a table (no rerun on click).
+
+    Args:
+        df: the table.
+        filename: file name including `.csv`.
+        key: widget key (unique on the page).
+        label: button label.
+    """
+    st.download_button(label, df.to_csv(index=False).encode("utf-8"), file_name=filename, mime="text/csv", key=key,
+                       on_click="ignore", icon=":material/download:")
