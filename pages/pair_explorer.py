@@ -2,8 +2,8 @@
 
 Clean vs perturbed F1 of the native and transfer models (published beside ours, CIs for ours), per-type F1
 (ours), the pair's overlap and URIEL features, and an example viewer of original vs perturbed test sentences
-computed live with `xner_core.perturb`, gold entities highlighted. Model predictions come through
-`xner_ui.hooks.predictions_for`.
+computed live with `xner_core.perturb`, gold entities highlighted beside the cached native and transfer models'
+predictions (`xner_ui.hooks`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from xner_core.languages import get_language, parse_pair
 from xner_core.perturb import get_perturbation
 from xner_core.predict import join_words
 from xner_ui import data, hooks, page, render, state
+from xner_ui.model_panel import model_panel
 
 state.require_app()
 
@@ -88,45 +89,45 @@ with page.guarded("the example viewer"):
     missing = data.missing_splits([(source, "train"), (target, "test")])
     if missing is not None:
         st.info(missing.message, icon=":material/folder_off:")
-    elif "embed" in pert.needs and hooks.word_embedder(model) is None:
-        st.info(f"`{pert_name}` needs a word embedder for its nearest-neighbour replacements; it becomes available "
-                "here when the models are wired into the dashboard. Pick another perturbation in the sidebar "
-                "(e.g. entity_replace, context_random, person_swap, char_noise).", icon=":material/model_training:")
     else:
-        embed_model = model if "embed" in pert.needs else None
-        examples = data.examples_for(source, target, pert_name, n, seed=0, donor=donor, embed_model=embed_model,
-                                     changed_only=changed_only)
+        keys = [hooks.ModelKey(model, setting, source, target) for setting in hooks.SETTINGS]
+        model_panel(keys, allow_train=False)
+        embed_model = hooks.embed_model() if "embed" in pert.needs else None
+        with st.spinner("Perturbing the examples…"):
+            examples = data.examples_for(source, target, pert_name, n, seed=0, donor=donor, embed_model=embed_model,
+                                         changed_only=changed_only)
         sents = [Sentence(tuple(e["tokens"]), tuple(e["tags"]), target, e["id"]) for e in examples]
         perturbed = [Sentence(tuple(e["p_tokens"]), tuple(e["p_tags"]), target, e["id"]) for e in examples]
-        preds = {
-            setting: (hooks.predictions_for(sents, hooks.ModelKey(model, setting, source, target)),
-                      hooks.predictions_for(perturbed, hooks.ModelKey(model, setting, source, target)))
-            for setting in ("native", "transfer")
-        }
-        have_preds = all(a is not None and b is not None for a, b in preds.values())
+        preds = {}
+        for key in keys:
+            orig, pert_pred = hooks.predictions_for(sents, key), hooks.predictions_for(perturbed, key)
+            if orig is not None and pert_pred is not None:
+                preds[key.setting] = (orig, pert_pred)
         only_changed = st.toggle("Only sentences whose prediction changed under the perturbation",
-                                 key="only_changed", disabled=not have_preds,
-                                 help="Compares the native and transfer models' predictions on the original and "
-                                      "the perturbed sentence.")
-        if not have_preds:
-            st.caption("Model predictions (native and transfer) are not available in the dashboard yet; gold tags "
-                       "are shown.")
+                                 key="only_changed", disabled=not preds,
+                                 help="Compares the cached models' predictions on the original and the perturbed "
+                                      "sentence.")
+        if not preds:
+            st.caption(f"Gold tags only: no cached `{render.md_escape(model)}` native or transfer model for this "
+                       "pair (pick e5-small or tiny in the sidebar, or train one in the Sentence lab).")
         st.html(render.legend_html())
         shown = 0
         for i, e in enumerate(examples):
             blocks = [render.entity_html(e["tokens"], e["tags"], label="gold · original"),
                       render.entity_html(e["p_tokens"], e["p_tags"], e["changed"], label="gold · perturbed")]
-            if have_preds:
-                changed_pred = False
-                for setting, (orig, pert_pred) in preds.items():
-                    blocks.append(render.entity_html(e["tokens"], orig[i], label=f"{setting} · original"))
-                    blocks.append(render.entity_html(e["p_tokens"], pert_pred[i], e["changed"],
-                                                     label=f"{setting} · perturbed"))
-                    changed_pred |= list(orig[i]) != list(pert_pred[i]) or len(e["tokens"]) != len(e["p_tokens"])
-                if only_changed and not changed_pred:
-                    continue
+            changed_pred = False
+            for setting, (orig, pert_pred) in preds.items():
+                blocks.append(render.entity_html(e["tokens"], orig[i], label=f"{setting} · original"))
+                blocks.append(render.entity_html(e["p_tokens"], pert_pred[i], e["changed"],
+                                                 label=f"{setting} · perturbed"))
+                changed_pred |= list(orig[i]) != list(pert_pred[i]) or len(e["tokens"]) != len(e["p_tokens"])
+            if only_changed and not changed_pred:
+                continue
             st.html('<div style="border-bottom:1px solid #e5e7eb;padding:6px 0">' + "".join(blocks) + "</div>")
             shown += 1
+        if only_changed and examples and not shown:
+            st.info("No shown sentence changed any cached model's prediction; show more sentences or turn the "
+                    "filter off.")
         if not examples:
             st.info("None of the target test sentences with entities is changed by this perturbation for this "
                     "pair." if changed_only else "No test sentences with entities found for this pair.")
@@ -140,6 +141,9 @@ with page.guarded("the example viewer"):
                            "(perturbation seed 0).")
             table = pd.DataFrame([{"id": e["id"], "original": join_words(e["tokens"]),
                                    "perturbed": join_words(e["p_tokens"]), "gold_tags": " ".join(e["tags"]),
-                                   "perturbed_tags": " ".join(e["p_tags"])} for e in examples])
+                                   "perturbed_tags": " ".join(e["p_tags"]),
+                                   **{f"{s}_{part}": " ".join(p[k][i]) for s, p in preds.items()
+                                      for k, part in enumerate(("original", "perturbed"))}}
+                                  for i, e in enumerate(examples)])
             page.download_csv(table, f"xner_examples_{source}_{target}_{pert_name}.csv", key="dl_examples",
                               label="Examples (CSV)")

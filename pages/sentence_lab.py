@@ -1,5 +1,5 @@
 """Sentence lab: type a sentence (any script) or draw one from the target test set, and see every perturbed
-variant with its entities highlighted.
+variant with its entities highlighted, beside the native and transfer models' predictions.
 
 Words come from `xner_core.predict.split_words`; entities from optional markup (`[Juan Pérez|PER]`) or, for a
 drawn sentence, its gold tags; the variants from `xner_core.perturb.perturb_sentence` with the pair's context
@@ -13,11 +13,14 @@ import pandas as pd
 import streamlit as st
 
 from xner_core.corpus import Sentence
+from xner_core.errors import DataError
 from xner_core.languages import all_languages
 from xner_core.perturb import build_context, get_perturbation, perturb_sentence, perturbation_names
 from xner_core.plots import perturbation_title
 from xner_core.predict import join_words
+from xner_core.textcheck import check_sentence
 from xner_ui import data, hooks, page, render, state
+from xner_ui.model_panel import model_panel
 
 state.require_app()
 
@@ -25,15 +28,17 @@ _NEED_REASON = {
     "source": "the source training set",
     "target": "the target test set",
     "donor": "donor-language names",
-    "embed": "a word embedder (comes with the models)",
+    "embed": "a word embedder",
 }
 DEFAULT_TEXT = "[Anjela Duval|PER] was born in [Quimper|LOC] and wrote for [Al Liamm|ORG] ."
+GRID = '<div style="display:grid;grid-template-columns:minmax(140px,1fr) repeat({n},minmax(0,3fr));gap:4px 12px">'
 
 sh = state.shared()
 source, target = sh.source, sh.target
 st.title("Sentence lab")
-st.caption(f"Pair **{source}→{target}** (change it in the sidebar). Mark entities as `[words|PER]`, `[words|ORG]`, "
-           "`[words|LOC]`, or draw a sentence with gold tags from the target test set.")
+st.caption(f"Pair **{source}→{target}**, model **{render.md_escape(sh.model)}** (change them in the sidebar). Mark "
+           "entities as `[words|PER]`, `[words|ORG]`, `[words|LOC]`, or draw a sentence with gold tags from the "
+           "target test set.")
 
 languages = {lang.code: lang.name for lang in all_languages()}
 c1, c2 = st.columns([1, 1])
@@ -48,20 +53,26 @@ chosen = state.multiselect("Perturbations", names, "perts", names, format_func=p
 missing = data.missing_splits([(source, "train"), (target, "test")])
 if missing is not None:
     st.info(missing.message + " Perturbations that need the pair's data are skipped.", icon=":material/folder_off:")
-    ctx = build_context(None, None, lang=lang)
+    ctx = build_context(None, None, embed=hooks.word_embedder(), lang=lang)
 else:
-    embed_model = sh.model if hooks.word_embedder(sh.model) is not None else None
-    ctx = data.context_for(source, target, lang=lang, donor=source, embed_model=embed_model)
+    ctx = data.context_for(source, target, lang=lang, donor=source, embed_model=hooks.embed_model())
 
 sentence: Sentence | None = None
 if mode == "type":
     text = state.text_area("Your sentence", "text", DEFAULT_TEXT, max_chars=500,
                            placeholder="Type a sentence in any script; mark entities as [words|PER]")
-    words, tags = render.parse_marked_text(text)
-    if words:
-        sentence = Sentence(tuple(words), tuple(tags), lang, "lab-0")
-    else:
+    if not text.strip():
         st.info("Type a sentence to see its perturbed variants.")
+    else:
+        try:
+            words, tags = render.parse_marked_text(check_sentence(text, max_chars=500))
+        except DataError as exc:
+            st.error(render.md_escape(str(exc)), icon=":material/error:")
+        else:
+            if words:
+                sentence = Sentence(tuple(words), tuple(tags), lang, "lab-0")
+            else:
+                st.info("The text holds no words (only markup or spaces); type a sentence.")
 elif ctx.target is None:
     st.info("Drawing a sentence needs the target test set; type one instead.")
 else:
@@ -70,43 +81,66 @@ else:
     sentence = Sentence(drawn.tokens, drawn.tags, lang, drawn.id)
 
 if sentence is not None:
+    st.subheader("Models")
+    keys = [hooks.ModelKey(sh.model, s, source, target) for s in hooks.SETTINGS]
+    with page.guarded("the model panel"):
+        model_panel(keys)
+
     st.subheader("Words")
     st.code(" │ ".join(sentence.tokens), language=None, wrap_lines=True)
-    st.html(render.legend_html())
-    st.html(render.entity_html(sentence.tokens, sentence.tags, label="input"))
+    if st.toggle("Show sub-word pieces", key="pieces",
+                 help="How the model's tokenizer splits each word; the tag is read from the first piece."):
+        pieces = hooks.subword_pieces(sentence.tokens, keys[0]) or hooks.subword_pieces(sentence.tokens, keys[1])
+        if pieces is None:
+            st.caption("Sub-word pieces come from a cached model's tokenizer; none is cached for this choice yet.")
+        else:
+            st.dataframe(pd.DataFrame({"word": list(sentence.tokens), "pieces": [" ".join(p) for p in pieces],
+                                       "n": [len(p) for p in pieces]}), hide_index=True, width="stretch")
 
-    rows, skipped, variants = [], [], []
-    for name in chosen:
-        pert = get_perturbation(name)
-        lacking = [n for n in pert.needs if getattr(ctx, n) is None]
-        if lacking:
-            skipped.append(f"`{name}` (needs {', '.join(_NEED_REASON[n] for n in lacking)})")
-            continue
-        with page.guarded(f"the {name} variant"):
-            res = perturb_sentence(name, sentence, ctx, seed=0)
-            variants.append((name, res.corpus[0], render.changed_positions(res.changes)))
+    rows, skipped, variants = [], [], [("input", sentence, set())]
+    with st.spinner("Perturbing (the first context-word perturbation embeds the target vocabulary once)…"):
+        for name in chosen:
+            pert = get_perturbation(name)
+            lacking = [n for n in pert.needs if getattr(ctx, n) is None]
+            if lacking:
+                skipped.append(f"`{name}` (needs {', '.join(_NEED_REASON[n] for n in lacking)})")
+                continue
+            with page.guarded(f"the {name} variant"):
+                res = perturb_sentence(name, sentence, ctx, seed=0)
+                variants.append((name, res.corpus[0], render.changed_positions(res.changes)))
 
-    # One call adds the native and transfer models' predictions for the input and every variant.
-    batch = [sentence] + [v for _, v, _ in variants]
-    preds = {s: hooks.predictions_for(batch, hooks.ModelKey(sh.model, s, source, target))
-             for s in ("native", "transfer")}
+    # One call per model tags the input and every variant.
+    batch = [v for _, v, _ in variants]
+    preds: dict[str, list[list[str]] | None] = {}
+    for key in keys:
+        with page.guarded(f"the {key.setting} model's predictions"):
+            preds[key.setting] = hooks.predictions_for(batch, key)
+    shown = [s for s, p in preds.items() if p is not None]
 
     st.subheader("Perturbed variants")
-    blocks = []
-    for k, (name, variant, changed) in enumerate(variants, 1):
-        blocks.append(render.entity_html(variant.tokens, variant.tags, changed, label=perturbation_title(name)))
-        for setting, tagged in preds.items():
-            if tagged is not None:
-                blocks.append(render.entity_html(variant.tokens, tagged[k], changed, label=f"{setting} model"))
-        rows.append({"perturbation": name, "text": join_words(variant.tokens), "tags": " ".join(variant.tags),
-                     "changed_tokens": len(changed)})
-    if blocks:
-        st.html('<div style="display:flex;flex-direction:column;gap:6px">' + "".join(blocks) + "</div>")
+    st.html(render.legend_html())
+    header = ['<div style="color:#6b7280;font-size:0.8em">variant</div>',
+              '<div style="color:#6b7280;font-size:0.8em">gold (your marks / test set)</div>']
+    header += [f'<div style="color:#6b7280;font-size:0.8em">{s} model ({render.html_text(sh.model)})</div>'
+               for s in shown]
+    cells = []
+    for k, (name, variant, changed) in enumerate(variants):
+        title = "input" if name == "input" else perturbation_title(name)
+        cells.append(f'<div style="font-weight:600;font-size:0.85em;padding-top:6px">{render.html_text(title)}</div>')
+        cells.append(render.entity_html(variant.tokens, variant.tags, changed))
+        for setting in shown:
+            cells.append(render.entity_html(variant.tokens, preds[setting][k], changed))
+        if name != "input":
+            row = {"perturbation": name, "text": join_words(variant.tokens), "gold_tags": " ".join(variant.tags),
+                   "changed_tokens": len(changed)}
+            row.update({f"{s}_tags": " ".join(preds[s][k]) for s in shown})
+            rows.append(row)
+    st.html(GRID.format(n=1 + len(shown)) + "".join(header + cells) + "</div>")
     if skipped:
         st.caption("Not run: " + "; ".join(skipped) + ".")
-    if all(p is None for p in preds.values()):
-        st.caption("Native and transfer model predictions appear here once the models are wired into the "
-                   "dashboard.")
+    if not shown:
+        st.caption("Model predictions appear beside the gold tags once a native or transfer model is cached "
+                   "(see Models above).")
     if rows:
         page.download_csv(pd.DataFrame(rows), f"xner_lab_{source}_{target}.csv", key="dl_lab",
                           label="Variants (CSV)")

@@ -285,3 +285,15 @@ def test_round_trip_real_wikiann(wikiann_dir: Path, tmp_path: Path):
         write_conll(corpus, path)
         back = read_conll(path, lang=lang).corpus
         assert [(s.tokens, s.tags) for s in back] == [(s.tokens, s.tags) for s in corpus]
+
+
+def test_predictions_file_reads_back():
+    from xner_core.conll import predictions_conll
+    from xner_core.corpus import Corpus, Sentence
+
+    corpus = Corpus((Sentence(("Joan", "viu"), ("B-PER", "O"), "ca", "a"),), "ca", "test")
+    text = predictions_conll(corpus, {"native_pred": [["B-PER", "O"]], "transfer_pred": [["B-LOC", "O"]]})
+    assert text == "Joan\tB-PER\tB-PER\tB-LOC\nviu\tO\tO\tO\n\n"
+    assert read_conll(text.encode()).corpus.sentences[0].tags == ("B-LOC", "O")
+    with pytest.raises(DataError, match="not aligned"):
+        predictions_conll(corpus, {"bad": [["O"]]})

@@ -536,3 +536,23 @@ def test_bootstrap_speed_10k_sentences():
         bootstrap_from_counts(counts, n_resamples=1000)
         best = min(best, time.perf_counter() - t0)
     assert best < 1.0, f"1000 resamples over 10k sentences took {best:.2f} s"
+
+
+def test_condition_rows_clean_and_perturbed():
+    from xner_core.metrics import condition_rows, paired_bootstrap_drop, score
+
+    gold = [["B-PER", "O", "B-LOC"], ["B-ORG", "I-ORG", "O"], ["O", "B-LOC", "O"]] * 5
+    clean_pred = [["B-PER", "O", "B-LOC"], ["B-ORG", "I-ORG", "O"], ["O", "O", "O"]] * 5
+    pert_pred = [["O", "O", "B-LOC"], ["B-ORG", "O", "O"], ["O", "O", "O"]] * 5
+    clean = {r["scope"]: r for r in condition_rows(gold, clean_pred, n_resamples=200)}
+    assert set(clean) == {"overall", "PER", "ORG", "LOC"}
+    assert clean["overall"]["f1"] == pytest.approx(score(gold, clean_pred).overall.f1)
+    assert clean["overall"]["drop"] == 0 and clean["overall"]["drop_low"] is None
+    assert clean["overall"]["f1_low"] <= clean["overall"]["f1"] <= clean["overall"]["f1_high"]
+    pert = {r["scope"]: r for r in condition_rows(gold, pert_pred, gold, clean_pred, n_resamples=200)}
+    want = paired_bootstrap_drop(gold, clean_pred, gold, pert_pred, n_resamples=200, scope="PER")
+    assert pert["PER"]["drop"] == pytest.approx(1.0) and pert["PER"]["drop_low"] == want.low
+    assert pert["LOC"]["drop"] == pytest.approx(0.0)
+    assert pert["overall"]["clean_f1"] == clean["overall"]["f1"] and pert["overall"]["n_sentences"] == 15
+    none = condition_rows(gold, pert_pred, gold, clean_pred, n_resamples=0)
+    assert all(r["f1_low"] is None and r["drop_low"] is None for r in none)

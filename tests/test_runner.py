@@ -176,3 +176,25 @@ def test_cached_context_gives_the_same_numbers_as_a_fresh_one(env):
     cold = evaluate(cfg("ca"), PERTS, loaded=env["es_ca"], **kwargs)
     assert all(_same(a.rows, b.rows) for a, b in zip(warm, cold))
     assert [o.sentences for o in warm] == [o.sentences for o in cold]
+
+
+def test_find_cached_serves_pairs_the_models_fit(env):
+    es, native = env["es_ca"].config, env["native"].config
+    # the es transfer model (trained while targeting ca) serves every es→X pair; the native one only ca
+    assert [c.hash for c, _ in runner.find_cached("tiny", "transfer", "es", "ast", cache=env["cache"])] == [es.hash]
+    assert [c.hash for c, _ in runner.find_cached("tiny", "native", "es", "ca", cache=env["cache"])] == [native.hash]
+    assert runner.find_cached("tiny", "native", "es", "ast", cache=env["cache"]) == []
+    assert runner.find_cached("tiny", "transfer", "fr", "ca", cache=env["cache"]) == []
+    assert runner.find_cached("e5-small", "transfer", "es", "ca", cache=env["cache"]) == []
+    assert runner.serves(make_config("mbert", "ca", "native"), "bert-base-multilingual-cased", "native", "es", "ca")
+    multi = make_config("tiny", "ca", "multi_source", sources=("es", "fr"))
+    assert runner.serves(multi, "tiny", "multi_source", "fr", "ca") and not runner.serves(multi, "tiny",
+                                                                                            "multi_source", "it", "ca")
+
+
+def test_find_cached_puts_the_preferred_config_first(env):
+    other = train_model(cfg("ca", "native", seed=7), data_dir=env["data"], cache=env["cache"])
+    natives = runner.find_cached("tiny", "native", "es", "ca", cache=env["cache"])
+    assert [c.hash for c, _ in natives] == [other.config.hash, env["native"].config.hash]  # newest first
+    preferred = runner.find_cached("tiny", "native", "es", "ca", prefer=env["native"].config, cache=env["cache"])
+    assert [c.hash for c, _ in preferred] == [env["native"].config.hash, other.config.hash]

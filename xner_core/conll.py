@@ -13,6 +13,7 @@ import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping, Sequence
 
 from .corpus import Corpus, Sentence
 from .errors import DataError
@@ -289,8 +290,34 @@ def write_conll(corpus: Corpus, path: str | os.PathLike[str] | None = None) -> s
     Note: a corpus whose every token starts with the same WikiANN-like prefix ("ab:") reads back with the
     prefix stripped unless `read_conll` gets a `lang` other than "xx" and that code.
     """
+    return _write_columns(corpus, {}, path)
+
+
+def predictions_conll(corpus: Corpus, predictions: Mapping[str, Sequence[Sequence[str]]],
+                      path: str | os.PathLike[str] | None = None) -> str:
+    """Write `token<TAB>gold<TAB>pred...` lines: the corpus's tags, then one column per prediction set.
+
+    Args:
+        corpus: the sentences with their gold tags.
+        predictions: column name -> one tag list per sentence (aligned with `corpus`), written in this order
+            (no header line, so `read_conll` reads the file back with the LAST prediction column as its tags).
+        path: where to write (UTF-8); None to only return the text.
+
+    Returns:
+        The text. Raises DataError as `write_conll`, or when a prediction set is misaligned.
+    """
+    for name, tags in predictions.items():
+        if len(tags) != len(corpus) or any(len(t) != len(s.tokens) for t, s in zip(tags, corpus.sentences)):
+            raise DataError(f"prediction column {name!r} is not aligned with the corpus (one tag per token of "
+                            "every sentence is needed)")
+    return _write_columns(corpus, predictions, path)
+
+
+def _write_columns(corpus: Corpus, extra: Mapping[str, Sequence[Sequence[str]]],
+                   path: str | os.PathLike[str] | None) -> str:
     lines: list[str] = []
-    for sent in corpus.sentences:
+    columns = list(extra.values())
+    for k, sent in enumerate(corpus.sentences):
         if not sent.tokens:
             # A blank line is the separator, so an empty sentence would vanish (and shift every later sentence).
             raise DataError(f"sentence {sent.id or '?'} has no tokens; CoNLL cannot represent empty sentences")
@@ -300,7 +327,7 @@ def write_conll(corpus: Corpus, path: str | os.PathLike[str] | None = None) -> s
                     f"sentence {sent.id or '?'} token {i} {tok[:40]!r} cannot be written as CoNLL; tokens must be "
                     "non-empty, without surrounding whitespace, tabs, newlines or NUL, and not -DOCSTART-"
                 )
-            lines.append(f"{tok}\t{tag}\n")
+            lines.append("\t".join([tok, tag, *(col[k][i] for col in columns)]) + "\n")
         lines.append("\n")
     text = "".join(lines)
     if path is not None:

@@ -577,6 +577,55 @@ def paired_bootstrap_drop(
     return DropCI(float(point[0]), float(low), float(high), float(np.mean(drops <= 0)))
 
 
+
+SCOPES: tuple[str, ...] = ("overall", "PER", "ORG", "LOC")
+
+
+def condition_rows(
+    gold: TagSequences,
+    pred: TagSequences,
+    clean_gold: TagSequences | None = None,
+    clean_pred: TagSequences | None = None,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    scopes: Sequence[str] = SCOPES,
+) -> list[dict]:
+    """Scores of one test condition per scope, with a bootstrap CI and, for a perturbed condition, the paired
+    bootstrap of its drop from the clean condition (the numbers of a results row).
+
+    Args:
+        gold: gold tags of the condition's sentences.
+        pred: predictions on them.
+        clean_gold: gold tags of the clean sentences (None: this IS the clean condition).
+        clean_pred: predictions on the clean sentences.
+        n_resamples: bootstrap resamples (0: no CIs).
+        seed: bootstrap seed.
+        scopes: "overall" and/or entity types.
+
+    Returns:
+        One dict per scope: scope, precision, recall, f1, f1_low, f1_high, clean_f1, drop, drop_low, drop_high,
+        drop_p, support, n_sentences, n_gold, n_pred (CIs None without resamples or gold chunks of the scope).
+    """
+    scores = score(gold, pred)
+    clean = score(clean_gold, clean_pred) if clean_gold is not None else scores
+    rows = []
+    for scope in scopes:
+        ts = scores.overall if scope == "overall" else scores.type_score(scope)
+        cs = clean.overall if scope == "overall" else clean.type_score(scope)
+        lo = hi = None
+        if n_resamples > 0 and ts.support > 0:
+            lo, hi = bootstrap_ci(gold, pred, n_resamples=n_resamples, seed=seed, scope=scope)
+        row = {"scope": scope, "precision": ts.precision, "recall": ts.recall, "f1": ts.f1, "f1_low": lo,
+               "f1_high": hi, "clean_f1": cs.f1, "drop": cs.f1 - ts.f1, "drop_low": None, "drop_high": None,
+               "drop_p": None, "support": ts.support, "n_sentences": len(gold), "n_gold": scores.gold_entities,
+               "n_pred": scores.pred_entities}
+        if clean_gold is not None and n_resamples > 0 and cs.support > 0:
+            d = paired_bootstrap_drop(clean_gold, clean_pred, gold, pred, n_resamples=n_resamples, seed=seed,
+                                      scope=scope)
+            row.update(drop_low=d.low, drop_high=d.high, drop_p=d.p_value)
+        rows.append(row)
+    return rows
+
 def _scope_columns(counts: SentenceCounts, scope: str) -> np.ndarray:
     """`counts.columns(scope)`, with zeros for a type seen only in the other condition."""
     if scope != "overall" and scope not in counts.types:

@@ -18,6 +18,7 @@ import gzip
 import hashlib
 import json
 import os
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -28,10 +29,10 @@ from .config import ExperimentConfig, canonical_json, canonical_sources, config_
 from .config import resolved_lr
 from .corpus import Corpus, Sentence, load_wikiann, paper_resplit, wikiann_file
 from .errors import ConfigError, DataError
+from .metrics import SCOPES
 from .paths import cache_dir
 
 CLEAN = "clean"
-SCOPES = ("overall", "PER", "ORG", "LOC")
 ProgressFn = Callable[[int, int, dict[str, Any]], None]
 
 
@@ -494,13 +495,17 @@ class _LazyEmbedder:
         self.model_name = model_name
         self.cache = cache
         self._embedder: Any = None
+        # The dashboard shares one embedder between sessions (threads): load the encoder once, and run one
+        # forward at a time (the embedder's memo and counters are plain attributes; the CPU is shared anyway).
+        self._lock = threading.Lock()
 
     def __call__(self, words: Sequence[str]) -> Any:
-        if self._embedder is None:
-            from .embed import make_word_embedder
+        with self._lock:
+            if self._embedder is None:
+                from .embed import make_word_embedder
 
-            self._embedder = make_word_embedder(self.model_name, cache=self.cache)
-        return self._embedder(words)
+                self._embedder = make_word_embedder(self.model_name, cache=self.cache)
+            return self._embedder(words)
 
 
 def _embedder(model_name: str, cache: str | os.PathLike[str] | None) -> _LazyEmbedder:
@@ -610,7 +615,7 @@ def iter_evaluate(
     Yields:
         One EvalOutcome per condition not skipped, clean first.
     """
-    from .metrics import bootstrap_ci, paired_bootstrap_drop, score
+    from .metrics import condition_rows
     from .perturb import build_context, get_perturbation, perturb_corpus
     from .predict import predict_tags
 
@@ -645,7 +650,6 @@ def iter_evaluate(
     }
     wanted = {j.id for j in todo}
     clean_tags: list[list[str]] | None = None
-    clean_scores = None
     for job in jobs:
         name = job.perturbation
         if job.id not in wanted and name != CLEAN:
@@ -674,34 +678,22 @@ def iter_evaluate(
                                 backend=backend)
             save_predictions(job.id, corpus.sentences, pred, cache)
         gold = corpus.tags
-        scores = score(gold, pred)
         if name == CLEAN:
-            clean_tags, clean_scores = pred, scores
+            clean_tags = pred
             if job.id not in wanted:
                 continue  # only the reference of the perturbed jobs' drops: no CIs, not yielded
+        reference = (test.tags, clean_tags) if name != CLEAN else (None, None)
         rows = []
-        for scope in SCOPES:
-            ts = scores.overall if scope == "overall" else scores.type_score(scope)
-            lo = hi = None
-            if bootstrap > 0 and ts.support > 0:
-                lo, hi = bootstrap_ci(gold, pred, n_resamples=bootstrap, seed=0, scope=scope)
-            clean_ts = clean_scores.overall if scope == "overall" else clean_scores.type_score(scope)
-            row = {**common, "job_id": job.id, "scope": scope, "perturbation": name,
-                   "perturb_seed": perturb_seed if name != CLEAN else 0,
-                   "perturb_rate": perturb_rate if name != CLEAN else 1.0,
-                   "precision": ts.precision, "recall": ts.recall, "f1": ts.f1, "f1_low": lo, "f1_high": hi,
-                   "clean_f1": clean_ts.f1, "drop": clean_ts.f1 - ts.f1,
-                   "n_sentences": len(corpus), "n_gold": scores.gold_entities, "n_pred": scores.pred_entities,
-                   "support": ts.support,
-                   "sentences_changed_frac": _frac(report, "sentences_changed", "sentences"),
-                   "tokens_changed_frac": _frac(report, "tokens_changed", "tokens"),
-                   "entities_changed_frac": _frac(report, "entities_changed", "entities"),
-                   **{k: feats.get(k) for k in _FEATURE_COLUMNS}}
-            if name != CLEAN and bootstrap > 0 and clean_ts.support > 0:
-                d = paired_bootstrap_drop(test.tags, clean_tags, gold, pred, n_resamples=bootstrap, seed=0,
-                                          scope=scope)
-                row.update(drop_low=d.low, drop_high=d.high, drop_p=d.p_value)
-            rows.append(row)
+        for numbers in condition_rows(gold, pred, *reference, n_resamples=bootstrap, seed=0, scopes=SCOPES):
+            if name == CLEAN:
+                numbers = {k: v for k, v in numbers.items() if not k.startswith("drop_")}
+            rows.append({**common, "job_id": job.id, "perturbation": name,
+                         "perturb_seed": perturb_seed if name != CLEAN else 0,
+                         "perturb_rate": perturb_rate if name != CLEAN else 1.0, **numbers,
+                         "sentences_changed_frac": _frac(report, "sentences_changed", "sentences"),
+                         "tokens_changed_frac": _frac(report, "tokens_changed", "tokens"),
+                         "entities_changed_frac": _frac(report, "entities_changed", "entities"),
+                         **{k: feats.get(k) for k in _FEATURE_COLUMNS}})
         eval_s = time.perf_counter() - t0
         for row in rows:
             row["eval_seconds"] = eval_s
@@ -737,3 +729,65 @@ def cached_configs(cache: str | os.PathLike[str] | None = None) -> list[tuple[Ex
         out.append((cfg, {"hash": entry.hash, "size_bytes": entry.size_bytes, "created": entry.created}))
     out.sort(key=lambda item: str(item[1]["created"]), reverse=True)
     return out
+
+
+def serves(config: ExperimentConfig, model: str, setting: str, source: str, target: str) -> bool:
+    """Whether a config's model can act as the `setting` model of the pair source→target.
+
+    A native model must be trained on `target`; a transfer model on `source` alone (its target is not part of
+    its identity: the es model serves ca, an and ast). Other settings serve a target they were built for and
+    whose sources include `source`.
+
+    Args:
+        config: a (cached) model's config.
+        model: model name as the user gives it (aliases such as `mbert` match their hub id).
+        setting: the wanted setting.
+        source: the pair's source language.
+        target: the pair's target language.
+
+    Returns:
+        True when the model fits.
+    """
+    from .models import HUB_MODELS
+
+    if HUB_MODELS.get(config.model, config.model) != HUB_MODELS.get(model, model) or config.setting != setting:
+        return False
+    if setting == "native":
+        return config.target == target
+    if setting == "transfer":
+        return tuple(config.sources) == (source,)
+    return config.target == target and source in config.sources
+
+
+def find_cached(model: str, setting: str, source: str, target: str, prefer: ExperimentConfig | None = None,
+                cache: str | os.PathLike[str] | None = None) -> list[tuple[ExperimentConfig, dict[str, Any]]]:
+    """Cached models that can act as the `setting` model of source→target, the preferred one first.
+
+    Args:
+        model, setting, source, target: what is wanted (see `serves`).
+        prefer: a config to put first when it is cached (e.g. the one the committed results were made with);
+            the others follow newest first.
+        cache: xner cache root.
+
+    Returns:
+        (config, entry summary) pairs as in `cached_configs`.
+    """
+    found = [(cfg, info) for cfg, info in cached_configs(cache) if serves(cfg, model, setting, source, target)]
+    if prefer is not None:
+        want = config_hash(prefer)
+        found.sort(key=lambda item: item[1]["hash"] != want)  # stable: newest first otherwise
+    return found
+
+
+def lazy_word_embedder(model_name: str, cache: str | os.PathLike[str] | None = None) -> Callable[[Sequence[str]],
+                                                                                                   Any]:
+    """A word embedder for `model_name` that loads its encoder on the first call (shared per process).
+
+    Args:
+        model_name: an encoder name (`e5-small`, `tiny`, a hub id or a local directory).
+        cache: xner cache root.
+
+    Returns:
+        A callable `words -> (n, dim) array`.
+    """
+    return _embedder(model_name, cache)

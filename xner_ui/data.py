@@ -170,19 +170,19 @@ def missing_splits(needs: list[tuple[str, str]]) -> Missing | None:
 def perturb_context(source: str, target_lang: str, target_split: str, lang: str, donor: str | None,
                     data_dir_key: str, embed_model: str | None = None) -> Any:
     """A `PerturbContext` (source train set, target split as replacement pool, donor names, the word embedder of
-    `embed_model` when `hooks.word_embedder` provides one), one per process for all sessions.
+    the encoder `embed_model` when given), one per process for all sessions.
 
     `data_dir_key` only keys the cache (a changed XNER_DATA_DIR gives a new context).
     """
     from xner_core.corpus import load_wikiann
     from xner_core.perturb import build_context
     from xner_core.runner import donor_corpus
-    from xner_ui.hooks import word_embedder
+    from xner_ui.hooks import embedder_for
 
     src = load_wikiann(source, "train")
     tgt = load_wikiann(target_lang, target_split)
     don = donor_corpus(donor) if donor else None
-    embed = word_embedder(embed_model) if embed_model else None
+    embed = embedder_for(embed_model) if embed_model else None
     return build_context(src, tgt, donor=don, embed=embed, lang=lang)
 
 
@@ -195,7 +195,7 @@ def context_for(source: str, target: str, lang: str | None = None, donor: str | 
         target: target language (its test split is the replacement pool).
         lang: language for stopwords (default: target).
         donor: donor language for person/location swaps.
-        embed_model: model whose word embedder the context perturbations use (see `hooks.word_embedder`).
+        embed_model: the encoder whose word embeddings the context perturbations use (`hooks.embed_model()`).
 
     Returns:
         The PerturbContext.
@@ -215,7 +215,7 @@ def examples_for(source: str, target: str, perturbation: str, n: int, seed: int 
         n: how many sentences.
         seed: perturbation seed.
         donor: donor language for person/location swaps.
-        embed_model: model whose word embedder P2/P3 use (`hooks.word_embedder`).
+        embed_model: the encoder whose word embeddings P2/P3 use (`hooks.embed_model()`).
         changed_only: keep only sentences the perturbation changed (P1 changes only sentences with an entity
             shared with the source, often a minority).
 

@@ -1,19 +1,36 @@
 """Model hooks of the dashboard: the ONE place pages get model outputs from.
 
-The pages already call these and render whatever they return; until the models are wired in they return None
-and the pages say so. To add predictions, make `predictions_for` call the runner (e.g. a cached
-`xner_core.runner` function that loads the model of `ModelKey` once per process with `st.cache_resource` and
-tags the sentences) and return one tag list per sentence; nothing in the pages needs to change.
+Which model answers for a (model, setting, source, target) choice: a fine-tuned model in the on-disk model cache
+(`xner_core.runner.find_cached`), the one the committed results were made with first (the `paper` preset's
+training options), else the newest. A session can pick another cached one (`pick`) or train the missing one
+(`train`), which the sentence lab offers with a progress bar and a time estimate.
+
+Sharing between sessions: a model is loaded once per process (`st.cache_resource`, keyed by its config hash,
+never by an object) and used under a lock, one forward pass at a time: torch already spreads one pass over the
+CPU's cores, and the lock keeps concurrent sessions from oversubscribing them. Predictions are cached per (model
+hash, words) with `st.cache_data`, so ten people looking at the same examples cost one pass.
+
+The word embedder the context perturbations (P2/P3) need is the pretrained encoder `XNER_EMBED_MODEL` names
+(default `e5-small`, the encoder the committed results used), whatever model the sidebar shows: the study embeds
+words with a pretrained encoder, not with the fine-tuned tagger.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
-import numpy as np
+import streamlit as st
 
 from xner_core.corpus import Sentence
+from xner_core.paths import cache_dir
+
+EMBED_ENV = "XNER_EMBED_MODEL"
+DEFAULT_EMBED_MODEL = "e5-small"
+SETTINGS: tuple[str, ...] = ("native", "transfer")
+_PICKS = "_xner_model_picks"  # session state: ModelKey -> chosen config hash
 
 
 @dataclass(frozen=True)
@@ -25,6 +42,155 @@ class ModelKey:
     source: str
     target: str
 
+    @property
+    def label(self) -> str:
+        """e.g. "e5-small native (br)" or "e5-small transfer (fr→br)"."""
+        where = self.target if self.setting == "native" else f"{self.source}→{self.target}"
+        return f"{self.model} {self.setting} ({where})"
+
+
+# ------------------------------------------------------------------------------------------------- embedder
+
+
+def embed_model() -> str:
+    """The encoder the context perturbations embed words with (`XNER_EMBED_MODEL`, default e5-small)."""
+    return os.environ.get(EMBED_ENV, "").strip() or DEFAULT_EMBED_MODEL
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _embedder(name: str, cache_key: str) -> Callable[[Sequence[str]], Any]:
+    from xner_core.runner import lazy_word_embedder
+
+    return lazy_word_embedder(name, cache_key)
+
+
+def embedder_for(name: str) -> Callable[[Sequence[str]], Any]:
+    """The shared word embedder of encoder `name` (loads the encoder on the first word it embeds)."""
+    return _embedder(name, str(cache_dir()))
+
+
+def word_embedder() -> Callable[[Sequence[str]], Any]:
+    """The word embedder of the context perturbations (the encoder `embed_model()` names)."""
+    return embedder_for(embed_model())
+
+
+# ------------------------------------------------------------------------------------------- cached models
+
+
+@st.cache_resource(show_spinner=False)
+def _paper_options() -> Any:
+    from xner_core.grid import load_spec
+
+    return load_spec("paper")
+
+
+def preferred_config(key: ModelKey, max_train_sentences: int | None = None) -> Any:
+    """The config the dashboard trains for `key`: the `paper` preset's training options and data protocol.
+
+    Args:
+        key: the wanted model.
+        max_train_sentences: a smaller training cap (quicker demos); None keeps the preset's.
+
+    Returns:
+        An ExperimentConfig (raises ConfigError for an unknown model or language).
+    """
+    import dataclasses
+
+    from xner_core.config import make_config
+
+    spec = _paper_options()
+    options = spec.options
+    if max_train_sentences is not None:
+        options = dataclasses.replace(options, max_train_sentences=max_train_sentences)
+    sources = () if key.setting == "native" else (key.source,)
+    return make_config(key.model, key.target, key.setting, sources=sources, seed=spec.seeds[0], data=spec.data,
+                       options=options)
+
+
+def _models_stamp() -> tuple[str, int]:
+    """(cache root, a number that changes when a model entry is added or removed: entries are renamed into
+    `<cache>/models/`, which changes that directory's mtime)."""
+    root = cache_dir()
+    try:
+        return str(root), (root / "models").stat().st_mtime_ns
+    except OSError:
+        return str(root), -1
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _choices(stamp: tuple[str, int], model: str, setting: str, source: str, target: str) -> list[dict[str, Any]]:
+    from xner_core.config import config_label
+    from xner_core.runner import find_cached
+
+    key = ModelKey(model, setting, source, target)
+    try:
+        prefer = preferred_config(key)
+    except Exception:  # noqa: BLE001 - an odd model name: no preference, list what there is
+        prefer = None
+    out = []
+    for cfg, info in find_cached(model, setting, source, target, prefer=prefer, cache=stamp[0]):
+        opts = cfg.options
+        cap = "all" if opts.max_train_sentences is None else f"{opts.max_train_sentences:,}"
+        out.append({"hash": info["hash"], "label": f"{config_label(cfg)} · {cap} sentences · {opts.epochs} epoch(s)",
+                    "created": info["created"], "size_bytes": info["size_bytes"]})
+    return out
+
+
+def cached_choices(key: ModelKey) -> list[dict[str, Any]]:
+    """Cached models that can answer for `key`, preferred first: dicts with hash, label, created, size_bytes."""
+    return _choices(_models_stamp(), key.model, key.setting, key.source, key.target)
+
+
+def _picks() -> dict[ModelKey, str]:
+    if _PICKS not in st.session_state:
+        st.session_state[_PICKS] = {}
+    return st.session_state[_PICKS]
+
+
+def pick(key: ModelKey, config_hash: str) -> None:
+    """Make this session use the cached model `config_hash` for `key`."""
+    _picks()[key] = config_hash
+
+
+def picked(key: ModelKey) -> str | None:
+    """The config hash this session uses for `key` (its pick, else the preferred cached one); None: none cached."""
+    hashes = [c["hash"] for c in cached_choices(key)]
+    chosen = _picks().get(key)
+    if chosen in hashes:
+        return chosen
+    return hashes[0] if hashes else None
+
+
+@dataclass
+class _Shared:
+    """A loaded model shared by every session of the process, used under its lock."""
+
+    model: Any
+    tokenizer: Any
+    config: Any
+    lock: threading.Lock
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=6)
+def _loaded(config_hash: str, cache_key: str) -> _Shared:
+    from xner_core.errors import DataError
+    from xner_core.runner import cached_configs, load_model
+
+    for cfg, info in cached_configs(cache_key):
+        if info["hash"] == config_hash:
+            loaded = load_model(cfg, cache=cache_key)
+            return _Shared(loaded.model, loaded.tokenizer, cfg, threading.Lock())
+    raise DataError(f"model {config_hash} is no longer in the cache ({cache_key}); pick another or train it again")
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _predict(config_hash: str, cache_key: str, words: tuple[tuple[str, ...], ...]) -> list[list[str]]:
+    from xner_core.predict import predict_tags
+
+    shared = _loaded(config_hash, cache_key)
+    with shared.lock:
+        return predict_tags(shared.model, shared.tokenizer, [list(w) for w in words])
+
 
 def predictions_for(sentences: Sequence[Sentence], key: ModelKey) -> list[list[str]] | None:
     """Word-level IOB2 predictions of the model `key` names, one list per sentence.
@@ -34,18 +200,86 @@ def predictions_for(sentences: Sequence[Sentence], key: ModelKey) -> list[list[s
         key: the model to use.
 
     Returns:
-        None until the lead's runner function is wired in here (pages then show "predictions: not available").
+        One tag list per sentence, or None when no such model is cached (pages then say how to get one).
     """
-    return None
+    config_hash = picked(key)
+    if config_hash is None:
+        return None
+    return _predict(config_hash, str(cache_dir()), tuple(tuple(s.tokens) for s in sentences))
 
 
-def word_embedder(model: str) -> Callable[[Sequence[str]], np.ndarray] | None:
-    """The word embedder the P2/P3 context perturbations need (`xner_core.embed.make_word_embedder`).
+def subword_pieces(words: Sequence[str], key: ModelKey) -> list[list[str]] | None:
+    """The model's sub-word pieces of each word (what the tagger sees; the tag is read from the first piece).
 
     Args:
-        model: the embedding model's name.
+        words: the words of one sentence.
+        key: the model whose tokenizer to use.
 
     Returns:
-        None until models are wired in; pages then list those perturbations as needing a model.
+        One list of pieces per word (empty for a word the tokenizer drops), or None when no model is cached.
     """
+    config_hash = picked(key)
+    if config_hash is None or not words:
+        return None if config_hash is None else []
+    tokenizer = _loaded(config_hash, str(cache_dir())).tokenizer
+    enc = tokenizer([list(words)], is_split_into_words=True, add_special_tokens=False, truncation=False,
+                    verbose=False)
+    pieces: list[list[str]] = [[] for _ in words]
+    tokens = enc.encodings[0].tokens
+    for tok, w in zip(tokens, enc.encodings[0].word_ids):
+        if w is not None:
+            pieces[w].append(tok)
+    return pieces
+
+
+# ------------------------------------------------------------------------------------------------ training
+
+
+def hub_unreachable(model: str) -> str | None:
+    """Why `model` cannot be trained here (a hub model without network access), else None."""
+    from xner_core.grid import hub_online
+    from xner_core.models import HUB_MODELS, resolve_source
+
+    try:
+        kind = resolve_source(model).kind
+    except Exception as exc:  # noqa: BLE001 - the reason is the message
+        return str(exc)
+    if (model in HUB_MODELS or kind == "hub") and not hub_online():
+        return (f"`{model}` comes from the Hugging Face hub, which this machine cannot reach; pick `e5-small` "
+                "(bundled) or `tiny` (a small random model) in the sidebar, or a cached model")
     return None
+
+
+def estimate_seconds(key: ModelKey, max_train_sentences: int | None = None) -> float:
+    """Rough training time of `preferred_config(key, max_train_sentences)` on this machine."""
+    from xner_core.runner import estimate_train_seconds
+
+    return estimate_train_seconds(preferred_config(key, max_train_sentences))
+
+
+def train(key: ModelKey, max_train_sentences: int | None = None,
+          progress: Callable[[int, int, dict[str, Any]], None] | None = None,
+          status: Callable[[str], None] | None = None) -> str:
+    """Train (or reuse) the model for `key`, cache it on disk, make this session use it; return its hash.
+
+    Training runs in the calling script thread; if the user leaves the page, Streamlit stops the script at the
+    next progress update and nothing half-trained is ever cached (the model cache writes entries atomically).
+
+    Args:
+        key: the wanted model.
+        max_train_sentences: training cap (None: the preset's).
+        progress: `(step, total, info)` callback.
+        status: short status messages.
+
+    Returns:
+        The config hash of the cached model.
+    """
+    from xner_core.config import config_hash
+    from xner_core.runner import train_model
+
+    config = preferred_config(key, max_train_sentences)
+    train_model(config, progress=progress, status=status)
+    digest = config_hash(config)
+    _choices.clear()
+    pick(key, digest)
+    return digest

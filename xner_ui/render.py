@@ -37,8 +37,13 @@ def md_escape(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", html.escape(str(text), quote=False))
 
 
+def html_text(text: str) -> str:
+    """Escape any text for a place inside HTML built here (element content or a quoted attribute)."""
+    return html.escape(str(text), quote=True)
+
+
 def _token(tok: str) -> str:
-    return html.escape(tok, quote=True)
+    return html_text(tok)
 
 
 def entity_html(tokens: Sequence[str], tags: Sequence[str], changed: Iterable[int] = (),

@@ -13,9 +13,10 @@ from streamlit.components.v2 import manifest_scanner
 
 @pytest.fixture(autouse=True)
 def app_env(tmp_path, monkeypatch):
-    """Isolate caches and the results store; skip the component scan."""
+    """Isolate caches and the results store, embed words with the tiny encoder; skip the component scan."""
     monkeypatch.setenv("XNER_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("XNER_RESULTS", str(tmp_path / "results.duckdb"))
+    monkeypatch.setenv("XNER_EMBED_MODEL", "tiny")  # a random encoder built in code: P2/P3 run without e5-small
     monkeypatch.setattr(manifest_scanner, "scan_component_manifests", lambda: [])
     return tmp_path
 
@@ -36,3 +37,19 @@ def with_data(wikiann_dir, monkeypatch):
     return wikiann_dir
 
 
+
+
+@pytest.fixture
+def tiny_models(with_data):
+    """Cache tiny native and transfer models for es→an the way the dashboard trains them (200 sentences)."""
+    import dataclasses
+
+    from xner_core.config import make_config
+    from xner_core.grid import load_spec
+    from xner_core.runner import train_model
+
+    spec = load_spec("paper")
+    options = dataclasses.replace(spec.options, max_train_sentences=200, max_dev_sentences=50)
+    configs = [make_config("tiny", "an", "native", options=options),
+               make_config("tiny", "an", "transfer", sources=("es",), options=options)]
+    return [train_model(c).manifest["hash"] for c in configs]

@@ -53,10 +53,26 @@ def test_examples_from_real_test_sentences(with_data):
     assert "dl_examples" in {b.key for b in at.get("download_button")}
 
 
-def test_context_perturbation_needs_an_embedder(with_data):
-    at = open_page(PAGE, {"source": "fr", "target": "br", "perturbation": "context_replace"})
+def test_context_perturbation_embeds_words(with_data):
+    at = open_page(PAGE, {"source": "fr", "target": "br", "perturbation": "context_replace", "n": "2"})
     assert_clean_run(at)
-    assert any("needs a word embedder" in i.value for i in at.info)
+    blocks = [h for h in rendered_texts(at, ["html"]) if "gold · perturbed" in h]
+    assert len(blocks) == 2 and all('title="changed"' in b for b in blocks)
+
+
+def test_examples_with_cached_model_predictions(tiny_models):
+    at = open_page(PAGE, {"source": "es", "target": "an", "model": "tiny", "perturbation": "entity_mask", "n": "4"})
+    assert_clean_run(at)
+    blocks = [h for h in rendered_texts(at, ["html"]) if "gold · original" in h]
+    assert len(blocks) == 4
+    for label in ("native · original", "native · perturbed", "transfer · original", "transfer · perturbed"):
+        assert all(label in b for b in blocks)
+    assert not at.toggle(key="only_changed").disabled
+    assert not [b for b in at.button if b.key.startswith("train_")]  # both cached: no train offer here
+    at.toggle(key="only_changed").set_value(True).run()
+    assert_clean_run(at)
+    kept = [h for h in rendered_texts(at, ["html"]) if "gold · original" in h]
+    assert len(kept) <= 4
 
 
 def test_per_type_scores_of_ours(no_data):

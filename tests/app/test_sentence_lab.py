@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import urllib.parse
 
-from apptest_helpers import assert_clean_run, open_page, rendered_texts, widget_value
+from apptest_helpers import assert_clean_run, open_page, rendered_texts, unmd, widget_value
 
 PAGE = "pages/sentence_lab.py"
 XSS = "<script>alert(1)</script> and <img src=x onerror=alert(1)>"
@@ -12,7 +12,7 @@ RAW = ("<script>alert(1)</script>", "<img src=x onerror=alert(1)>", "<img src=x"
 
 
 def variant_blocks(at) -> str:
-    return "".join(h for h in rendered_texts(at, ["html"]) if "display:flex" in h)
+    return "".join(h for h in rendered_texts(at, ["html"]) if "display:grid" in h)
 
 
 def assert_no_raw_markup(at) -> None:
@@ -33,10 +33,15 @@ def test_lab_widgets_and_variants_with_data(with_data):
     blocks = variant_blocks(at)
     for title in ("P1 · unseen entities", "Masked entities", "Typos in entities", "Person names from a donor"):
         assert title in blocks
-    masked = next(b for b in blocks.split('<div style="font-size:1.02em') if ">Masked entities<" in b)
+    cells = blocks.split('<div style="font-weight:600')
+    masked = next(c for c in cells if c.startswith(';font-size:0.85em;padding-top:6px">Masked entities<'))
     assert masked.count("[MASK]") == 3 and "Joan" not in masked and "Barcelona" not in masked
-    # The P2/P3 variants need a word embedder (models come later) and are listed as not run.
-    assert any("context_replace" in c.value and "word embedder" in c.value for c in at.caption)
+    # P2/P3 embed words with the (tiny, in tests) pretrained encoder and run like the others.
+    assert "P2 · nearest unseen context words" in blocks and "P3 · unseen entities + context" in blocks
+    assert not any("Not run" in c.value for c in at.caption)
+    # No model is cached in this fresh cache: the panel offers to train both, with a time estimate.
+    assert {b.key for b in at.button} >= {"train_mbert_native_es_ca", "train_mbert_transfer_es_ca"} or any(
+        "hub" in i.value for i in at.info)
     assert "dl_lab" in {b.key for b in at.get("download_button")}
 
 
@@ -80,3 +85,29 @@ def test_lab_draws_a_test_sentence(with_data):
     sent = load_wikiann("br", "test")[4]
     assert at.code[0].value == " │ ".join(sent.tokens)
     assert "P1 · unseen entities" in variant_blocks(at)
+
+
+def test_lab_trains_a_missing_model_and_shows_its_predictions(with_data):
+    at = open_page(PAGE, {"source": "es", "target": "an", "model": "tiny", "perts": "entity_mask,entity_replace",
+                          "text": "[Joan Miró|PER] naixió en [Barcelona|LOC] ."})
+    assert_clean_run(at)
+    assert not any("native model (tiny)" in h for h in rendered_texts(at, ["html"]))  # nothing cached yet
+    assert any("once a native or transfer model is cached" in c.value for c in at.caption)
+    button = at.button(key="train_tiny_native_es_an")
+    assert "≈" in button.label and "Train tiny native (an)" in button.label
+    at.select_slider(key="cap_tiny_native_es_an").set_value(200).run()
+    at.button(key="train_tiny_native_es_an").click().run()
+    assert_clean_run(at)
+    grid = variant_blocks(at)
+    assert "native model (tiny)" in grid and "transfer model" not in grid
+    # input + 2 variants, each with a gold and a native cell
+    assert grid.count(">input<") == 1 and grid.count("Masked entities") == 1
+    assert any("tiny an-&gt;an native seed 0 · 200 sentences" in unmd(c.value) for c in at.caption)
+    assert "train_tiny_native_es_an" not in {b.key for b in at.button}
+    assert "train_tiny_transfer_es_an" in {b.key for b in at.button}
+    at.toggle(key="pieces").set_value(True).run()
+    assert_clean_run(at)
+    pieces = at.dataframe[0].value
+    assert list(pieces["word"])[:2] == ["Joan", "Miró"] and (pieces["n"] >= 1).all()
+    table = at.get("download_button")
+    assert "dl_lab" in {b.key for b in table}

@@ -67,3 +67,28 @@ def test_upload_entity_replace_with_real_source(with_data):
     assert_clean_run(at)
     report = at.dataframe[1].value.iloc[0]
     assert report["name"] == "entity_replace" and report["entities"] == 2
+
+
+def test_upload_scores_with_cached_models(tiny_models):
+    from xner_core.conll import read_conll
+    from xner_core.corpus import load_wikiann
+
+    text = "".join("".join(f"{t}\t{g}\n" for t, g in zip(s.tokens, s.tags)) + "\n"
+                   for s in load_wikiann("an", "test").sentences[:30])
+    at = open_page(PAGE, {"upload_pert": "entity_mask", "source": "es", "target": "an", "model": "tiny"})
+    upload(at, "an.conll", text.encode())
+    assert_clean_run(at)
+    assert not [b for b in at.button if b.key.startswith("train_")]  # both tiny models cached
+    scores = at.dataframe[2].value
+    assert set(scores["setting"]) == {"native", "transfer"}
+    assert set(scores["condition"]) == {"clean", "entity_mask"}
+    assert set(scores["scope"]) == {"overall", "PER", "ORG", "LOC"}
+    clean = scores[(scores["condition"] == "clean")]
+    assert (clean["drop"] == 0).all() and clean["f1"].between(0, 100).all()
+    masked = scores[(scores["condition"] == "entity_mask") & (scores["scope"] == "overall")]
+    assert masked["drop_low"].notna().all()  # paired bootstrap of the drop
+    labels = {m.label for m in at.metric}
+    assert {"native F1", "transfer F1"} <= labels
+    downloads = {b.key: b for b in at.get("download_button")}
+    assert {"dl_scores", "dl_pred_clean", "dl_pred_entity_mask"} <= set(downloads)
+
