@@ -145,3 +145,20 @@ def test_model_colours_are_stable():
     assert plots.model_colour("my/model") == plots.model_colour("my/model")
     assert plots.perturbation_title("entity_replace").startswith("P1")
     assert plots.perturbation_title("clean") == "clean"
+
+
+def test_canonical_figure_spec_survives_a_cache_round_trip():
+    import pickle
+
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    from xner_core.plots import canonical_figure
+
+    fig = go.Figure(go.Scatter(x=[1, 2], y=[3, 4], customdata=[["es", "ca"], ["fr", "br"]], mode="markers"))
+    fig.update_layout(title="t", clickmode="event+select")
+    copy = pickle.loads(pickle.dumps(fig))
+    assert pio.to_json(fig, validate=False) != pio.to_json(copy, validate=False)  # what broke chart clicks
+    a, b = canonical_figure(fig), canonical_figure(copy)
+    assert pio.to_json(a, validate=False) == pio.to_json(b, validate=False)
+    assert a.to_plotly_json() == fig.to_plotly_json()

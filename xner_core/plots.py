@@ -77,6 +77,28 @@ def _rgba(hex_colour: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
+def canonical_figure(fig: go.Figure) -> go.Figure:
+    """The same figure with every JSON object's keys in sorted order.
+
+    A figure and its copy through pickle (what a cache hands back) hold the same properties in different
+    orders, so their JSON specs differ. Streamlit derives a selectable chart's widget id from that spec: a
+    chart drawn from a fresh figure in one run and from its cached copy in the next gets a new id, and the
+    point the user clicked in between is lost. Drawing the canonical form keeps the id stable.
+
+    Args:
+        fig: any figure.
+
+    Returns:
+        An equal figure whose JSON serialisation depends only on its content.
+    """
+    import json
+
+    import plotly.io as pio
+
+    spec = json.loads(pio.to_json(fig, validate=False), object_pairs_hook=lambda kv: dict(sorted(kv)))
+    return go.Figure(spec)
+
+
 def image_config(filename: str, fmt: str = "png") -> dict[str, Any]:
     """Plotly config for `st.plotly_chart(config=...)`: the modebar camera button saves PNG or SVG.
 

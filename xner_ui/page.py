@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from xner_core.errors import ConfigError, DataError, XnerError
-from xner_core.plots import image_config
+from xner_core.plots import canonical_figure, image_config
 from xner_ui.render import md_escape
 from xner_ui.state import shared
 
@@ -67,8 +67,8 @@ def chart(fig: Any, key: str, filename: str, *, select: bool = False) -> Any:
         The selection event when `select`, else None.
     """
     config = image_config(filename, shared().image_format)
-    if select:
-        return st.plotly_chart(fig, key=key, on_select="rerun", selection_mode="points", config=config,
+    if select:  # a stable spec keeps the widget id, and so the clicked point, from one run to the next
+        return st.plotly_chart(canonical_figure(fig), key=key, on_select="rerun", selection_mode="points", config=config,
                                width="stretch")
     st.plotly_chart(fig, key=key, config=config, width="stretch")
     return None
