@@ -1,4 +1,5 @@
-"""Runs: what the results store and the committed result tables hold, the cached models, and exports.
+"""Runs: what the results store and the committed result tables hold, a grid's status, the cached models (and
+which of them this server process holds in memory), and exports.
 
 The store is the local DuckDB file (`xner_core.results.ResultsStore`, default `<cache>/results.duckdb`, env
 XNER_RESULTS); committed tables are `data/results/*.parquet`. Both feed every other page.
@@ -13,7 +14,7 @@ import streamlit as st
 
 from xner_core import analysis
 from xner_core.results import default_store_path
-from xner_ui import data, page, state
+from xner_ui import data, hooks, page, render, state
 
 state.require_app()
 
@@ -50,6 +51,27 @@ for title, frame, key in (("Local store", store, "store"), ("Committed results",
                            mime="application/octet-stream", key=f"dl_{key}_parquet", on_click="ignore",
                            icon=":material/download:")
 
+st.subheader("Grid status")
+with page.guarded("the grid status"):
+    from xner_core.grid import expand, load_spec, plan_status, preset_names, status_rows
+    from xner_core.results import ResultsStore
+
+    preset = state.select("Preset", preset_names(), "grid", "paper", radio=True)
+    spec = load_spec(preset)
+    plan = expand(spec, online=False)
+    status = plan_status(plan, ResultsStore())
+    g = st.columns(3)
+    g[0].metric("Done", f"{len(status.done)} / {status.total}")
+    g[1].metric("Running", len(status.running))
+    g[2].metric("Missing", len(status.missing))
+    st.caption(f"`{preset}`: {render.md_escape(spec.description)}. Jobs are evaluation jobs in the local store; "
+               f"run the missing ones with `xner grid run {preset}` (it resumes where it stopped).")
+    for msg in plan.skipped:
+        st.caption(render.md_escape(msg))
+    grid_rows = pd.DataFrame(status_rows(plan, status))
+    st.dataframe(grid_rows, hide_index=True, width="stretch")
+    page.download_csv(grid_rows, f"xner_grid_{preset}_status.csv", key="dl_grid_status", label="Status (CSV)")
+
 st.subheader("Cached models")
 with page.guarded("the model list"):
     from xner_core.runner import cached_configs
@@ -60,10 +82,14 @@ with page.guarded("the model list"):
     else:
         from xner_core.config import config_label
 
+        in_memory = hooks.loaded_models()
         listing = pd.DataFrame([{"model": cfg.model, "setting": cfg.setting, "config": config_label(cfg),
                                  "hash": info["hash"], "MB": round(info["size_bytes"] / 2**20, 1),
-                                 "created": str(info["created"])} for cfg, info in models])
+                                 "created": str(info["created"]), "loaded": in_memory.count(info["hash"])}
+                                for cfg, info in models])
         st.dataframe(listing, hide_index=True, width="stretch")
+        st.caption(f"`loaded`: copies this server process holds in memory (shared by every session); "
+                   f"{len(in_memory)} load(s) so far.")
         page.download_csv(listing, "xner_cached_models.csv", key="dl_models", label="Models (CSV)")
 
 with st.expander("Store schema"):

@@ -484,18 +484,6 @@ def _grid_progress() -> tuple[Callable[[Any], None], Any]:
     return on_event, bar
 
 
-def _status_rows(plan: Any, status: Any) -> list[dict[str, Any]]:
-    done, running = set(status.done), set(status.running)
-    rows = []
-    for g in plan.groups:
-        ids = [j.id for j in g.jobs]
-        rows.append({"model": g.train.label, "hash": g.train.hash,
-                     "targets": ",".join(b.config.target for b in g.batches) or "(teacher)",
-                     "done": sum(i in done for i in ids), "running": sum(i in running for i in ids),
-                     "missing": sum(i not in done and i not in running for i in ids)})
-    return rows
-
-
 def _print_status(payload: dict[str, Any]) -> None:
     from rich.table import Table
 
@@ -512,13 +500,13 @@ def _print_status(payload: dict[str, Any]) -> None:
 
 
 def _status_payload(plan: Any, store: Any) -> dict[str, Any]:
-    from .grid import plan_status
+    from .grid import plan_status, status_rows
 
     status = plan_status(plan, store)
     return {"name": plan.spec.name, "origin": plan.spec.origin, "store": str(store.path),
             "train_jobs": len(plan.groups), "eval_jobs": status.total, "done": len(status.done),
             "running": len(status.running), "missing": len(status.missing), "skipped": list(plan.skipped),
-            "models": _status_rows(plan, status)}
+            "models": status_rows(plan, status)}
 
 
 @grid_app.command("run")

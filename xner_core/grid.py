@@ -764,6 +764,27 @@ def plan_status(plan: Plan, store: Any) -> PlanStatus:
     return PlanStatus(tuple(done), tuple(running), tuple(missing))
 
 
+def status_rows(plan: Plan, status: PlanStatus) -> list[dict[str, Any]]:
+    """One row per model of a plan: its label, hash, targets and how many of its jobs are done/running/missing.
+
+    Args:
+        plan: the plan.
+        status: its `plan_status`.
+
+    Returns:
+        Rows {model, hash, targets, done, running, missing} (for `xner grid status` and the dashboard).
+    """
+    done, running = set(status.done), set(status.running)
+    rows = []
+    for g in plan.groups:
+        ids = [j.id for j in g.jobs]
+        rows.append({"model": g.train.label, "hash": g.train.hash,
+                     "targets": ",".join(b.config.target for b in g.batches) or "(teacher)",
+                     "done": sum(i in done for i in ids), "running": sum(i in running for i in ids),
+                     "missing": sum(i not in done and i not in running for i in ids)})
+    return rows
+
+
 # =============================================================================================================
 # execution
 

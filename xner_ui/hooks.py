@@ -171,6 +171,17 @@ class _Shared:
     lock: threading.Lock
 
 
+_LOADS: list[tuple[str, str]] = []  # (cache root, config hash), in the order this process loaded them
+_LOADS_LOCK = threading.Lock()
+
+
+def loaded_models() -> list[str]:
+    """Config hashes of the models of the current cache this server process has loaded, one entry per load."""
+    root = str(cache_dir())
+    with _LOADS_LOCK:
+        return [h for r, h in _LOADS if r == root]
+
+
 @st.cache_resource(show_spinner="Loading the model…", max_entries=6)
 def _loaded(config_hash: str, cache_key: str) -> _Shared:
     from xner_core.errors import DataError
@@ -179,6 +190,8 @@ def _loaded(config_hash: str, cache_key: str) -> _Shared:
     for cfg, info in cached_configs(cache_key):
         if info["hash"] == config_hash:
             loaded = load_model(cfg, cache=cache_key)
+            with _LOADS_LOCK:
+                _LOADS.append((cache_key, config_hash))
             return _Shared(loaded.model, loaded.tokenizer, cfg, threading.Lock())
     raise DataError(f"model {config_hash} is no longer in the cache ({cache_key}); pick another or train it again")
 

@@ -42,14 +42,6 @@ def with_data(wikiann_dir, monkeypatch):
 @pytest.fixture
 def tiny_models(with_data):
     """Cache tiny native and transfer models for es→an the way the dashboard trains them (200 sentences)."""
-    import dataclasses
+    from dashboard_models import cache_dashboard_models
 
-    from xner_core.config import make_config
-    from xner_core.grid import load_spec
-    from xner_core.runner import train_model
-
-    spec = load_spec("paper")
-    options = dataclasses.replace(spec.options, max_train_sentences=200, max_dev_sentences=50)
-    configs = [make_config("tiny", "an", "native", options=options),
-               make_config("tiny", "an", "transfer", sources=("es",), options=options)]
-    return [train_model(c).manifest["hash"] for c in configs]
+    return cache_dashboard_models("tiny", "es", "an")

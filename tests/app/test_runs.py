@@ -26,3 +26,23 @@ def test_runs_counts_and_exports(no_data):
     counts = at.dataframe[0].value
     assert counts[["target", "rows", "jobs"]].values.tolist() == [["an", 1, 1], ["ca", 3, 2]]
     assert {"dl_store_csv", "dl_store_parquet", "dl_store_counts"} <= {b.key for b in at.get("download_button")}
+
+
+def test_runs_grid_status_of_a_preset(with_data):
+    at = open_page(PAGE, {"grid": "smoke"})
+    assert_clean_run(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Done"] == "0 / 16" and metrics["Missing"] == "16" and metrics["Running"] == "0"
+    grid = next(d.value for d in at.dataframe if "missing" in d.value.columns)
+    assert len(grid) == 4 and grid["missing"].sum() == 16
+    assert "dl_grid_status" in {b.key for b in at.get("download_button")}
+
+
+def test_runs_lists_models_held_in_memory(tiny_models):
+    at = open_page("pages/sentence_lab.py", {"model": "tiny", "source": "es", "target": "an", "perts": "entity_mask"})
+    assert_clean_run(at)
+    at.switch_page(PAGE).run()
+    assert_clean_run(at)
+    models = next(d.value for d in at.dataframe if "loaded" in d.value.columns)
+    assert sorted(models["hash"]) == sorted(tiny_models)
+    assert models["loaded"].tolist() == [1, 1]  # one copy each, whatever the number of sessions

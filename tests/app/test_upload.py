@@ -70,7 +70,6 @@ def test_upload_entity_replace_with_real_source(with_data):
 
 
 def test_upload_scores_with_cached_models(tiny_models):
-    from xner_core.conll import read_conll
     from xner_core.corpus import load_wikiann
 
     text = "".join("".join(f"{t}\t{g}\n" for t, g in zip(s.tokens, s.tags)) + "\n"

@@ -10,14 +10,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from dashboard_server import start_server
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -31,12 +27,6 @@ def _chromium() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def artifacts() -> Path:
     out = Path(os.environ.get("XNER_ARTIFACTS", ROOT / "artifacts")) / "e2e"
@@ -46,37 +36,8 @@ def artifacts() -> Path:
 
 @pytest.fixture(scope="session")
 def server(wikiann_dir, tmp_path_factory):
-    """The dashboard served by `streamlit run app.py`; yields its base URL."""
-    port = _free_port()
-    cache = tmp_path_factory.mktemp("e2e-cache")
-    env = {**os.environ, "XNER_DATA_DIR": str(wikiann_dir), "XNER_CACHE_DIR": str(cache),
-           "XNER_RESULTS": str(cache / "results.duckdb"), "XNER_EMBED_MODEL": "tiny",
-           "TOKENIZERS_PARALLELISM": "false"}
-    log = open(cache / "streamlit.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                             "--server.headless", "true", "--server.address", "127.0.0.1"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"streamlit did not start: {(cache / 'streamlit.log').read_text()[-2000:]}")
-            time.sleep(0.3)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    """The dashboard served by `streamlit run app.py` (tiny encoder, fresh cache) for the journeys."""
+    yield from start_server(wikiann_dir, tmp_path_factory.mktemp("e2e-cache"))
 
 
 @pytest.fixture(scope="session")
@@ -99,6 +60,6 @@ def page(browser, server):
     pg = context.new_page()
     pg.dialogs = []
     pg.on("dialog", lambda d: (pg.dialogs.append(d.message), d.dismiss()))
-    pg.base = server
+    pg.base = server.url
     yield pg
     context.close()
