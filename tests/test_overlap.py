@@ -18,7 +18,8 @@ from xner_core.overlap import (
     entity_chunk_overlap,
     entity_line_counts,
     entity_token_overlap,
-    has_punctuation,
+    context_candidate,
+    has_punct_or_symbol,
     is_p2_candidate,
     o_word_overlap,
     overlap_features,
@@ -169,14 +170,34 @@ def test_o_word_overlap_ignores_entity_tokens_on_both_sides():
         ("El", ("el",), False),  # compared lowercased
         ("ciutat", ("el",), True),
         ("کتاب", (), True),
+        # symbols (Unicode S*) disqualify too, as in the perturbations' candidate test
+        ("°C", (), False),
+        ("└─", (), False),
+        ("€50", (), False),
+        ("a+b", (), False),
+        ("x^2", (), False),
     ],
 )
 def test_p2_candidate_filter(word, stops, expected):
     assert is_p2_candidate(word, frozenset(stops)) is expected
+    assert (context_candidate(word, frozenset(stops)) == word.lower()) is expected
 
 
-def test_has_punctuation():
-    assert has_punctuation("U.S.") and has_punctuation("¿qué") and not has_punctuation("naïve")
+def test_has_punct_or_symbol():
+    assert has_punct_or_symbol("U.S.") and has_punct_or_symbol("¿qué") and not has_punct_or_symbol("naïve")
+    assert has_punct_or_symbol("°C") and has_punct_or_symbol("$") and not has_punct_or_symbol("2019")
+
+
+def test_one_p2_candidate_definition_for_overlap_and_perturb():
+    # perturb uses overlap's predicate itself (no second copy that could drift)
+    import xner_core.perturb as perturb
+
+    assert perturb.context_candidate is context_candidate
+    stops = stopwords_for("ca")
+    words = ["casa", "°C", "└─", "l'any", "de", "x", "Ciutat", "a+b", "1893", "«x»", "ñu"]
+    target = corpus([(" ".join(words), " ".join(["O"] * len(words)))], "ca")
+    got = o_word_overlap(target, target)
+    assert got.candidate_tokens == sum(context_candidate(w, stops) is not None for w in words) == 4
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -302,5 +323,36 @@ def test_real_es_ca_golden_numbers_and_speed(wikiann_dir):
     assert round(results["entity_chunk_overlap"].ratio_target, 4) == 0.0767
     assert results["entity_chunk_overlap"].shared_unique == 661
     assert round(results["o_word_overlap"].ratio, 4) == 0.7260
-    assert round(results["o_word_overlap"].p2_ratio, 4) == 0.0340
+    # 936 shared P2 candidates of 27,701 O tokens (942 before symbols such as °C were excluded, as P2 does)
+    assert results["o_word_overlap"].shared_candidate_tokens == 936
+    assert round(results["o_word_overlap"].p2_ratio, 4) == 0.0338
     assert all(t < 2.0 for t in timings.values()), timings
+
+
+@pytest.mark.data
+def test_real_es_ca_p2_overlap_equals_what_context_replace_targets(wikiann_dir):
+    """The O-word overlap's shared P2 candidates are exactly the tokens P2 (context_replace) can replace."""
+    import hashlib
+
+    import numpy as np
+
+    from xner_core.corpus import load_wikiann
+    from xner_core.perturb import build_context, perturb_corpus
+
+    def fake_embed(words):  # eligibility does not depend on the embedder; keep the test offline and fast
+        return np.stack([np.random.default_rng(int.from_bytes(hashlib.blake2b(w.encode(), digest_size=8).digest(),
+                                                               "big")).standard_normal(8) for w in words])
+
+    es = load_wikiann("es", "train", wikiann_dir)
+    ca = load_wikiann("ca", "test", wikiann_dir)
+    word = o_word_overlap(es, ca)
+    ctx = build_context(es, ca, embed=fake_embed, lang="ca")
+    report = perturb_corpus("context_replace", ca, ctx).report
+    assert report.tokens_eligible == word.shared_candidate_tokens == 936
+    assert report.tokens_changed == report.tokens_eligible  # every eligible word has an unseen neighbour
+    # and the perturbation's vocabulary is the overlap's: distinct shared candidates = P2's overlap words
+    stops = stopwords_for("ca")
+    s_vocab = {t.lower() for s in es for t, g in zip(s.tokens, s.tags) if g == "O"}
+    shared_types = {low for s in ca for t, g in zip(s.tokens, s.tags)
+                    if g == "O" and (low := context_candidate(t, stops)) is not None and low in s_vocab}
+    assert ctx.overlap_words == shared_types

@@ -183,6 +183,17 @@ def test_every_perturbation_keeps_the_contract(name: str, source: Corpus, target
         expected = sum(1 for s in target for t, g in zip(s.tokens, s.tags)
                        if g == "O" and context_candidate(t, ctx.stopwords) in ctx.source_o_vocab)
         assert full.report.tokens_eligible == expected
+    if name == "context_noise":  # every context candidate, shared with the source or not; never an entity
+        expected = sum(1 for s in target for t, g in zip(s.tokens, s.tags)
+                       if g == "O" and context_candidate(t, ctx.stopwords) is not None)
+        assert full.report.tokens_eligible == expected and full.report.entities_eligible == 0
+        assert full.corpus.tags == target.tags
+    # a sentence is eligible exactly when its plan had an eligible unit; changed sentences are eligible ones
+    assert full.report.sentences_changed <= full.report.sentences_eligible <= full.report.sentences
+    assert none.report.sentences_eligible == part.report.sentences_eligible == full.report.sentences_eligible
+    per_sentence = [perturb_sentence(name, s, ctx, seed=seed, index=i).report for i, s in enumerate(target)]
+    assert full.report.sentences_eligible == sum(r.sentences_eligible for r in per_sentence)
+    assert all(r.sentences_eligible == (r.tokens_eligible > 0 or r.entities_eligible > 0) for r in per_sentence)
 
 
 def test_entity_context_is_entity_replace_plus_context_replace(source_corpus: Corpus, target_corpus: Corpus) -> None:
@@ -385,6 +396,68 @@ def test_typo_substitutes_letters_of_the_same_script() -> None:
         assert all(unicodedata.name(c).startswith("CYRILLIC") for c in out)
 
 
+def one_edit_apart(a: str, b: str) -> bool:
+    """True when b is a with one adjacent swap, one deletion, one insertion or one substitution."""
+    if a == b:
+        return False
+    if len(a) == len(b):
+        diff = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
+        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1
+                                  and (a[diff[0]], a[diff[1]]) == (b[diff[1]], b[diff[0]]))
+    short, long_ = (a, b) if len(a) < len(b) else (b, a)
+    return len(long_) == len(short) + 1 and any(long_[:i] + long_[i + 1:] == short for i in range(len(long_)))
+
+
+NOISE_TARGET = [
+    ("El riu Ebre passa per la ciutat de Tortosa .", "O O B-LOC O O O O O B-LOC O"),
+    ("Joan Miró va néixer a Barcelona el 1893 , °C l'any", "B-PER I-PER O O O B-LOC O O O O O"),
+    ("de la i", "O O O"),
+]
+
+
+def test_context_noise_puts_one_typo_in_each_context_candidate() -> None:
+    target = corpus_of(NOISE_TARGET, "ca", "test")
+    ctx = build_context(None, None, lang="ca")  # needs nothing but the sentences and the language's stopwords
+    assert get_perturbation("context_noise").needs == ()
+    # eligible = O, not a Catalan stopword, no punctuation/symbol, longer than one character
+    eligible = {(i, j) for i, s in enumerate(target) for j, (t, g) in enumerate(zip(s.tokens, s.tags))
+                if g == "O" and context_candidate(t, ctx.stopwords) is not None}
+    words = {target[i].tokens[j] for i, j in eligible}
+    assert {"riu", "passa", "ciutat", "néixer", "1893"} <= words
+    assert not words & {"El", "de", "la", "i", ",", ".", "°C", "l'any", "a", "Ebre", "Miró", "Barcelona"}
+    for seed in range(20):
+        full = perturb_corpus("context_noise", target, ctx, seed=seed)
+        check_result("context_noise", target, full, seed, 1.0)
+        assert {(c.index, c.start) for c in full.changes} == eligible  # rate 1: every candidate, nothing else
+        for c in full.changes:
+            assert c.kind == "noise" and c.end == c.start + 1
+            assert target[c.index].tags[c.start] == "O"
+            assert one_edit_apart(c.old[0], c.new[0]), c
+        assert full.corpus.tags == target.tags  # tags (and so every entity) unchanged
+        for orig, new in zip(target, full.corpus):
+            assert [t for t, g in zip(new.tokens, new.tags) if g != "O"] == \
+                   [t for t, g in zip(orig.tokens, orig.tags) if g != "O"]
+        r = full.report
+        assert (r.tokens_eligible, r.tokens_changed, r.entities_eligible, r.entities_changed) == (
+            len(eligible), len(eligible), 0, 0)
+        assert (r.sentences_eligible, r.sentences_changed) == (2, 2)  # "de la i" has only stopwords
+        # a lower rate changes a subset, with the same typos
+        half = perturb_corpus("context_noise", target, ctx, seed=seed, rate=0.5)
+        assert set(half.changes) <= set(full.changes)
+        assert half.report.sentences_eligible == 2
+    # char_noise is unchanged: it still touches entity tokens only
+    ent = perturb_corpus("char_noise", target, ctx, seed=0)
+    assert ent.changes and all(target[c.index].tags[c.start] != "O" for c in ent.changes)
+
+
+def test_context_noise_uses_the_context_language_stopwords() -> None:
+    s = make_sentence("Viu a la ciutat gran", "O O O O O", "ca")
+    with_ca = perturb_sentence("context_noise", s, build_context(None, None, lang="ca"))
+    no_lang = perturb_sentence("context_noise", s, build_context(None, None))  # no language: no stopword list
+    assert {c.old[0] for c in with_ca.changes} == {"Viu", "ciutat", "gran"}  # "la" is a Catalan stopword
+    assert {c.old[0] for c in no_lang.changes} == {"Viu", "la", "ciutat", "gran"}  # "a": one character
+
+
 # --------------------------------------------------------------------------------------- registry and errors
 
 
@@ -395,14 +468,16 @@ def test_registry() -> None:
         assert p.name == name and p.title and p.description
         assert set(p.needs) <= {"source", "target", "donor", "embed"}
     assert get_perturbation("context_random").needs == ("source", "target")
+    names = perturbation_names()
+    assert names.index("context_noise") == names.index("char_noise") + 1
 
 
 def test_unknown_perturbation_lists_the_choices() -> None:
     with pytest.raises(ConfigError) as err:
         get_perturbation("nope")
-    assert str(err.value) == ("unknown perturbation 'nope'; choose one of: char_noise, context_random, "
-                              "context_replace, entity_context, entity_mask, entity_replace, location_swap, "
-                              "mask_random, person_swap")
+    assert str(err.value) == ("unknown perturbation 'nope'; choose one of: char_noise, context_noise, "
+                              "context_random, context_replace, entity_context, entity_mask, entity_replace, "
+                              "location_swap, mask_random, person_swap")
 
 
 @pytest.mark.parametrize("name, ctx_kwargs, missing", [
@@ -462,6 +537,36 @@ def test_report_as_dict(source_corpus: Corpus, target_corpus: Corpus) -> None:
     assert d["entity_change_fraction"] == pytest.approx(2 / 8)
     assert isinstance(res.report, PerturbReport)
     assert dict(res.corpus.meta)["perturbation"] == "entity_replace"
+    assert d["sentences_eligible"] == 2 and d["sentences"] == 4 and d["sentences_changed"] == 2
+
+
+def test_sentences_eligible_entity_replace_by_hand(source_corpus: Corpus, target_corpus: Corpus) -> None:
+    # Shared chunks are Madrid (sentence 0) and Barcelona (sentence 1); sentences 2 and 3 have none.
+    ctx = build_context(source_corpus, target_corpus)
+    for rate in (1.0, 0.0):
+        r = perturb_corpus("entity_replace", target_corpus, ctx, rate=rate).report
+        assert (r.sentences, r.sentences_eligible) == (4, 2)
+        assert r.sentences_changed == (2 if rate else 0)
+    # an eligible sentence whose only chunk has no replacement stays eligible but unchanged
+    source = corpus_of([("Juan Pérez y Girona", "B-PER I-PER O B-LOC")], "es", "train")
+    target = corpus_of([("Juan Pérez viu aquí", "B-PER I-PER O O"), ("Girona i Lleida", "B-LOC O B-LOC"),
+                        ("Res a veure", "O O O")], "ca", "test")
+    r = perturb_corpus("entity_replace", target, build_context(source, target)).report
+    assert (r.sentences_eligible, r.sentences_changed, r.entities_eligible, r.entities_changed) == (2, 1, 2, 1)
+
+
+def test_sentences_eligible_context_replace_by_hand() -> None:
+    # P2_TARGET: sentence 0 has "Capital", sentence 1 "GOL" and "capital" (overlapping words); sentence 2 has
+    # only "capital," / "partido-clau" (punctuation) besides unseen words; sentence 3's Gol Capital is an entity.
+    ctx, target, _ = p2_context()
+    r = perturb_corpus("context_replace", target, ctx).report
+    assert (r.sentences, r.sentences_eligible, r.sentences_changed, r.tokens_eligible) == (4, 2, 2, 3)
+    # a sentence whose overlapping word has no unseen neighbour is eligible but unchanged
+    source = corpus_of([("la ciutat gran", "O O O")], "ca", "train")
+    only = corpus_of([("La ciutat gran", "O O O"), ("Girona", "B-LOC")], "ca", "test")
+    r = perturb_corpus("context_replace", only, build_context(source, only, embed=fake_embed)).report
+    assert (r.sentences_eligible, r.sentences_changed, r.tokens_eligible) == (1, 0, 2)
+    assert r.as_dict()["sentences_eligible"] == 1
 
 
 # ------------------------------------------------------------------------------------------------ real data

@@ -63,3 +63,52 @@ def test_filters_and_export(tmp_path):
 def test_missing_store_reads_as_empty(tmp_path):
     store = ResultsStore(tmp_path / "none.duckdb")
     assert store.frame().empty and store.count() == 0
+
+
+# The columns issue 4 asks the store for, by meaning -> our column names.
+ISSUE_COLUMNS = {
+    "config hash": ["config_hash"], "model": ["model"], "sources": ["sources"], "target": ["target"],
+    "setting": ["setting"], "training options": ["options"], "perturbation": ["perturbation"], "seed": ["seed"],
+    "scope": ["scope"], "precision/recall/F1": ["precision", "recall", "f1"],
+    "CI bounds": ["f1_low", "f1_high", "drop_low", "drop_high"],
+    "sentence/entity counts": ["n_sentences", "n_gold", "n_pred", "support"],
+    "changed fractions": ["sentences_changed_frac", "tokens_changed_frac", "entities_changed_frac"],
+    "overlap features": ["entity_token_overlap", "unique_chunk_overlap", "o_word_overlap", "subword_type_overlap",
+                         "subword_token_overlap"],
+    "URIEL features": [f"uriel_{k}" for k in ("genetic", "geographic", "syntactic", "phonological", "inventory",
+                                              "featural")],
+    "train and eval seconds": ["train_seconds", "eval_seconds"], "device": ["device"],
+    "library versions": ["versions"], "timestamp": ["created_at"],
+}
+
+
+@pytest.mark.parametrize("meaning", sorted(ISSUE_COLUMNS))
+def test_schema_has_every_column_the_issue_lists(meaning, tmp_path):
+    store = ResultsStore(tmp_path / "r.duckdb")
+    store.write([_row("j1")])
+    import duckdb
+
+    with duckdb.connect(str(store.path), read_only=True) as con:
+        table = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns "
+                                           "WHERE table_name = 'results'").fetchall()}
+    assert set(ISSUE_COLUMNS[meaning]) <= table
+
+
+def test_database_error_mid_batch_rolls_the_whole_batch_back(tmp_path):
+    store = ResultsStore(tmp_path / "r.duckdb")
+    store.write([_row("j1")])
+    # passes the Python-side checks, fails inside DuckDB on the third row (a string where a number goes)
+    bad = [_row("j2"), _row("j2", "PER"), _row("j2", "LOC", n_sentences="many")]
+    with pytest.raises(Exception):
+        store.write(bad)
+    assert store.count() == 1 and store.job_ids() == {"j1"}
+    store.write([_row("j3")])  # the store is still usable
+    assert store.job_ids() == {"j1", "j3"}
+
+
+def test_a_recreated_store_file_gets_its_schema_again(tmp_path):
+    store = ResultsStore(tmp_path / "r.duckdb")
+    store.write([_row("j1")])
+    store.path.unlink()
+    store.write([_row("j2")])
+    assert store.job_ids() == {"j2"}

@@ -14,6 +14,7 @@ from typing import Any, Callable, Optional
 
 import typer
 
+from .config import TrainOptions
 from .errors import XnerError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Cross-lingual NER robustness explorer.")
@@ -47,6 +48,21 @@ def emit(payload: Any, as_json: bool, render: Callable[[Any], str] | None = None
         typer.echo(render(payload) if render else json.dumps(_jsonable(payload), ensure_ascii=False, indent=2))
 
 
+def _language(code: str, role: str) -> str:
+    """Check a language argument against the language table (`unknown language 'x'; choose one of: ...`).
+
+    Done before any data is loaded, so a typo fails at once with the allowed codes instead of after a Hugging
+    Face hub probe; train/eval/predict check the same table through `make_config`.
+    """
+    from .errors import ConfigError
+    from .languages import get_language
+
+    try:
+        return get_language(code).code
+    except ConfigError as exc:
+        raise ConfigError(f"{role}: {exc}") from None
+
+
 def _kv_table(d: dict[str, Any]) -> str:
     width = max((len(k) for k in d), default=0)
     lines = []
@@ -65,11 +81,15 @@ def data_stats(
     as_json: bool = JsonOpt,
 ) -> None:
     """Sentence, token and entity counts of a language's WikiANN splits."""
-    from .corpus import corpus_stats, load_wikiann, split_sizes
+    from .corpus import available_languages, corpus_stats, load_wikiann, split_sizes
+    from .paths import data_dir as resolve_data_dir
 
+    lang = _language(lang, "language")
     splits = [split] if split else list(split_sizes(lang, data_dir))
     if not splits:
-        raise XnerError(f"no local WikiANN files for {lang!r} under {data_dir or 'XNER_DATA_DIR'}")
+        local = available_languages(data_dir)
+        raise XnerError(f"no local WikiANN files for {lang!r} under {resolve_data_dir(data_dir)}; languages with "
+                        f"local data: {', '.join(local) or 'none'}")
     out = {s: _jsonable(corpus_stats(load_wikiann(lang, s, data_dir))) for s in splits}
     emit(out, as_json, lambda d: "\n\n".join(f"[{lang} {s}]\n" + _kv_table(_flat(v)) for s, v in d.items()))
 
@@ -122,6 +142,7 @@ def overlap(
     from .corpus import load_wikiann
     from .overlap import overlap_features
 
+    source, target = _language(source, "source"), _language(target, "target")
     src = load_wikiann(source, source_split, data_dir, limit=limit)
     tgt = load_wikiann(target, target_split, data_dir, limit=limit)
     tok = None
@@ -146,22 +167,30 @@ def perturb(
     rate: float = typer.Option(1.0, help="fraction of eligible units changed (1.0 = all, as in the study)"),
     out: Optional[Path] = typer.Option(None, "--out", help="write the perturbed test set as token<TAB>tag CoNLL"),
     limit: Optional[int] = typer.Option(None, help="perturb only the first N target sentences"),
-    donor: Optional[str] = typer.Option(None, help="donor language for person_swap/location_swap"),
+    donor: Optional[str] = typer.Option(
+        None, help="donor language for person_swap/location_swap; its names come from its extra split (else "
+                   "dev), as in `xner eval` (default: the target itself, names from its extra split)"),
     embed_model: str = typer.Option("e5-small", help="encoder for context_replace word embeddings"),
     data_dir: Optional[Path] = DataDirOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Perturb a target test set relative to a source training set and report what changed."""
+    """Perturb a target test set relative to a source training set and report what changed.
+
+    Name swaps draw from the same donor corpus as `xner eval` (`runner.donor_corpus`, default donor = the
+    target), so the file written with --out is the perturbed test set eval scores for that perturbation, seed,
+    rate and donor.
+    """
     from .conll import write_conll
     from .corpus import load_wikiann
     from .perturb import build_context, get_perturbation, perturb_corpus
+    from .runner import donor_corpus as runner_donor_corpus
 
     pert = get_perturbation(name)
+    source, target = _language(source, "source"), _language(target, "target")
+    donor_lang = _language(donor, "donor") if donor else target  # eval's default (runner.eval_jobs)
     src = load_wikiann(source, "train", data_dir)
     tgt = load_wikiann(target, "test", data_dir, limit=limit)
-    donor_corpus = load_wikiann(donor, "train", data_dir) if donor else None
-    if donor_corpus is None and "donor" in pert.needs:
-        raise XnerError(f"perturbation {name!r} needs --donor LANG (a language whose names are swapped in)")
+    donor_corpus = runner_donor_corpus(donor_lang, data_dir) if "donor" in pert.needs else None
     embed = None
     if "embed" in pert.needs:
         from .embed import make_word_embedder
@@ -226,6 +255,7 @@ def score_cmd(
 
 models_app = typer.Typer(no_args_is_help=True, help="The content-addressed model cache.")
 app.add_typer(models_app, name="models")
+_TRAIN_DEFAULTS = TrainOptions()  # the CLI defaults are the library's: same options, same hash
 
 ModelOpt = typer.Option("e5-small", "--model", help="mbert, xlmr, e5-small, tiny, a hub id or a local directory")
 SettingOpt = typer.Option("transfer", "--setting", help="native, transfer, multi_source, distill or tapt")
@@ -242,22 +272,35 @@ BalancedOpt = typer.Option(False, "--balanced", help="multi_source: equal share 
 DistillWOpt = typer.Option("uniform", "--distill-weights", help="distill: uniform or similarity teacher weights")
 TaptOpt = typer.Option(0, "--tapt-steps", help="tapt: masked-LM steps on target text before fine-tuning")
 ProtocolOpt = typer.Option("wikiann-rahimi", "--data", help="wikiann-rahimi (balanced splits) or paper-resplit")
+EarlyStopOpt = typer.Option(None, "--early-stopping", help="stop after N dev evaluations without a dev-F1 gain "
+                                                          "(needs --max-dev > 0; default: off)")
+WarmupOpt = typer.Option(_TRAIN_DEFAULTS.warmup_ratio, "--warmup", help="fraction of steps with linear LR warmup")
+MaxLengthOpt = typer.Option(_TRAIN_DEFAULTS.max_length, "--max-length",
+                            help="sub-tokens per sentence, [CLS]/[SEP] included")
+FreezeOpt = typer.Option(_TRAIN_DEFAULTS.freeze_embeddings, "--freeze-embeddings",
+                         help="keep the embedding layer frozen while fine-tuning")
+RobustEpsOpt = typer.Option(_TRAIN_DEFAULTS.robust_epsilon, "--robust-epsilon",
+                            help="--robust adversarial: L2 norm of the embedding perturbation")
+RobustRateOpt = typer.Option(_TRAIN_DEFAULTS.robust_rate, "--robust-rate",
+                             help="--robust smoothing: fraction of tokens perturbed per sentence")
 CacheOpt = typer.Option(None, "--cache-dir", help="xner cache root (env XNER_CACHE_DIR)")
 DeviceOpt = typer.Option(None, "--device", help="cpu, cuda, cuda:1 (default: cuda when present)")
 
 
-def _config(model: str, setting: str, source: Optional[list[str]], target: str, seed: int, epochs: int,
-            lr: Optional[float], batch_size: int, max_train: int, max_dev: int, robust: Optional[str],
-            balanced: bool, distill_weights: str, tapt_steps: int, data: str) -> Any:
+def _config(model: str, setting: str, source: Optional[list[str]], target: str, seed: int, data: str, *,
+            epochs: int, lr: Optional[float], batch_size: int, max_train: int, max_dev: int, robust: Optional[str],
+            balanced: bool, distill_weights: str, tapt_steps: int, early_stopping: Optional[int], warmup: float,
+            max_length: int, freeze_embeddings: bool, robust_epsilon: float, robust_rate: float) -> Any:
+    """The experiment config of train/eval/predict; `make_config` validates (errors exit 2 with its message)."""
     from .config import make_config
 
     sources = tuple(s for item in (source or []) for s in item.split(",") if s.strip())
-    if setting == "native" and not sources:
-        sources = ()
     return make_config(model, target, setting, sources=sources, seed=seed, data=data, epochs=epochs, lr=lr,
                        batch_size=batch_size, max_train_sentences=max_train or None,
                        max_dev_sentences=max_dev, robust=robust, balanced_sampling=balanced,
-                       distill_weights=distill_weights, tapt_steps=tapt_steps)
+                       distill_weights=distill_weights, tapt_steps=tapt_steps,
+                       early_stopping_patience=early_stopping, warmup_ratio=warmup, max_length=max_length,
+                       freeze_embeddings=freeze_embeddings, robust_epsilon=robust_epsilon, robust_rate=robust_rate)
 
 
 def _progress_bar() -> tuple[Callable[[int, int, dict[str, Any]], None], Callable[[], None]]:
@@ -293,15 +336,20 @@ def train_cmd(
     target: str = TargetOpt, seed: int = SeedOpt, epochs: int = EpochsOpt, lr: Optional[float] = LrOpt,
     batch_size: int = BatchOpt, max_train: int = MaxTrainOpt, max_dev: int = MaxDevOpt,
     robust: Optional[str] = RobustOpt, balanced: bool = BalancedOpt, distill_weights: str = DistillWOpt,
-    tapt_steps: int = TaptOpt, data: str = ProtocolOpt, data_dir: Optional[Path] = DataDirOpt,
+    tapt_steps: int = TaptOpt, early_stopping: Optional[int] = EarlyStopOpt, warmup: float = WarmupOpt,
+    max_length: int = MaxLengthOpt, freeze_embeddings: bool = FreezeOpt, robust_epsilon: float = RobustEpsOpt,
+    robust_rate: float = RobustRateOpt, data: str = ProtocolOpt, data_dir: Optional[Path] = DataDirOpt,
     cache_dir: Optional[Path] = CacheOpt, device: Optional[str] = DeviceOpt, as_json: bool = JsonOpt,
 ) -> None:
     """Fine-tune (or fetch from the cache) the model of one experiment config; prints its hash and cache path."""
     from .runner import model_cache, train_model
 
     _quiet_transformers()
-    cfg = _config(model, setting, source, target, seed, epochs, lr, batch_size, max_train, max_dev, robust,
-                  balanced, distill_weights, tapt_steps, data)
+    cfg = _config(model, setting, source, target, seed, data, epochs=epochs, lr=lr, batch_size=batch_size,
+                  max_train=max_train, max_dev=max_dev, robust=robust, balanced=balanced,
+                  distill_weights=distill_weights, tapt_steps=tapt_steps, early_stopping=early_stopping,
+                  warmup=warmup, max_length=max_length, freeze_embeddings=freeze_embeddings,
+                  robust_epsilon=robust_epsilon, robust_rate=robust_rate)
     update, stop = (_progress_bar() if not as_json else (None, lambda: None))
     try:
         lm = train_model(cfg, data_dir=data_dir, cache=cache_dir, progress=update, device=device,
@@ -321,7 +369,9 @@ def eval_cmd(
     target: str = TargetOpt, seed: int = SeedOpt, epochs: int = EpochsOpt, lr: Optional[float] = LrOpt,
     batch_size: int = BatchOpt, max_train: int = MaxTrainOpt, max_dev: int = MaxDevOpt,
     robust: Optional[str] = RobustOpt, balanced: bool = BalancedOpt, distill_weights: str = DistillWOpt,
-    tapt_steps: int = TaptOpt, data: str = ProtocolOpt,
+    tapt_steps: int = TaptOpt, early_stopping: Optional[int] = EarlyStopOpt, warmup: float = WarmupOpt,
+    max_length: int = MaxLengthOpt, freeze_embeddings: bool = FreezeOpt, robust_epsilon: float = RobustEpsOpt,
+    robust_rate: float = RobustRateOpt, data: str = ProtocolOpt,
     perturb: Optional[list[str]] = typer.Option(None, "--perturb", help="perturbation(s) besides clean (repeat)"),
     perturb_seed: int = typer.Option(0, help="perturbation seed"),
     rate: float = typer.Option(1.0, help="fraction of eligible units perturbed"),
@@ -335,11 +385,20 @@ def eval_cmd(
     device: Optional[str] = DeviceOpt, as_json: bool = JsonOpt,
 ) -> None:
     """Score a model on its target's clean and perturbed test sets (F1 with 95% CIs, paired drop CIs)."""
-    from .runner import evaluate, train_model
+    from .perturb import get_perturbation
+    from .runner import CLEAN, evaluate, train_model
 
+    for name in perturb or []:
+        if name != CLEAN:
+            get_perturbation(name)  # an unknown name fails before any training
+    if donor:
+        donor = _language(donor, "donor")
     _quiet_transformers()
-    cfg = _config(model, setting, source, target, seed, epochs, lr, batch_size, max_train, max_dev, robust,
-                  balanced, distill_weights, tapt_steps, data)
+    cfg = _config(model, setting, source, target, seed, data, epochs=epochs, lr=lr, batch_size=batch_size,
+                  max_train=max_train, max_dev=max_dev, robust=robust, balanced=balanced,
+                  distill_weights=distill_weights, tapt_steps=tapt_steps, early_stopping=early_stopping,
+                  warmup=warmup, max_length=max_length, freeze_embeddings=freeze_embeddings,
+                  robust_epsilon=robust_epsilon, robust_rate=robust_rate)
     lm = train_model(cfg, data_dir=data_dir, cache=cache_dir, device=device)
     outcomes = evaluate(cfg, perturb or [], perturb_seed=perturb_seed, perturb_rate=rate, test_limit=test_limit,
                         embed_model=embed_model, donor=donor, bootstrap=bootstrap, data_dir=data_dir,
@@ -377,6 +436,8 @@ def predict_cmd(
     seed: int = SeedOpt, epochs: int = EpochsOpt, lr: Optional[float] = LrOpt, batch_size: int = BatchOpt,
     max_train: int = MaxTrainOpt, max_dev: int = MaxDevOpt, robust: Optional[str] = RobustOpt,
     balanced: bool = BalancedOpt, distill_weights: str = DistillWOpt, tapt_steps: int = TaptOpt,
+    early_stopping: Optional[int] = EarlyStopOpt, warmup: float = WarmupOpt, max_length: int = MaxLengthOpt,
+    freeze_embeddings: bool = FreezeOpt, robust_epsilon: float = RobustEpsOpt, robust_rate: float = RobustRateOpt,
     data: str = ProtocolOpt, data_dir: Optional[Path] = DataDirOpt, cache_dir: Optional[Path] = CacheOpt,
     device: Optional[str] = DeviceOpt, as_json: bool = JsonOpt,
 ) -> None:
@@ -387,8 +448,11 @@ def predict_cmd(
 
     _quiet_transformers()
     text = check_sentence(text)
-    cfg = _config(model, setting, source, lang, seed, epochs, lr, batch_size, max_train, max_dev, robust,
-                  balanced, distill_weights, tapt_steps, data)
+    cfg = _config(model, setting, source, lang, seed, data, epochs=epochs, lr=lr, batch_size=batch_size,
+                  max_train=max_train, max_dev=max_dev, robust=robust, balanced=balanced,
+                  distill_weights=distill_weights, tapt_steps=tapt_steps, early_stopping=early_stopping,
+                  warmup=warmup, max_length=max_length, freeze_embeddings=freeze_embeddings,
+                  robust_epsilon=robust_epsilon, robust_rate=robust_rate)
     lm = train_model(cfg, data_dir=data_dir, cache=cache_dir, device=device)
     pred = predict_text(lm.model, lm.tokenizer, text, device=device)
     payload = {"model": lm.hash, "tokens": list(pred.tokens), "tags": list(pred.tags),

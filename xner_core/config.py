@@ -12,8 +12,8 @@ same model share one hash:
   sources in `canonical_sources` order so that the order given cannot change the model);
 - `lr=None` becomes the model default (`default_lr`), ints in float fields become floats;
 - options that a setting ignores are reset to their defaults (`balanced_sampling` only matters for
-  `multi_source`, `distill_*` for `distill`, `tapt_steps` for `tapt`, `robust_epsilon`/`robust_rate` only when
-  `robust` is set);
+  `multi_source`, `distill_*` for `distill`, `tapt_steps` and `distill_unlabeled` (the split of target text the
+  masked-LM step reads) for `tapt`, `robust_epsilon`/`robust_rate` only when `robust` is set);
 - the target is left out for `transfer` and `multi_source` (`TARGET_FREE_SETTINGS`): their training reads only
   source data, so one es transfer model serves ca, an and ast. The config still carries the target (it is the
   language a model is evaluated on), and evaluation ids (`runner.EvalJob.id`) add it back. `native`, `distill`
@@ -57,7 +57,10 @@ _HIGH_LR, _BASE_LR = 2e-4, 5e-5
 _SETTING_OPTIONS: dict[str, frozenset[str]] = {
     "multi_source": frozenset({"balanced_sampling"}),
     "distill": frozenset({"distill_weights", "distill_unlabeled", "distill_temperature"}),
-    "tapt": frozenset({"tapt_steps"}),
+    # tapt's masked-LM text is `runner.unlabeled_target(target, distill_unlabeled, ...)`: it reads the option.
+    # Adding it here leaves every other setting's hash unchanged (they still reset it), and a tapt config with
+    # the default "extra" keeps its hash (the default was already in its canonical form).
+    "tapt": frozenset({"tapt_steps", "distill_unlabeled"}),
 }
 _SETTING_SPECIFIC: frozenset[str] = frozenset().union(*_SETTING_OPTIONS.values())
 _ROBUST_ONLY: frozenset[str] = frozenset({"robust_epsilon", "robust_rate"})
@@ -79,7 +82,7 @@ class TrainOptions:
     early_stopping_patience: int | None = None  # evaluations without dev-F1 gain before stopping; None: off
     balanced_sampling: bool = False  # multi_source: equal share per source language
     distill_weights: str = "uniform"  # distill: "uniform" | "similarity" teacher weights
-    distill_unlabeled: str = "extra"  # distill: target text the students learn on, "extra" | "train" split
+    distill_unlabeled: str = "extra"  # distill/tapt: unlabeled target text (students / masked LM), "extra" | "train"
     distill_temperature: float = 1.0
     tapt_steps: int = 0  # tapt: masked-LM steps on target text before fine-tuning
     robust: str | None = None  # None | "adversarial" | "smoothing"

@@ -1170,7 +1170,13 @@ def _run_ray(needed: list[tuple[ModelGroup, list[EvalBatch]]], done: set[str], p
     cache_s = str(resolve_cache(cache).expanduser().absolute())
     started = False
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
+            where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
+            raise ConfigError(f"could not connect to {where} ({_ray_message(exc)}); give --address auto (a "
+                              "cluster started with `ray start --head`), HOST:PORT of its head node, or leave "
+                              "--address out to start a local instance") from exc
         started = True
     try:
         gpus = gpu_request(ray.cluster_resources())

@@ -8,7 +8,8 @@ dataclasses; the exact definitions follow the reference study (paper-spec §5):
 - unique entity-chunk overlap (§5.2, what P1 removes): chunk surface strings shared by S and T over the unique
   chunks of T (and of S), plus the share of T's chunk occurrences whose surface is shared;
 - O-word overlap (§5.3, what P2 removes): target O tokens whose lowercased form is among S's lowercased O words,
-  overall and restricted to P2's candidates (not a stopword, no punctuation, longer than one character);
+  overall and restricted to P2's candidates (`context_candidate`: not a stopword, no punctuation or symbol
+  character, longer than one character; the one definition the P2/P5 perturbations also use);
 - sub-word overlap (our addition): sub-word types/tokens of T that a tokenizer also produces on S.
 
 Every ratio with an empty denominator is 0.0 (nothing to overlap), never NaN.
@@ -16,17 +17,15 @@ Every ratio with an empty denominator is 0.0 (nothing to overlap), never NaN.
 
 from __future__ import annotations
 
-import string
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Iterable
 
 from .corpus import Corpus
 from .stopwords import stopwords_for
 from .tags import spans
-
-_ASCII_PUNCT = frozenset(string.punctuation)
 
 
 def _ratio(num: int, den: int) -> float:
@@ -77,9 +76,35 @@ def o_word_counts(corpus: Corpus) -> Counter[str]:
     return Counter(tok.lower() for s in corpus for tok, tag in zip(s.tokens, s.tags) if tag == "O")
 
 
-def has_punctuation(word: str) -> bool:
-    """Return True when `word` contains an ASCII punctuation character or any Unicode punctuation (P*)."""
-    return any(ch in _ASCII_PUNCT or unicodedata.category(ch).startswith("P") for ch in word)
+@lru_cache(maxsize=1 << 16)
+def has_punct_or_symbol(word: str) -> bool:
+    """Return True when `word` has a punctuation or symbol character (Unicode categories P*, S*).
+
+    The study's "free of punctuation", made script-independent: every ASCII punctuation character is P* or S*,
+    and so are the Arabic comma, guillemets, `°`, `€` or box-drawing characters.
+    """
+    return any(unicodedata.category(ch)[0] in "PS" for ch in word)
+
+
+def context_candidate(token: str, stopwords: frozenset[str] | set[str]) -> str | None:
+    """Return the lowercased token when it is a context-word candidate (P2), else None.
+
+    The one definition of a P2 candidate (paper-spec §4, P2): longer than one character, no punctuation or
+    symbol character (`has_punct_or_symbol`) and not a stopword (compared lowercased). The O-tag condition is
+    the caller's. `o_word_overlap` counts with it and the perturbations (`xner_core.perturb`) pick with it, so
+    the overlap measure and the perturbation always agree on which words are candidates.
+
+    Args:
+        token: one token.
+        stopwords: lowercased stopwords of the token's language.
+
+    Returns:
+        `token.lower()` or None.
+    """
+    if len(token) <= 1 or has_punct_or_symbol(token):
+        return None
+    low = token.lower()
+    return None if low in stopwords else low
 
 
 def is_p2_candidate(word: str, stopwords: frozenset[str] | set[str]) -> bool:
@@ -90,9 +115,10 @@ def is_p2_candidate(word: str, stopwords: frozenset[str] | set[str]) -> bool:
         stopwords: lowercased stopwords of the word's language.
 
     Returns:
-        True when the word is not a stopword (compared lowercased), has no punctuation and is longer than 1.
+        `context_candidate(word, stopwords) is not None`: not a stopword (compared lowercased), no punctuation
+        or symbol character, longer than 1.
     """
-    return len(word) > 1 and word.lower() not in stopwords and not has_punctuation(word)
+    return context_candidate(word, stopwords) is not None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -189,7 +215,7 @@ class WordOverlap:
         target_o_tokens: O tokens in T.
         shared_o_tokens: O tokens of T whose lowercased form is among S's lowercased O words.
         ratio: shared_o_tokens / target_o_tokens.
-        candidate_tokens: O tokens of T that pass the P2 filter (not stopword, no punctuation, len > 1).
+        candidate_tokens: O tokens of T that pass the P2 filter (`context_candidate`).
         shared_candidate_tokens: candidates whose lowercased form is among S's O words (what P2 replaces).
         p2_ratio: shared_candidate_tokens / target_o_tokens (the study's same_O / all_O).
     """
@@ -223,7 +249,7 @@ def o_word_overlap(source: Corpus, target: Corpus, stopwords: Iterable[str] | No
         total += n
         in_source = tok.lower() in s_vocab
         shared += n if in_source else 0
-        if is_p2_candidate(tok, stops):
+        if context_candidate(tok, stops) is not None:
             cand += n
             shared_cand += n if in_source else 0
     return WordOverlap(total, shared, _ratio(shared, total), cand, shared_cand, _ratio(shared_cand, total))

@@ -23,7 +23,11 @@ in transfer, the target's own train set in native) and "target" = the target tes
 - P3 `entity_context`: P1 and P2 on the same sentence.
 - P5-style `context_random`: the same words as P2, replaced by a random non-overlapping target word.
 Extra probes: `person_swap` / `location_swap` (donor-language names), `entity_mask`, `mask_random`
-(Srinivasan & Vajjala 2023 style), `char_noise` (one typo per chosen entity token).
+(Srinivasan & Vajjala 2023 style), `char_noise` (one typo per chosen entity token) and `context_noise` (one typo
+per chosen context word: the spec's "character-level typos in entity or context tokens", context side).
+
+P2's candidate test (`context_candidate`) lives in `overlap.py`, the lower-level stage: the overlap measure and
+the perturbations use the one function, so the O-word overlap counts exactly the words P2 can target.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ import numpy as np
 
 from .corpus import Corpus, Sentence
 from .errors import ConfigError, DataError, choices_message
+from .overlap import context_candidate
 from .stopwords import stopwords_for
 from .tags import first_invalid, span_tags, spans
 
@@ -75,32 +80,6 @@ def entity_chunks(corpus: Iterable[Sentence]) -> Iterator[tuple[Chunk, str]]:
     for s in corpus:
         for sp in spans(s.tags):
             yield s.tokens[sp.start:sp.end], sp.etype
-
-
-@lru_cache(maxsize=1 << 16)
-def _has_punct_or_symbol(token: str) -> bool:
-    # The study's "free of punctuation", made script-independent: any Unicode P* or S* character disqualifies.
-    return any(unicodedata.category(ch)[0] in "PS" for ch in token)
-
-
-def context_candidate(token: str, stopwords: frozenset[str]) -> str | None:
-    """Return the lowercased token when it is a context-word candidate (P2), else None.
-
-    A candidate (paper-spec §4, P2) is longer than one character, has no punctuation or symbol character
-    (Unicode categories P*, S*) and is not a stopword (compared lowercased). The O-tag condition is the
-    caller's.
-
-    Args:
-        token: one token.
-        stopwords: lowercased stopwords of the token's language.
-
-    Returns:
-        `token.lower()` or None.
-    """
-    if len(token) <= 1 or _has_punct_or_symbol(token):
-        return None
-    low = token.lower()
-    return None if low in stopwords else low
 
 
 def restore_case(original: str, word: str) -> str:
@@ -374,14 +353,17 @@ class PerturbReport:
 
     `tokens`/`entities` count the input; `*_eligible` count the units the perturbation targets (entity chunks,
     or for char_noise the chunks with an eligible token; context tokens for the context perturbations);
-    `tokens_changed` counts input tokens inside changed spans; `entities_changed` counts input entity chunks
-    overlapping a change; `sentences_changed` counts sentences with at least one change.
+    `sentences_eligible` counts sentences with at least one eligible unit (token or entity), i.e. those the
+    perturbation could change at rate 1; `tokens_changed` counts input tokens inside changed spans;
+    `entities_changed` counts input entity chunks overlapping a change; `sentences_changed` counts sentences
+    with at least one change.
     """
 
     name: str
     seed: int
     rate: float
     sentences: int
+    sentences_eligible: int
     sentences_changed: int
     tokens: int
     tokens_eligible: int
@@ -705,6 +687,23 @@ def _plan_char_noise(s: Sentence, ctx: PerturbContext, streams: Streams, rate: f
     return _Plan(tuple(edits), tok_el, ent_el)
 
 
+def _plan_context_noise(s: Sentence, ctx: PerturbContext, streams: Streams, rate: float) -> _Plan:
+    # The context side of the spec's typo probe: the same words P2's candidate test accepts (O, not a stopword of
+    # the context's language, no punctuation/symbol, longer than one character), each given one `typo`.
+    lazy = _Lazy(streams, "context_noise")
+    edits = []
+    eligible = 0
+    for i, (tok, tag) in enumerate(zip(s.tokens, s.tags)):
+        if tag != "O" or _candidate(ctx, tok) is None:
+            continue
+        eligible += 1
+        sel, cho = lazy.get()
+        new = typo(tok, cho)  # drawn for every eligible token, so a lower rate keeps the same typos
+        if sel.random() < rate:
+            edits.append(_Edit(i, i + 1, (new,), "noise"))
+    return _Plan(tuple(edits), eligible, 0)
+
+
 def _prepare_neighbours(sentences: Sequence[Sentence], ctx: PerturbContext) -> None:
     """Embed every word P2 will look up in one batched pass, before the per-sentence loop."""
     words = {low for s in sentences for _, low in _overlap_positions(s, ctx)}
@@ -788,6 +787,13 @@ _REGISTRY: tuple[Perturbation, ...] = (
         "Each entity token of two or more characters gets one typo: swapped adjacent characters, a deleted, "
         "inserted or substituted character (letters of the token's own script).",
         (), _plan_char_noise,
+    ),
+    Perturbation(
+        "context_noise", "Typos in context words",
+        "Each non-stopword, punctuation- and symbol-free O word longer than one character (P2's context "
+        "candidates) gets one typo: swapped adjacent characters, a deleted, inserted or substituted character "
+        "(letters of the token's own script). Entity tokens and tags are untouched.",
+        (), _plan_context_noise,
     ),
 )
 
@@ -879,7 +885,7 @@ def _run(
         pert.prepare(sentences, context)
     out: list[Sentence] = []
     changes: list[Change] = []
-    n_tok = n_ent = tok_el = ent_el = tok_ch = ent_ch = sent_ch = 0
+    n_tok = n_ent = tok_el = ent_el = tok_ch = ent_ch = sent_ch = sent_el = 0
     for s, i in zip(sentences, indices):
         plan = pert.fn(s, context, Streams(seed, _sentence_key(s, i)), rate)
         new, ch, touched = _apply(s, plan, i)
@@ -889,11 +895,15 @@ def _run(
         n_ent += sum(1 for t in s.tags if t.startswith("B-"))
         tok_el += plan.tokens_eligible
         ent_el += plan.entities_eligible
+        sent_el += plan.tokens_eligible > 0 or plan.entities_eligible > 0
         tok_ch += sum(len(c.old) for c in ch)
         ent_ch += touched
         sent_ch += bool(ch)
-    report = PerturbReport(pert.name, int(seed), rate, len(sentences), sent_ch, n_tok, tok_el, tok_ch, n_ent,
-                           ent_el, ent_ch)
+    report = PerturbReport(
+        name=pert.name, seed=int(seed), rate=rate, sentences=len(sentences), sentences_eligible=sent_el,
+        sentences_changed=sent_ch, tokens=n_tok, tokens_eligible=tok_el, tokens_changed=tok_ch, entities=n_ent,
+        entities_eligible=ent_el, entities_changed=ent_ch,
+    )
     return out, report, tuple(changes)
 
 

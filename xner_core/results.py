@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from .errors import ConfigError, DataError
+from .metrics import SCOPES  # the scopes a job writes one row each for
 from .paths import cache_dir, repo_data_dir
 
 
@@ -88,7 +89,7 @@ SCHEMA: tuple[Column, ...] = (
     Column("n_sources", "INTEGER", "number of source languages"),
     Column("diversity_genetic", "DOUBLE", "mean pairwise genetic distance among sources"),
     Column("diversity_syntactic", "DOUBLE", "mean pairwise syntactic distance among sources"),
-    Column("train_seconds", "DOUBLE", "training wall time of the model (0 when cached)"),
+    Column("train_seconds", "DOUBLE", "training wall time of the model (from its cache manifest when reused)"),
     Column("eval_seconds", "DOUBLE", "perturb + predict + score wall time of the job"),
     Column("device", "VARCHAR", "cpu or cuda device name"),
     Column("versions", "VARCHAR", "library versions as JSON"),
@@ -96,7 +97,6 @@ SCHEMA: tuple[Column, ...] = (
 )
 COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in SCHEMA)
 _REQUIRED = tuple(c.name for c in SCHEMA if "NOT NULL" in c.sql_type)
-SCOPES: tuple[str, ...] = ("overall", "PER", "ORG", "LOC")
 
 
 def default_store_path() -> Path:
@@ -110,6 +110,7 @@ class ResultsStore:
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path).expanduser() if path else default_store_path()
+        self._schema_checked: tuple[int, int] | None = None  # (device, inode) of the file last checked
 
     @contextlib.contextmanager
     def _connect(self, read_only: bool = False) -> Iterator[Any]:
@@ -125,7 +126,12 @@ class ResultsStore:
             raise DataError(f"cannot open results store {str(self.path)!r}: {exc}") from exc
         try:
             if not read_only:
-                self._ensure_schema(con)
+                # The schema check costs about as much as a small write: do it once per file (`write` checks
+                # again when the table turns out to be missing or older).
+                st_ = self.path.stat()
+                if self._schema_checked != (st_.st_dev, st_.st_ino):
+                    self._ensure_schema(con)
+                    self._schema_checked = (st_.st_dev, st_.st_ino)
             yield con
         finally:
             con.close()
@@ -154,15 +160,26 @@ class ResultsStore:
         records = [_normalise_row(r) for r in rows]
         placeholders = ", ".join("?" for _ in COLUMN_NAMES)
         names = ", ".join(f'"{n}"' for n in COLUMN_NAMES)
+        import duckdb
+
+        values = [[r.get(n) for n in COLUMN_NAMES] for r in records]
         with self._connect() as con:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                con.executemany(f"INSERT OR REPLACE INTO results ({names}) VALUES ({placeholders})",
-                                [[r.get(n) for n in COLUMN_NAMES] for r in records])
-                con.execute("COMMIT")
-            except Exception:
-                con.execute("ROLLBACK")
-                raise
+            for attempt in (0, 1):
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    con.executemany(f"INSERT OR REPLACE INTO results ({names}) VALUES ({placeholders})", values)
+                    con.execute("COMMIT")
+                    break
+                except (duckdb.CatalogException, duckdb.BinderException):
+                    # The file changed under this store since its schema was checked (deleted and created
+                    # again, or written by an older version): check it now and try once more.
+                    con.execute("ROLLBACK")
+                    if attempt:
+                        raise
+                    self._ensure_schema(con)
+                except Exception:
+                    con.execute("ROLLBACK")
+                    raise
         return len(records)
 
     def job_ids(self) -> set[str]:
