@@ -73,6 +73,22 @@ def load_model(name: str) -> tuple[Any, Any, bool]:
     return model.eval(), tok, trained
 
 
+def resolve_model(name: str, lang: str) -> str:
+    """`auto` -> the directory of the cached fine-tuned e5-small transfer model of `lang`, else `e5-small`."""
+    if name != "auto":
+        return name
+    from xner_core.runner import find_cached, model_cache
+
+    found = find_cached("e5-small", "transfer", lang, lang)
+    if not found:
+        print(f"no cached fine-tuned e5-small trained on {lang}: using e5-small with a random head "
+              "(F1 against gold is then meaningless; the agreement F1 still counts)")
+        return "e5-small"
+    path = model_cache().path(found[0][0])
+    print(f"model: {path} (cached e5-small transfer model trained on {lang})")
+    return str(path)
+
+
 def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
     t0 = time.perf_counter()
     out = fn(*args, **kwargs)
@@ -81,7 +97,10 @@ def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="e5-small", help="a fine-tuned model directory, e5-small (random head) or tiny")
+    ap.add_argument("--model", default="auto",
+                    help="a fine-tuned model directory (e.g. a cache entry <cache>/models/<hash>), e5-small (random "
+                         "head), tiny, or auto: the cached e5-small transfer model trained on --lang (as `xner grid "
+                         "run paper` leaves it), else e5-small with a random head")
     ap.add_argument("--lang", default="es", help="WikiANN language of the test sentences")
     ap.add_argument("--n", type=int, default=2000, help="number of test sentences")
     ap.add_argument("--data-dir", default=None, help="WikiANN directory (default XNER_DATA_DIR)")
@@ -107,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     corpus = load_wikiann(args.lang, "test", args.data_dir, limit=args.n)
     words = corpus.tokens
     gold = corpus.tags
-    model, tok, trained = load_model(args.model)
+    model, tok, trained = load_model(resolve_model(args.model, args.lang))
     n = len(words)
     print(f"model={args.model} trained_head={trained} lang={args.lang} n={n} threads={torch.get_num_threads()} "
           f"batch={args.batch_size} repeat={args.repeat}")

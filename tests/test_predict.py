@@ -402,3 +402,21 @@ def test_fingerprint_follows_the_weights(tiny):
         other.classifier.bias[0] += 1.0
     assert model_fingerprint(other) != model_fingerprint(model)
 
+
+
+def test_onnx_twin_is_reused_until_the_weights_change(tiny, tmp_path, monkeypatch):
+    import xner_core.onnx_backend as ob
+
+    monkeypatch.setenv("XNER_CACHE_DIR", str(tmp_path))
+    model, tok = make_spotter(tiny, {"Paris": "B-LOC"})
+    sents = _varied_sentences()
+    loads = []
+    real = ob.load_onnx_int8
+    monkeypatch.setattr(ob, "load_onnx_int8", lambda m, *a, **k: loads.append(1) or real(m, *a, **k))
+    first = predict_tags(model, tok, sents, backend="onnx-int8")
+    assert predict_tags(model, tok, sents, backend="onnx-int8") == first and len(loads) == 1  # no re-hash
+    with torch.no_grad():
+        model.classifier.bias[LABELS.index("B-PER")] += 50.0  # every word becomes B-PER (or I-PER)
+    changed = predict_tags(model, tok, sents, backend="onnx-int8")
+    assert len(loads) == 2 and changed != first
+    assert all(t.endswith("-PER") for row in changed for t in row)

@@ -25,7 +25,9 @@ character of scripts written without spaces as one word (see `split_words`).
 from __future__ import annotations
 
 import math
+import threading
 import unicodedata
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 
@@ -263,6 +265,28 @@ def _items_for(sent: int, ids: list[int], word_ids: list[int | None], limit: int
     return items
 
 
+_ONNX_MEMO: "weakref.WeakKeyDictionary[Any, tuple[tuple[Any, ...], Any]]" = weakref.WeakKeyDictionary()
+_ONNX_LOCK = threading.Lock()
+
+
+def _onnx_for(model: Any, load: Callable[[Any], Any]) -> Any:
+    """The int8 ONNX twin of a torch model, loaded once per model object and weight state.
+
+    `load` hashes every weight to find (or build) the cached file, about a second for e5-small; repeated
+    `predict_tags` calls on the same, unchanged model skip that. Tensors count their in-place changes
+    (`_version`), so a model trained further between calls gets a new twin.
+    """
+    state = tuple((id(t), t._version) for t in model.state_dict(keep_vars=True).values())
+    with _ONNX_LOCK:
+        memo = _ONNX_MEMO.get(model)
+        if memo is not None and memo[0] == state:
+            return memo[1]
+    twin = load(model)
+    with _ONNX_LOCK:
+        _ONNX_MEMO[model] = (state, twin)
+    return twin
+
+
 def _forward(model: Any, backend: str, device: Any) -> tuple[Callable[[np.ndarray, np.ndarray], Any],
                                                               Callable[[], None]]:
     """Return (run(ids, mask) -> logits tensor, restore()) for a torch model or an ONNX classifier."""
@@ -276,7 +300,7 @@ def _forward(model: Any, backend: str, device: Any) -> tuple[Callable[[np.ndarra
         if device is not None and device != "auto" and torch.device(device).type != "cpu":
             raise ConfigError(f"the onnx-int8 backend runs on the CPU only; got device {device!r}; use device='cpu' "
                               f"or backend='torch'")
-        onnx_model = model if isinstance(model, OnnxTokenClassifier) else load_onnx_int8(model)
+        onnx_model = model if isinstance(model, OnnxTokenClassifier) else _onnx_for(model, load_onnx_int8)
         return (lambda ids, mask: onnx_model(ids, mask)), (lambda: None)
 
     dev = resolve_device(device)
