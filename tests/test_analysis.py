@@ -325,3 +325,26 @@ POINT = {"curve_number": 2, "point_number": 0, "point_index": 0, "x": 0.2, "y": 
 ])
 def test_selection_to_filter(event, expected):
     assert analysis.selection_to_filter(event) == expected
+
+
+def test_robustness_gap_pairs_native_and_transfer_drops():
+    from xner_core.analysis import robustness_gap
+
+    rows = []
+    for pair, nat, tra in (("a→b", 10.0, 2.0), ("c→d", 6.0, 1.0), ("e→f", 3.0, 4.0), ("g→h", 8.0, 0.0)):
+        for setting, drop in (("native", nat), ("transfer", tra)):
+            rows.append({"origin": "ours", "model": "m", "perturbation": "entity_replace", "pair": pair,
+                         "setting": setting, "drop": drop})
+            rows.append({"origin": "ours", "model": "m", "perturbation": "clean", "pair": pair,
+                         "setting": setting, "drop": 0.0})
+    rows.append({"origin": "ours", "model": "m", "perturbation": "entity_replace", "pair": "x→y",
+                 "setting": "native", "drop": 50.0})  # no transfer partner: left out
+    out = robustness_gap(pd.DataFrame(rows))
+    assert len(out) == 1
+    row = out.iloc[0]
+    assert row["n_pairs"] == 4 and row["native_drop"] == pytest.approx(6.75)
+    assert row["transfer_drop"] == pytest.approx(1.75) and row["gap"] == pytest.approx(5.0)
+    assert row["transfer_less_share"] == pytest.approx(0.75)
+    from scipy import stats
+
+    assert row["wilcoxon_p"] == pytest.approx(stats.wilcoxon([10, 6, 3, 8], [2, 1, 4, 0]).pvalue)

@@ -560,6 +560,45 @@ def stats_table(points: pd.DataFrame, x: str, y: str, by: Sequence[str] = ("sett
     return pd.DataFrame(rows, columns=cols)
 
 
+def robustness_gap(points: pd.DataFrame, by: Sequence[str] = ("origin", "model", "perturbation")) -> pd.DataFrame:
+    """Do transfer models lose less under a perturbation than native ones? Paired by language pair.
+
+    For each group, the pairs that have both a native and a transfer drop are compared: mean drops, the mean
+    gap (native − transfer, F1 points), the share of pairs where the transfer model lost less, and the two-sided
+    Wilcoxon signed-rank p-value of the paired drops (NaN with fewer than 3 pairs or all gaps zero).
+
+    Args:
+        points: from `view_points` (one row per pair, model, setting, perturbation, origin), perturbed rows.
+        by: grouping columns.
+
+    Returns:
+        One row per group: the `by` columns, n_pairs, native_drop, transfer_drop, gap, transfer_less_share,
+        wilcoxon_p.
+    """
+    from scipy import stats
+
+    cols = [*by, "n_pairs", "native_drop", "transfer_drop", "gap", "transfer_less_share", "wilcoxon_p"]
+    df = points[(points["perturbation"] != CLEAN) & points["setting"].isin(["native", "transfer"])]
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    rows = []
+    for key, group in df.groupby(list(by), sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        wide = group.pivot_table(index="pair", columns="setting", values="drop", aggfunc="mean")
+        if not {"native", "transfer"} <= set(wide.columns):
+            continue
+        wide = wide[["native", "transfer"]].dropna()
+        if wide.empty:
+            continue
+        gap = wide["native"] - wide["transfer"]
+        p = float("nan")
+        if len(wide) >= 3 and (gap != 0).any():
+            p = float(stats.wilcoxon(wide["native"], wide["transfer"]).pvalue)
+        rows.append([*key, len(wide), wide["native"].mean(), wide["transfer"].mean(), gap.mean(),
+                     float((gap > 0).mean()), p])
+    return pd.DataFrame(rows, columns=cols)
+
+
 # ------------------------------------------------------------------------------------------------------ selection
 
 
