@@ -41,8 +41,10 @@ else:
     order = {p: i for i, p in enumerate(plots.perturbation_order(table["perturbation"]))}
     table = table.sort_values(["setting", "perturbation"], key=lambda col: col.map(order) if col.name ==
                               "perturbation" else col).reset_index(drop=True)
+    series = [c for c in table.columns if c not in ("setting", "perturbation")]
     st.dataframe(table.assign(perturbation=table["perturbation"].map(plots.perturbation_title)),
-                 hide_index=True, width="stretch")
+                 hide_index=True, width="stretch",
+                 column_config={c: st.column_config.NumberColumn(format="%.1f") for c in series})
     page.download_csv(table, f"xner_pair_{source}_{target}_f1.csv", key="dl_pair_f1", label="F1 table (CSV)")
     if not (rows["origin"] == "ours").any():
         st.caption(f"Only the study's published numbers so far; ours appear here after {data.STORE_HINT}.")
@@ -64,8 +66,10 @@ for setting in ("transfer", "native"):
     part = rows[rows["setting"] == setting]
     if part.empty:
         continue
-    first = part.iloc[0]
-    features.append({"setting": setting, **{label: first.get(col) for col, label in analysis.FEATURES.items()}})
+    # a feature is a property of the pair: take it from whichever row carries it (ours add sub-word overlap)
+    features.append({"setting": setting, **{label: (part[col].dropna().iloc[0] if col in part and
+                                                    part[col].notna().any() else None)
+                                            for col, label in analysis.FEATURES.items()}})
 if features:
     feat = pd.DataFrame(features).set_index("setting").T.astype(float).reset_index(names="feature")
     st.dataframe(feat, hide_index=True, width="stretch",

@@ -50,3 +50,12 @@ def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
 def repo_data_dir() -> Path:
     """Return the packaged `data/` folder (language tables, reference numbers, committed results)."""
     return Path(__file__).resolve().parent.parent / "data"
+
+
+def committed_results_dir() -> Path:
+    """The folder of committed result tables the dashboard shows (`XNER_COMMITTED_RESULTS`, default
+    `data/results/` of this checkout)."""
+    env = os.environ.get("XNER_COMMITTED_RESULTS")
+    if env:
+        return Path(env).expanduser()
+    return repo_data_dir() / "results"

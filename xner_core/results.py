@@ -30,7 +30,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from .errors import ConfigError, DataError
 from .metrics import SCOPES  # the scopes a job writes one row each for
-from .paths import cache_dir, repo_data_dir
+from .paths import cache_dir, committed_results_dir
 
 
 @dataclass(frozen=True)
@@ -280,10 +280,11 @@ def _normalise_row(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def committed_results(directory: str | os.PathLike[str] | None = None) -> Any:
-    """Read the committed result tables (`data/results/*.parquet`) into one DataFrame (empty when none)."""
+    """Read the committed result tables (`data/results/*.parquet`, or `XNER_COMMITTED_RESULTS`) into one DataFrame
+    (empty when none)."""
     import pandas as pd
 
-    d = Path(directory) if directory else repo_data_dir() / "results"
+    d = Path(directory) if directory else committed_results_dir()
     files = sorted(d.glob("*.parquet")) if d.is_dir() else []
     if not files:
         return pd.DataFrame(columns=list(COLUMN_NAMES))

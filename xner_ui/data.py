@@ -20,7 +20,7 @@ import streamlit as st
 
 from xner_core import analysis
 from xner_core.errors import DataError, XnerError
-from xner_core.paths import cache_dir, data_dir, repo_data_dir
+from xner_core.paths import cache_dir, committed_results_dir, data_dir
 
 STORE_HINT = "`xner grid run paper` (or `xner grid run smoke` for a quick check)"
 
@@ -40,7 +40,7 @@ def results_stamp() -> tuple[Any, ...]:
     """Identity of the result inputs: committed parquet files and the DuckDB store (path, size, mtime)."""
     from xner_core.results import default_store_path
 
-    committed = repo_data_dir() / "results"
+    committed = committed_results_dir()
     files = sorted(committed.glob("*.parquet")) if committed.is_dir() else []
     return tuple(_stat(f) for f in files) + (_stat(default_store_path()),)
 

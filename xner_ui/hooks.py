@@ -119,7 +119,7 @@ def _models_stamp() -> tuple[str, int]:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _choices(stamp: tuple[str, int], model: str, setting: str, source: str, target: str) -> list[dict[str, Any]]:
-    from xner_core.config import config_label
+    from xner_core.config import canonical_sources
     from xner_core.runner import find_cached
 
     key = ModelKey(model, setting, source, target)
@@ -131,7 +131,11 @@ def _choices(stamp: tuple[str, int], model: str, setting: str, source: str, targ
     for cfg, info in find_cached(model, setting, source, target, prefer=prefer, cache=stamp[0]):
         opts = cfg.options
         cap = "all" if opts.max_train_sentences is None else f"{opts.max_train_sentences:,}"
-        out.append({"hash": info["hash"], "label": f"{config_label(cfg)} · {cap} sentences · {opts.epochs} epoch(s)",
+        # what it was trained on (a transfer model's target is not part of what it is: it serves any target)
+        trained_on = "+".join(canonical_sources(cfg)) or cfg.target
+        where = f"→{cfg.target}" if cfg.setting in ("distill", "tapt") else ""
+        label = f"{cfg.model} {trained_on}{where} {cfg.setting} seed {cfg.seed} · {cap} sentences · {opts.epochs} epoch(s)"
+        out.append({"hash": info["hash"], "label": label,
                     "created": info["created"], "size_bytes": info["size_bytes"]})
     return out
 

@@ -17,8 +17,23 @@ def app_env(tmp_path, monkeypatch):
     monkeypatch.setenv("XNER_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("XNER_RESULTS", str(tmp_path / "results.duckdb"))
     monkeypatch.setenv("XNER_EMBED_MODEL", "tiny")  # a random encoder built in code: P2/P3 run without e5-small
+    # No committed result tables unless a test asks for them (`committed`): views start from the study's numbers.
+    (tmp_path / "committed").mkdir()
+    monkeypatch.setenv("XNER_COMMITTED_RESULTS", str(tmp_path / "committed"))
     monkeypatch.setattr(manifest_scanner, "scan_component_manifests", lambda: [])
     return tmp_path
+
+
+@pytest.fixture
+def committed(monkeypatch):
+    """The result tables committed in data/results/ (what `make app` shows on a fresh machine)."""
+    monkeypatch.delenv("XNER_COMMITTED_RESULTS")
+    from xner_core.results import committed_results
+
+    frame = committed_results()
+    if frame.empty:
+        pytest.skip("no committed result tables in data/results/")
+    return frame
 
 
 @pytest.fixture

@@ -98,3 +98,17 @@ def test_overview_shows_ours_beside_published(no_data):
     by_pair = {row[6]: y for row, y in zip(ours["customdata"], values(ours["y"]))}
     assert abs(by_pair["fr→br"] - 10.0) < 1e-9 and abs(by_pair["ar→hi"] - 14.0) < 1e-9
     assert not any("No results of ours yet" in i.value for i in at.info)
+
+
+def test_overview_shows_the_committed_results_at_once(committed, no_data):
+    # What `make app` shows on a fresh machine: the study's numbers and our committed runs, no local data.
+    at = open_page(None)
+    assert_clean_run(at)
+    assert not any("No results of ours yet" in i.value for i in at.info)
+    scatter, _ = plotly_specs(at)
+    ours = [t for t in marker_traces(scatter) if t["meta"]["series"].endswith("· ours")]
+    assert ours and {t["meta"]["series"] for t in ours} == {"e5-small · ours"}
+    transfer = [t for t in ours if t["meta"]["setting"] == "transfer"]
+    assert transfer and all(pairs_of(t) == ALL_PAIRS - {"cs→sk"} for t in transfer)  # the 12 pairs we ran
+    stats = at.dataframe[0].value
+    assert (stats["origin"] == "ours").any() and stats["pearson_r"].notna().all()

@@ -102,7 +102,7 @@ def test_lab_trains_a_missing_model_and_shows_its_predictions(with_data):
     assert "native model (tiny)" in grid and "transfer model" not in grid
     # input + 2 variants, each with a gold and a native cell
     assert grid.count(">input<") == 1 and grid.count("Masked entities") == 1
-    assert any("tiny an-&gt;an native seed 0 · 200 sentences" in unmd(c.value) for c in at.caption)
+    assert any("tiny an native seed 0 · 200 sentences" in unmd(c.value) for c in at.caption)
     assert "train_tiny_native_es_an" not in {b.key for b in at.button}
     assert "train_tiny_transfer_es_an" in {b.key for b in at.button}
     at.toggle(key="pieces").set_value(True).run()
