@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from xner_core import analysis
 from xner_core.languages import reference_pairs
 from xner_core.models import MODEL_NAMES
 from xner_core.perturb import perturbation_names
@@ -53,9 +54,15 @@ def _sidebar() -> tuple[state.Shared, object]:
                                        format_func=pair_label)
     pert = state.select("Perturbation", perturbation_names(), "perturbation", "entity_replace", where=side,
                         format_func=lambda n: f"{n} · {perturbation_title(n)}")
+    protos = analysis.protocols(tidy)
+    protocol = protos[0] if protos else None
+    if len(protos) > 1:
+        protocol = state.select("Our runs", protos, "protocol", protos[0], where=side,
+                                help="How our results were made (data, training cap, epochs, test cap). Views show "
+                                     "one at a time, so runs made differently are never averaged.")
     fmt = side.radio("Chart image format (camera button)", IMAGE_FORMATS, horizontal=True, key="image_format")
     side.divider()
-    return state.Shared(model, source, target, pert, fmt), side.container()
+    return state.Shared(model, source, target, pert, fmt, protocol), side.container()
 
 
 def _environment(slot: object) -> None:

@@ -51,7 +51,8 @@ perts = state.multiselect("Perturbations", pert_options, "perturbations", PAPER_
 
 # A drop is 0 by definition on the clean test set, so "clean" only makes sense for F1.
 shown_perts = [p for p in perts if y == "f1" or p != analysis.CLEAN]
-view = data.overview_view(y, x, tuple(models), tuple(settings), tuple(shown_perts), tuple(origins))
+view = data.overview_view(y, x, tuple(models), tuple(settings), tuple(shown_perts), tuple(origins),
+                          state.shared().protocol)
 points = view.points
 
 st.subheader(f"{Y_LABELS[y]} vs {analysis.FEATURES[x].lower()}")

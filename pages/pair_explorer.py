@@ -30,6 +30,8 @@ st.caption(f"Relation: **{pair.relation}**" + (f" · {render.md_escape(pair.note
 
 tidy = data.tidy_frame()
 rows = analysis.pair_rows(tidy, source, target)
+if sh.protocol is not None:  # one of our experiments at a time (the sidebar's "Our runs")
+    rows = rows[(rows["origin"] != "ours") | (rows["protocol"] == sh.protocol)]
 
 st.subheader("Clean vs perturbed F1")
 if rows.empty:

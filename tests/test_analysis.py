@@ -348,3 +348,47 @@ def test_robustness_gap_pairs_native_and_transfer_drops():
     from scipy import stats
 
     assert row["wilcoxon_p"] == pytest.approx(stats.wilcoxon([10, 6, 3, 8], [2, 1, 4, 0]).pvalue)
+
+
+def _opts(cap: int) -> str:
+    return ('{"batch_size":32,"epochs":1,"lr":null,"max_train_sentences":%d,"robust":null}' % cap)
+
+
+def test_protocol_label_names_how_a_row_was_made():
+    assert analysis.protocol_label(_opts(5000), "wikiann-rahimi", 2000) == \
+        "wikiann-rahimi · ≤5000 train · 1 epoch · test ≤2000"
+    assert analysis.protocol_label('{"epochs":3,"lr":2e-05,"max_train_sentences":null,"robust":"adversarial",'
+                                   '"batch_size":8}', "paper-resplit", None) == \
+        "paper-resplit · all train · 3 epochs · lr 2e-05 · robust adversarial · batch 8 · full test"
+
+
+def test_runs_made_differently_are_never_averaged(tables):
+    rows = [our_row(job_id=f"{cap}-{p}", options=_opts(cap), data_protocol="wikiann-rahimi", test_limit=limit,
+                    perturbation=p, f1=f1, clean_f1=clean, drop=clean - f1)
+            for cap, limit, clean in ((5000, 2000, 0.80), (2000, 1000, 0.70))
+            for p, f1 in (("clean", clean), ("entity_replace", clean - 0.05))]
+    tidy = analysis.tidy_results(tables["published"], pd.DataFrame(rows), tables["overlap"], tables["uriel"],
+                                 reference_pairs())
+    assert set(analysis.protocols(tidy)) == {"wikiann-rahimi · ≤5000 train · 1 epoch · test ≤2000",
+                                             "wikiann-rahimi · ≤2000 train · 1 epoch · test ≤1000"}
+    mixed = analysis.view_points(tidy, origins=["ours"], perturbations=["clean"])
+    assert sorted(mixed["f1"]) == [70.0, 80.0]  # two points, not one average of 75
+    first = analysis.view_points(tidy, perturbations=["clean"], protocol="wikiann-rahimi · ≤5000 train · 1 epoch · "
+                                                                        "test ≤2000")
+    assert first[first["origin"] == "ours"]["f1"].tolist() == [80.0]
+    assert (first["origin"] == "published").sum() > 0  # the study's rows stay
+
+
+def test_diversity_best_single_source_comes_from_the_same_protocol(tables):
+    rows = []
+    for cap, clean in ((2000, 0.70), (5000, 0.80)):  # a stronger es model made another way must not be picked
+        rows.append(our_row(job_id=f"es-{cap}", sources="es", options=_opts(cap), data_protocol="wikiann-rahimi",
+                            test_limit=1000, f1=clean, clean_f1=clean))
+    rows.append(our_row(job_id="m", sources="es,fr", setting="multi_source", options=_opts(2000),
+                        data_protocol="wikiann-rahimi", test_limit=1000, f1=0.75, clean_f1=0.75))
+    tidy = analysis.tidy_results(tables["published"], pd.DataFrame(rows), tables["overlap"], tables["uriel"],
+                                 reference_pairs())
+    view = analysis.diversity_view(tidy, "ca", {"es,fr": 0.4})
+    best = view[view["setting"] == "best single source"]
+    assert best["f1"].tolist() == [70.0] and set(view["protocol"]) == {
+        "wikiann-rahimi · ≤2000 train · 1 epoch · test ≤1000"}

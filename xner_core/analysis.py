@@ -62,12 +62,13 @@ _OURS_EXTRA: tuple[str, ...] = ("subword_type_overlap", "subword_token_overlap",
 TIDY_COLUMNS: tuple[str, ...] = (
     "origin", "pair", "pair_order", "relation", "source", "sources", "target", "model", "setting", "perturbation",
     "scope", "f1", "f1_low", "f1_high", "clean_f1", "drop", "drop_low", "drop_high", "n_sentences", "seed",
-    "perturb_seed", "job_id", *_OVERLAP_COLUMNS, *_URIEL_COLUMNS, *_OURS_EXTRA,
+    "perturb_seed", "job_id", "protocol", *_OVERLAP_COLUMNS, *_URIEL_COLUMNS, *_OURS_EXTRA,
 )
+STUDY_PROTOCOL = "study"  # the `protocol` of the published rows
 # What a chart point carries in Plotly's customdata, in this order (read back by `selection_to_filter`).
 CUSTOM_FIELDS: tuple[str, ...] = ("source", "target", "model", "setting", "perturbation", "origin", "pair")
 _KEYS = ("origin", "pair", "pair_order", "relation", "source", "sources", "target", "model", "setting",
-         "perturbation")
+         "perturbation", "protocol")
 _CODE_RE = re.compile(r"^[a-z]{2,3}(?:-[a-z]+)?$")
 _MODEL_RE = re.compile(r"^[\w.\-/]{1,200}$")
 
@@ -134,6 +135,7 @@ def _published_rows(published: pd.DataFrame, info: Mapping[str, tuple[str, str, 
     pub["scope"] = "overall"
     pub["paper_token_overlap"] = pub["token_overlap"]
     pub["n_sources"] = 1.0
+    pub["protocol"] = STUDY_PROTOCOL
     return pub.drop(columns=["condition", "token_overlap"])
 
 
@@ -146,7 +148,55 @@ def _our_rows(ours: pd.DataFrame, info: Mapping[str, tuple[str, str, int, str]])
     ident = [_identify(s, t, st, info) for s, t, st in zip(df["sources"], df["target"], df["setting"])]
     df["source"], df["pair"], df["pair_order"], df["relation"] = map(list, zip(*ident))
     df["origin"] = "ours"
+    df["protocol"] = [protocol_label(o, d, t) for o, d, t in zip(df.get("options", [None] * len(df)),
+                                                                df.get("data_protocol", [None] * len(df)),
+                                                                df.get("test_limit", [None] * len(df)))]
     return df
+
+
+def protocol_label(options: Any, data_protocol: Any = None, test_limit: Any = None) -> str:
+    """A short name of how a result was produced: data protocol, training cap, epochs, learning rate, test cap.
+
+    Rows of one grid share it; rows made another way (e.g. the diversity grid's 2000-sentence models beside the
+    paper grid's 5000) get another, so views never average them into one point.
+
+    Args:
+        options: the row's training options (canonical JSON string or mapping).
+        data_protocol: e.g. "wikiann-rahimi".
+        test_limit: the test cap (None/NaN = whole test set).
+
+    Returns:
+        e.g. "wikiann-rahimi · ≤5000 train · 1 epoch · test ≤2000"; other non-default options are appended.
+    """
+    import json
+
+    opts: dict[str, Any] = {}
+    if isinstance(options, str) and options.strip():
+        try:
+            opts = json.loads(options)
+        except ValueError:
+            opts = {}
+    elif isinstance(options, Mapping):
+        opts = dict(options)
+    cap = opts.get("max_train_sentences")
+    epochs = opts.get("epochs", 1)
+    parts = [str(data_protocol) if isinstance(data_protocol, str) and data_protocol else "wikiann-rahimi",
+             f"≤{cap} train" if cap else "all train", f"{epochs} epoch" + ("s" if epochs != 1 else "")]
+    if opts.get("lr") is not None:
+        parts.append(f"lr {opts['lr']:g}")
+    if opts.get("robust"):
+        parts.append(f"robust {opts['robust']}")
+    if opts.get("batch_size", 32) != 32:
+        parts.append(f"batch {opts['batch_size']}")
+    limit = pd.to_numeric(pd.Series([test_limit]), errors="coerce").iloc[0]
+    parts.append(f"test ≤{int(limit)}" if pd.notna(limit) else "full test")
+    return " · ".join(parts)
+
+
+def protocols(tidy: pd.DataFrame) -> list[str]:
+    """Protocols of our rows, the one with the most rows first (the study's rows are not listed)."""
+    ours = tidy[tidy["origin"] == "ours"]
+    return list(ours["protocol"].value_counts(sort=True).index)
 
 
 def _join_features(df: pd.DataFrame, overlap: pd.DataFrame, uriel: pd.DataFrame) -> pd.DataFrame:
@@ -237,6 +287,7 @@ def view_points(
     perturbations: Sequence[str] | None = None,
     origins: Sequence[str] | None = None,
     scope: str = "overall",
+    protocol: str | None = None,
 ) -> pd.DataFrame:
     """Filter the tidy frame and average repeated runs into one point per (pair, model, setting, perturbation,
     origin).
@@ -245,12 +296,16 @@ def view_points(
         tidy: from `tidy_results`.
         models, settings, perturbations, origins: keep only these values (None keeps all).
         scope: "overall" or an entity type.
+        protocol: keep only our rows of this protocol (`protocol_label`; the study's rows stay); None keeps all.
+            Points average seeds; rows of different protocols are different experiments.
 
     Returns:
         One row per point with the key columns, mean f1 / clean_f1 / drop and their CI columns, the features
         (first value: they are properties of the pair), and `runs` (rows averaged).
     """
     df = tidy[tidy["scope"] == scope]
+    if protocol is not None:
+        df = df[(df["origin"] != "ours") | (df["protocol"] == protocol)]
     for col, keep in (("model", models), ("setting", settings), ("perturbation", perturbations),
                       ("origin", origins)):
         if keep is not None:
@@ -331,23 +386,30 @@ def diversity_view(tidy: pd.DataFrame, target: str, diversity: Mapping[str, floa
     Returns:
         Rows (overall scope, origin ours) with columns model, setting ("multi_source", "distill" or
         "best single source"), sources, n_sources, diversity, perturbation, f1, clean_f1, drop, f1_low,
-        f1_high; empty when there are no multi-source or distillation rows for the target.
+        f1_high, protocol; empty when there are no multi-source or distillation rows for the target. One
+        protocol: the one most of the target's multi-source rows have, and single-source models of it.
     """
     df = tidy[(tidy["origin"] == "ours") & (tidy["target"] == target) & (tidy["scope"] == "overall")]
     multi = df[df["setting"].isin(["multi_source", "distill"])]
+    if not multi.empty:  # one experiment: the protocol most of the target's multi-source rows were made with
+        multi = multi[multi["protocol"] == multi["protocol"].value_counts().index[0]]
     if multi.empty:
         return pd.DataFrame(columns=["model", "setting", "sources", "n_sources", "diversity", "perturbation",
-                                     "f1", "clean_f1", "drop", "f1_low", "f1_high"])
+                                     "f1", "clean_f1", "drop", "f1_low", "f1_high", "protocol"])
     single = df[df["setting"] == "transfer"]
     best_parts = []
     for model, group in single.groupby("model"):
-        clean = group[group["perturbation"] == CLEAN].groupby("sources")["f1"].mean()
+        # only single-source models made the way the multi-source ones were (same data, caps, epochs)
+        group = group[group["protocol"].isin(set(multi.loc[multi["model"] == model, "protocol"]))]
+        clean = group[group["perturbation"] == CLEAN].groupby(["sources", "protocol"])["f1"].mean()
         if not clean.empty:
-            best_parts.append(group[group["sources"] == clean.idxmax()].assign(setting="best single source"))
+            sources, protocol = clean.idxmax()
+            best = group[(group["sources"] == sources) & (group["protocol"] == protocol)]
+            best_parts.append(best.assign(setting="best single source"))
     out = pd.concat([multi, *best_parts], ignore_index=True)
     out["n_sources"] = [len([s for s in str(x).split(",") if s]) for x in out["sources"]]
     out["diversity"] = [np.nan if diversity.get(s) is None else float(diversity[s]) for s in out["sources"]]
-    keys = ["model", "setting", "sources", "n_sources", "diversity", "perturbation"]
+    keys = ["model", "setting", "sources", "n_sources", "diversity", "perturbation", "protocol"]
     vals = ["f1", "clean_f1", "drop", "f1_low", "f1_high"]
     return out.groupby(keys, dropna=False)[vals].mean().reset_index()
 

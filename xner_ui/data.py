@@ -94,27 +94,28 @@ class OverviewView:
 
 
 def overview_view(y: str, x: str, models: tuple[str, ...], settings: tuple[str, ...],
-                  perturbations: tuple[str, ...], origins: tuple[str, ...]) -> OverviewView:
+                  perturbations: tuple[str, ...], origins: tuple[str, ...], protocol: str | None = None) -> OverviewView:
     """Points, scatter figure and correlation table of the overview (cached by choices + results stamp).
 
     Args:
         y: "drop" or "f1".
         x: a feature column of `analysis.FEATURES`.
         models, settings, perturbations, origins: the filters.
+        protocol: which of our runs (`analysis.protocol_label`); None: all.
 
     Returns:
         An OverviewView.
     """
-    return _overview_view(results_stamp(), y, x, models, settings, perturbations, origins)
+    return _overview_view(results_stamp(), y, x, models, settings, perturbations, origins, protocol)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _overview_view(stamp: tuple[Any, ...], y: str, x: str, models: tuple[str, ...], settings: tuple[str, ...],
-                   perturbations: tuple[str, ...], origins: tuple[str, ...]) -> OverviewView:
+                   perturbations: tuple[str, ...], origins: tuple[str, ...], protocol: str | None) -> OverviewView:
     from xner_core import plots
 
     points = analysis.view_points(_tidy(stamp), models=models, settings=settings, perturbations=perturbations,
-                                  origins=origins)
+                                  origins=origins, protocol=protocol)
     figure = plots.overlap_scatter(points, x, y, analysis.FEATURES[x], analysis.OUTCOMES[y], settings=settings,
                                    perturbations=perturbations)
     stats = analysis.stats_table(points, x, y)

@@ -165,6 +165,7 @@ class Shared:
     target: str
     perturbation: str
     image_format: str
+    protocol: str | None = None  # which of our runs the views show (`analysis.protocol_label`); None: all
 
     @property
     def pair_label(self) -> str:
