@@ -112,3 +112,26 @@ def test_overview_shows_the_committed_results_at_once(committed, no_data):
     assert transfer and all(pairs_of(t) == ALL_PAIRS - {"cs→sk"} for t in transfer)  # the 12 pairs we ran
     stats = at.dataframe[0].value
     assert (stats["origin"] == "ours").any() and stats["pearson_r"].notna().all()
+
+
+def test_overview_shows_one_of_our_experiments_at_a_time(no_data):
+    opts = '{"batch_size":32,"epochs":1,"lr":null,"max_train_sentences":%d,"robust":null}'
+    rows = []
+    for cap, clean, n_pairs in ((5000, 0.80, 3), (2000, 0.60, 1)):
+        for pair in list(reference_pairs())[:n_pairs]:
+            for pert, f1 in (("clean", clean), ("entity_replace", clean - 0.1)):
+                rows.append(result_row(job_id=f"{cap}-{pair.key}-{pert}", sources=pair.source, target=pair.target,
+                                       perturbation=pert, f1=f1, clean_f1=clean, drop=clean - f1,
+                                       options=opts % cap, data_protocol="wikiann-rahimi", test_limit=1000))
+    write_store_rows(rows)
+    at = open_page(None, {"y": "f1", "perturbations": "clean", "models": "e5-small", "settings": "transfer"})
+    assert_clean_run(at)
+    big = "wikiann-rahimi · ≤5000 train · 1 epoch · test ≤1000"
+    assert widget_value(at, "qp_protocol") == big  # the experiment with the most rows first
+    (ours,) = [t for t in marker_traces(plotly_specs(at)[0]) if t["meta"]["series"] == "e5-small · ours"]
+    assert values(ours["y"]) == [80.0, 80.0, 80.0]
+    at.query_params["protocol"] = "wikiann-rahimi · ≤2000 train · 1 epoch · test ≤1000"
+    at.run()
+    assert_clean_run(at)
+    (ours,) = [t for t in marker_traces(plotly_specs(at)[0]) if t["meta"]["series"] == "e5-small · ours"]
+    assert values(ours["y"]) == [60.0]
