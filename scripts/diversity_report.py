@@ -1,0 +1,63 @@
+"""Report on the source-diversity grid (`xner grid run diversity`): per target, the best single source beside
+multi-source training and distillation from growing, more varied source sets, clean and perturbed.
+
+Reads the committed result tables (`data/results/*.parquet`) through the dashboard's tidy frame
+(`xner_core.analysis.diversity_view`, the Source diversity page's data) and prints one table per target plus
+the correlation of clean F1 with the number of sources and with their mean pairwise URIEL genetic distance.
+
+Usage: python scripts/diversity_report.py [--targets ca,an,ast] [--kind genetic]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from xner_core import analysis  # noqa: E402
+from xner_core.distance import source_diversity  # noqa: E402
+from xner_core.languages import reference_pairs  # noqa: E402
+from xner_core.results import committed_results  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--targets", default="ca,an,ast")
+    ap.add_argument("--kind", default="genetic", help="URIEL distance kind of the diversity index")
+    args = ap.parse_args()
+    ref = analysis.read_reference_tables()
+    tidy = analysis.tidy_results(ref["published"], committed_results(), ref["overlap"], ref["uriel"],
+                                 reference_pairs())
+    multi = tidy[tidy["setting"].isin(["multi_source", "distill"])]
+    diversity = {s: source_diversity(s.split(",")).mean_distance.get(args.kind) for s in set(multi["sources"])}
+    for target in [t for t in args.targets.split(",") if t]:
+        view = analysis.diversity_view(tidy, target, diversity)
+        if view.empty:
+            print(f"{target}: no multi-source rows")
+            continue
+        perts = [p for p in dict.fromkeys(view["perturbation"]) if p != "clean"]
+        print(f"\n{target} ({view['protocol'].iloc[0]}): clean F1, then drops under " + ", ".join(perts))
+        print("| setting | sources | n | diversity | clean F1 | " + " | ".join(perts) + " |")
+        print("|---|---|---|---|---|" + "---|" * len(perts))
+        order = {"best single source": 0, "multi_source": 1, "distill": 2}
+        keyed = view.assign(_o=view["setting"].map(order)).sort_values(["_o", "n_sources", "diversity"])
+        for (setting, sources), part in keyed.groupby(["setting", "sources"], sort=False):
+            by = part.set_index("perturbation")
+            div = by["diversity"].iloc[0]
+            cells = [f"{by['drop'].get(p, float('nan')):.1f}" for p in perts]
+            print(f"| {setting} | {sources} | {int(by['n_sources'].iloc[0])} | "
+                  f"{'—' if div != div else f'{div:.2f}'} | {by['f1'].get('clean', float('nan')):.1f} | "
+                  + " | ".join(cells) + " |")
+        clean = view[(view["perturbation"] == "clean") & (view["setting"] != "best single source")]
+        for setting, part in clean.groupby("setting"):
+            for x in ("n_sources", "diversity"):
+                c = analysis.correlation(part[x], part["f1"], "spearman")
+                print(f"  {setting:12s} clean F1 vs {x:9s}: Spearman {c.r:+.2f} (n={c.n}, p={c.p:.2f})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
