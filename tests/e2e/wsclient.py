@@ -42,32 +42,35 @@ def _element_text(element: Any) -> tuple[str, str]:
     return kind, ""
 
 
-async def run_page(base_url: str, page_name: str, query_string: str = "", timeout: float = 120) -> PageRun:
-    """Open a session, run `page_name` (its url_path) with `query_string`, wait for the run to finish.
+class Session:
+    """One open websocket session; `run` asks it for a page run (as a browser tab does on navigation or a URL
+    change) and waits for that run to finish."""
 
-    Args:
-        base_url: e.g. http://127.0.0.1:8501.
-        page_name: the page's url_path ("" for the default page).
-        query_string: URL parameters without "?".
-        timeout: seconds before giving up.
+    def __init__(self, base_url: str) -> None:
+        self.url = base_url.replace("http", "ws", 1) + "/_stcore/stream"
+        self.ws: Any = None
 
-    Returns:
-        The PageRun (finished=False on timeout).
-    """
-    import websockets
+    async def __aenter__(self) -> "Session":
+        import websockets
 
-    out = PageRun()
-    ws_url = base_url.replace("http", "ws", 1) + "/_stcore/stream"
-    start = time.perf_counter()
-    async with websockets.connect(ws_url, subprotocols=["streamlit"], max_size=None, open_timeout=30) as ws:
+        self.ws = await websockets.connect(self.url, subprotocols=["streamlit"], max_size=None, open_timeout=30)
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.ws.close()
+
+    async def run(self, page_name: str, query_string: str = "", timeout: float = 120) -> PageRun:
+        """Run `page_name` with `query_string`; the returned PageRun holds what that run drew."""
+        out = PageRun()
+        start = time.perf_counter()
         msg = BackMsg()
         msg.rerun_script.query_string = query_string
         msg.rerun_script.page_name = page_name
-        await ws.send(msg.SerializeToString())
+        await self.ws.send(msg.SerializeToString())
         deadline = start + timeout
         while time.perf_counter() < deadline:
             try:
-                raw = await asyncio.wait_for(ws.recv(), timeout=max(0.1, deadline - time.perf_counter()))
+                raw = await asyncio.wait_for(self.ws.recv(), timeout=max(0.1, deadline - time.perf_counter()))
             except asyncio.TimeoutError:
                 break
             fwd = ForwardMsg()
@@ -85,6 +88,25 @@ async def run_page(base_url: str, page_name: str, query_string: str = "", timeou
                     out.finished = True
                     break
                 out.elements.clear()  # an early finish for a rerun: the next run draws the page again
+        out.seconds = time.perf_counter() - start
+        return out
+
+
+async def run_page(base_url: str, page_name: str, query_string: str = "", timeout: float = 120) -> PageRun:
+    """Open a session, run `page_name` (its url_path) with `query_string`, wait for the run to finish.
+
+    Args:
+        base_url: e.g. http://127.0.0.1:8501.
+        page_name: the page's url_path ("" for the default page).
+        query_string: URL parameters without "?".
+        timeout: seconds before giving up.
+
+    Returns:
+        The PageRun (finished=False on timeout); its seconds include opening the session.
+    """
+    start = time.perf_counter()
+    async with Session(base_url) as session:
+        out = await session.run(page_name, query_string, timeout)
     out.seconds = time.perf_counter() - start
     return out
 
