@@ -277,6 +277,45 @@ def test_freeze_embeddings_keeps_word_embeddings(data):
     assert model.get_input_embeddings().weight.requires_grad  # restored afterwards
 
 
+def _max_diff(a: dict, b: dict) -> float:
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+
+@pytest.mark.parametrize("options", [
+    {},
+    {"weight_decay": 0.05},
+    {"robust": "adversarial"},
+    {"robust": "smoothing", "robust_rate": 0.2},
+], ids=["plain", "weight-decay", "adversarial", "smoothing"])
+def test_row_sparse_embedding_updates_equal_dense_adamw(data, options):
+    # Three epochs with a dev set: deferred decay flushed before each dev evaluation and the best epoch kept.
+    runs = {}
+    for rows in (False, True):
+        model, tok = tiny()
+        res = T.fine_tune(model, tok, data["train"][:40], data["dev"], **{**FAST, "epochs": 3}, **options,
+                          row_sparse_embeddings=rows)
+        runs[rows] = (state(model), res)
+    (dense, rd), (sparse, rs) = runs[False], runs[True]
+    assert _max_diff(dense, sparse) < 1e-4
+    assert [h.loss for h in rs.history] == pytest.approx([h.loss for h in rd.history], rel=1e-5)
+    assert rs.best_dev_f1 == pytest.approx(rd.best_dev_f1)
+    emb = "bert.embeddings.word_embeddings.weight"
+    assert not torch.equal(sparse[emb], tiny()[0].state_dict()[emb])  # the embeddings were trained
+    assert model.get_input_embeddings().weight.requires_grad  # restored afterwards
+    assert not model.get_input_embeddings()._forward_hooks  # and the gather hook removed
+
+
+def test_row_sparse_distillation_equals_dense(data, learned):
+    teacher, tok = learned[0].model, learned[1]
+    out = []
+    for rows in (False, True):
+        student, _ = tiny(seed=7)
+        T.distill(student, tok, [teacher], unlabeled(data["train"][:32]), epochs=2, lr=5e-3, batch_size=8,
+                  warmup_ratio=0.1, seed=0, row_sparse_embeddings=rows)
+        out.append(state(student))
+    assert _max_diff(*out) < 1e-4
+
+
 @pytest.mark.parametrize("robust", ["adversarial", "smoothing"])
 def test_robust_training_changes_training_and_is_reproducible(data, robust):
     plain, tok = tiny()

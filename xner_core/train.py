@@ -13,7 +13,8 @@ space) or `smoothing` (randomized smoothing by random sub-token substitution).
 
 Conventions shared by all of them: labels on the FIRST sub-token of every word (-100 elsewhere, as in
 transformers' `run_ner.py`); sentences longer than `max_length` sub-tokens become several windows of whole words
-(never truncated); length-grouped batches with dynamic padding; AdamW + linear warmup + grad clipping at 1.0;
+(never truncated); length-grouped batches with dynamic padding; AdamW + linear warmup + grad clipping at 1.0
+(the word-embedding matrix updated row-sparsely by `rowadam.RowAdamW`, with dense AdamW's result);
 bf16 autocast on CUDA; everything seeded (same seed, same device -> same weights; bit-exact on CPU).
 """
 
@@ -114,6 +115,7 @@ class _Spec:
     robust_epsilon: float
     robust_rate: float
     temperature: float = 1.0
+    row_sparse_embeddings: bool = True
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -331,6 +333,25 @@ def _optimizer(model: Any, lr: float, weight_decay: float) -> Any:
         return torch.optim.AdamW(groups, lr=lr, eps=1e-8)
 
 
+def _row_optimizer(model: Any, spec: _Spec) -> Any:
+    """A `RowAdamW` for the word-embedding matrix, or None where the dense optimiser must keep it.
+
+    Dense stays in charge when asked (`row_sparse_embeddings=False`), when the matrix is tied to an output layer
+    (a masked-LM head updates every row), or when the embedding is not a plain lookup table.
+    """
+    import torch
+
+    from .rowadam import RowAdamW
+
+    emb = model.get_input_embeddings()
+    if not spec.row_sparse_embeddings or not isinstance(emb, torch.nn.Embedding):
+        return None
+    out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if out is not None and getattr(out, "weight", None) is emb.weight:
+        return None
+    return RowAdamW(emb, eps=1e-8, weight_decay=spec.weight_decay)
+
+
 def _label2id(model: Any) -> dict[str, int]:
     mapping = dict(getattr(model.config, "label2id", {}) or {})
     if not mapping:
@@ -454,6 +475,9 @@ def _train(
     emb_requires_grad = emb.weight.requires_grad
     if spec.freeze_embeddings:
         emb.weight.requires_grad_(False)
+    rows = _row_optimizer(model, spec) if emb.weight.requires_grad else None
+    if rows is not None:
+        rows.attach()  # the dense optimiser below leaves the embedding matrix to it
     optimizer = _optimizer(model, spec.lr, spec.weight_decay)
     epoch_size = len(groups) * max(len(g) for g in groups) if groups else len(examples)
     steps_per_epoch = math.ceil(epoch_size / spec.batch_size)
@@ -493,15 +517,18 @@ def _train(
                     ids = _smooth_ids(ids, mask, special, candidates, spec.robust_rate, gen)
                 batch_soft = torch.cat([soft[i] for i in batch]).to(dev_device) if soft is not None else None
                 ids, mask, labels = ids.to(dev_device), mask.to(dev_device), labels.to(dev_device)
+                clip = params if rows is None else [*params, rows.begin(ids)]
                 if spec.robust == "adversarial":
                     loss = _adversarial_step(model, ids, mask, labels, batch_soft, spec, dev_device)
                 else:
                     with _autocast(dev_device):
                         loss = _task_loss(model, ids, mask, labels, batch_soft, spec.temperature)
                     loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                torch.nn.utils.clip_grad_norm_(clip, 1.0)
                 lr_used = scheduler.get_last_lr()[0]
                 optimizer.step()
+                if rows is not None:
+                    rows.step(lr_used)
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
@@ -515,6 +542,8 @@ def _train(
                     })
             epoch_train = time.perf_counter() - t_epoch
             train_seconds += epoch_train
+            if rows is not None:
+                rows.flush()
             dev_f1 = None
             if dev:
                 dev_f1 = evaluate_f1(model, tokenizer, dev, batch_size=max(32, spec.batch_size), device=dev_device)
@@ -535,6 +564,8 @@ def _train(
         if best_state is not None and best_epoch != len(history):
             model.load_state_dict(best_state)
     finally:
+        if rows is not None:
+            rows.detach()
         emb.weight.requires_grad_(emb_requires_grad)
     model.eval()
     return TrainResult(
@@ -595,6 +626,7 @@ def fine_tune(
     robust_epsilon: float = 1.0,
     robust_rate: float = 0.1,
     balanced_groups: Sequence[Sequence[Sentence]] | None = None,
+    row_sparse_embeddings: bool = True,
     progress: ProgressFn | None = None,
     device: Any = None,
     stage: str = "fine-tune",
@@ -615,6 +647,9 @@ def fine_tune(
         seed: seeds dropout, shuffling, oversampling and smoothing (same seed, same device -> same weights).
         early_stopping_patience: stop after this many epochs without a dev F1 improvement (None: never stop).
         freeze_embeddings: keep the word-embedding matrix fixed (faster with large vocabularies).
+        row_sparse_embeddings: update the word-embedding matrix with `rowadam.RowAdamW`, which works only on
+            the rows batches have used and gives dense AdamW's result (up to rounding); False = dense AdamW
+            over the whole matrix (the same weights, slower with large vocabularies).
         robust: None, "adversarial" (FGM on word embeddings, size `robust_epsilon` per sequence) or
             "smoothing" (each real sub-token replaced by a random vocabulary id with probability `robust_rate`).
         robust_epsilon: L2 size of the adversarial embedding perturbation per sequence.
@@ -632,7 +667,8 @@ def fine_tune(
         A `TrainResult`; `result.model` is `model`, trained, in eval mode.
     """
     spec = _Spec(epochs, lr, batch_size, warmup_ratio, weight_decay, max_length, seed, early_stopping_patience,
-                 freeze_embeddings, robust, robust_epsilon, robust_rate)
+                 freeze_embeddings, robust, robust_epsilon, robust_rate,
+                 row_sparse_embeddings=row_sparse_embeddings)
     label2id = _label2id(model)
 
     def encode(sentences: Sequence[Sentence]) -> list[Encoded]:
@@ -744,6 +780,7 @@ def distill(
     robust_rate: float = 0.1,
     progress: ProgressFn | None = None,
     device: Any = None,
+    row_sparse_embeddings: bool = True,
 ) -> TrainResult:
     """Teacher-student distillation on unlabeled target text (Wu et al., ACL 2020).
 
@@ -760,14 +797,15 @@ def distill(
         weights: one weight per teacher (uniform when None); see `similarity_weights`.
         temperature: softmax temperature for teachers and student.
         epochs, lr, batch_size, warmup_ratio, weight_decay, max_length, seed, early_stopping_patience,
-        freeze_embeddings, robust, robust_epsilon, robust_rate, progress, device: as in `fine_tune`.
+        freeze_embeddings, robust, robust_epsilon, robust_rate, progress, device, row_sparse_embeddings: as
+            in `fine_tune`.
         dev: labeled dev sentences for model selection (None in the zero-resource setting).
 
     Returns:
         A `TrainResult` for the student; `info` holds the normalised weights and the teacher-pass seconds.
     """
     spec = _Spec(epochs, lr, batch_size, warmup_ratio, weight_decay, max_length, seed, early_stopping_patience,
-                 freeze_embeddings, robust, robust_epsilon, robust_rate, temperature)
+                 freeze_embeddings, robust, robust_epsilon, robust_rate, temperature, row_sparse_embeddings)
     _check_spec(spec)
     n_labels = int(student.config.num_labels)
     if any(int(t.config.num_labels) != n_labels for t in teachers):
