@@ -198,3 +198,22 @@ def test_find_cached_puts_the_preferred_config_first(env):
     assert [c.hash for c, _ in natives] == [other.config.hash, env["native"].config.hash]  # newest first
     preferred = runner.find_cached("tiny", "native", "es", "ca", prefer=env["native"].config, cache=env["cache"])
     assert [c.hash for c, _ in preferred] == [env["native"].config.hash, other.config.hash]
+
+
+def test_training_estimate_uses_the_throughput_this_machine_measured(env, tmp_path):
+    cache = env["cache"]
+    measured = [lm.manifest["timings"]["sentences_per_second"] for lm in (env["es_ca"], env["native"])]
+    assert all(lm.manifest["timings"]["device"] == "cpu" for lm in (env["es_ca"], env["native"]))
+    assert runner.measured_train_throughput("tiny", "cpu", cache) == pytest.approx(sum(measured) / 2)
+    assert runner.measured_train_throughput("tiny", "cuda", cache) is None
+    assert runner.measured_train_throughput("e5-small", "cpu", cache) is None
+    config = cfg("an")
+    n = len(training_data(config, env["data"]).source_train[0][1])
+    assert runner.estimate_train_seconds(config, env["data"], cache=cache, device="cpu") == pytest.approx(
+        n / (sum(measured) / 2))
+    # Nothing measured yet (an empty cache): the documented default throughput.
+    empty = tmp_path / "empty-cache"
+    assert runner.estimate_train_seconds(config, env["data"], cache=empty, device="cpu") == pytest.approx(
+        n / runner.DEFAULT_TRAIN_THROUGHPUT["tiny"])
+    assert runner.estimate_train_seconds(config, env["data"], cache=empty, device="cuda") == pytest.approx(
+        n / (runner.DEFAULT_TRAIN_THROUGHPUT["tiny"] * runner.CUDA_SPEEDUP))

@@ -221,7 +221,7 @@ def train_model(config: ExperimentConfig, *, data_dir: str | os.PathLike[str] | 
         The loaded model.
     """
     from .models import load_token_classifier
-    from .train import options_kwargs, run_setting
+    from .train import options_kwargs, resolve_device, run_setting
 
     def train_fn() -> tuple[Any, Any, dict[str, Any]]:
         data = training_data(config, data_dir)
@@ -245,7 +245,8 @@ def train_model(config: ExperimentConfig, *, data_dir: str | os.PathLike[str] | 
             "dev_scores": {"best_dev_f1": result.best_dev_f1, "best_epoch": result.best_epoch,
                            "history": [_jsonable(h) for h in result.history]},
             "timings": {"train_s": round(result.train_seconds, 3),
-                        "sentences_per_second": round(result.sentences_per_second or 0.0, 2)},
+                        "sentences_per_second": round(result.sentences_per_second or 0.0, 2),
+                        "device": resolve_device(device).type},
             "data_sizes": {"source_train": {lang: len(s) for lang, s in data.source_train},
                            "target_train": len(data.target_train), "target_unlabeled": len(data.target_unlabeled)},
             "train_info": _jsonable(result.info),
@@ -277,15 +278,65 @@ def load_model(config: ExperimentConfig, cache: str | os.PathLike[str] | None = 
     return LoadedModel(model, tokenizer, manifest, config)
 
 
+# Training throughput (sentences/s) assumed before this machine has trained a model of that kind: measured on
+# 2 CPU threads (bench_training: e5-small ~40), and about 20x that on one CUDA GPU.
+DEFAULT_TRAIN_THROUGHPUT: dict[str, float] = {"tiny": 2000.0, "e5-small": 40.0}
+UNKNOWN_MODEL_THROUGHPUT = 8.0
+CUDA_SPEEDUP = 20.0
+
+
+def measured_train_throughput(model: str, device: str, cache: str | os.PathLike[str] | None = None,
+                              recent: int = 10) -> float | None:
+    """Median training throughput of the `recent` newest cached models of `model` trained on `device`.
+
+    Read from the cache manifests' `timings` (sentences per second of the optimisation loop). Manifests written
+    before the device was recorded count as CPU runs when their torch build is CPU-only (`+cpu`).
+
+    Args:
+        model: the model name of the configs (`e5-small`, `tiny`, a hub id, ...).
+        device: "cpu" or "cuda".
+        cache: cache directory.
+        recent: how many of the newest matching entries to use.
+
+    Returns:
+        Sentences per second, or None when no cached model of that kind has a measurement.
+    """
+    import statistics
+
+    found: list[tuple[str, float]] = []
+    for entry in model_cache(cache).entries():
+        if not entry.valid or not entry.config or entry.config.get("model") != model:
+            continue
+        try:
+            manifest = json.loads((entry.path / "manifest.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        timings = manifest.get("timings") or {}
+        sps = timings.get("sentences_per_second")
+        dev = timings.get("device")
+        if dev is None and "+cpu" in str((manifest.get("versions") or {}).get("torch", "")):
+            dev = "cpu"
+        if dev == device and isinstance(sps, (int, float)) and sps > 0:
+            found.append((str(entry.created or ""), float(sps)))
+    if not found:
+        return None
+    found.sort(reverse=True)
+    return float(statistics.median(v for _, v in found[:recent]))
+
+
 def estimate_train_seconds(config: ExperimentConfig, data_dir: str | os.PathLike[str] | None = None,
-                           sentences_per_second: float | None = None) -> float:
-    """A rough training-time estimate from the training set size and a measured throughput.
+                           sentences_per_second: float | None = None,
+                           cache: str | os.PathLike[str] | None = None, device: Any = None) -> float:
+    """A rough training-time estimate from the training set size and a throughput.
 
     Args:
         config: the experiment config.
         data_dir: WikiANN directory.
-        sentences_per_second: measured throughput; defaults per model from MODELS.md measurements on 2 CPU
-            threads (e5-small ~20 sentences/s for training, tiny ~2000) or 4x faster on CUDA.
+        sentences_per_second: throughput to assume; by default what this machine measured when it trained
+            models of the same kind (`measured_train_throughput`), else `DEFAULT_TRAIN_THROUGHPUT` (x
+            `CUDA_SPEEDUP` on CUDA).
+        cache: cache directory whose manifests hold the measurements.
+        device: the training device (default: cuda when available, else cpu).
 
     Returns:
         Seconds.
@@ -295,14 +346,14 @@ def estimate_train_seconds(config: ExperimentConfig, data_dir: str | os.PathLike
     if config.setting == "distill":
         n += len(data.target_unlabeled) * (1 + len(data.source_train))
     if sentences_per_second is None:
-        sentences_per_second = {"tiny": 2000.0, "e5-small": 20.0}.get(config.model, 8.0)
-        try:
-            import torch
+        from .train import resolve_device
 
-            if torch.cuda.is_available():
-                sentences_per_second *= 20
-        except ImportError:  # pragma: no cover
-            pass
+        kind = resolve_device(device).type
+        sentences_per_second = measured_train_throughput(config.model, kind, cache)
+        if sentences_per_second is None:
+            sentences_per_second = DEFAULT_TRAIN_THROUGHPUT.get(config.model, UNKNOWN_MODEL_THROUGHPUT)
+            if kind == "cuda":
+                sentences_per_second *= CUDA_SPEEDUP
     return n * config.options.epochs / sentences_per_second
 
 
