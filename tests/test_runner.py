@@ -201,7 +201,11 @@ def test_find_cached_puts_the_preferred_config_first(env):
 
 
 def test_training_estimate_uses_the_throughput_this_machine_measured(env, tmp_path):
-    cache = env["cache"]
+    import shutil
+
+    cache = tmp_path / "two-models"  # exactly the fixture's two entries (other tests add more to its cache)
+    for lm in (env["es_ca"], env["native"]):
+        shutil.copytree(Path(env["cache"]) / "models" / lm.hash, cache / "models" / lm.hash)
     measured = [lm.manifest["timings"]["sentences_per_second"] for lm in (env["es_ca"], env["native"])]
     assert all(lm.manifest["timings"]["device"] == "cpu" for lm in (env["es_ca"], env["native"]))
     assert runner.measured_train_throughput("tiny", "cpu", cache) == pytest.approx(sum(measured) / 2)
