@@ -291,10 +291,17 @@ def test_run_counts():
                          our_row(job_id="b", perturbation="entity_replace"),
                          our_row(job_id="c", target="an")])
     counts = analysis.run_counts(rows)
+    proto = analysis.protocol_label(rows["options"].iloc[0], rows["data_protocol"].iloc[0], rows["test_limit"].iloc[0])
     assert counts.to_dict("records") == [
-        {"model": "e5-small", "target": "an", "setting": "transfer", "rows": 1, "jobs": 1, "perturbations": 1},
-        {"model": "e5-small", "target": "ca", "setting": "transfer", "rows": 3, "jobs": 2, "perturbations": 2},
+        {"protocol": proto, "model": "e5-small", "target": "an", "setting": "transfer", "rows": 1, "jobs": 1,
+         "perturbations": 1},
+        {"protocol": proto, "model": "e5-small", "target": "ca", "setting": "transfer", "rows": 3, "jobs": 2,
+         "perturbations": 2},
     ]
+    # The same target and setting made another way (here: the pooled re-split data) is counted apart.
+    other = pd.concat([rows, pd.DataFrame([our_row(job_id="d", data_protocol="paper-resplit")])])
+    split = analysis.run_counts(other)
+    assert len(split) == 3 and split["protocol"].nunique() == 2
     assert analysis.run_counts(pd.DataFrame()).empty
 
 

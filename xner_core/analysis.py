@@ -415,24 +415,29 @@ def diversity_view(tidy: pd.DataFrame, target: str, diversity: Mapping[str, floa
 
 
 def run_counts(results: pd.DataFrame) -> pd.DataFrame:
-    """Rows and evaluation jobs per (model, target, setting) of a results frame (`ResultsStore().frame()`).
+    """Rows and evaluation jobs per (protocol, model, target, setting) of a results frame (`ResultsStore().frame()`).
 
     Args:
         results: rows in the results schema.
 
     Returns:
-        Columns model, target, setting, rows, jobs, perturbations; sorted by model, target, setting.
+        Columns protocol (`protocol_label`: runs made differently are counted apart), model, target, setting,
+        rows, jobs, perturbations; sorted by protocol, model, target, setting.
     """
-    cols = ["model", "target", "setting", "rows", "jobs", "perturbations"]
+    keys = ["protocol", "model", "target", "setting"]
+    cols = [*keys, "rows", "jobs", "perturbations"]
     if results is None or results.empty:
         return pd.DataFrame(columns=cols)
-    g = results.groupby(["model", "target", "setting"])
+    df = results.assign(protocol=[protocol_label(o, d, t) for o, d, t in zip(
+        results.get("options", [None] * len(results)), results.get("data_protocol", [None] * len(results)),
+        results.get("test_limit", [None] * len(results)))])
+    g = df.groupby(keys)
     out = pd.DataFrame({
         "rows": g.size(),
         "jobs": g["job_id"].nunique(),
         "perturbations": g["perturbation"].nunique(),
     }).reset_index()
-    return out.sort_values(["model", "target", "setting"]).reset_index(drop=True)[cols]
+    return out.sort_values(keys).reset_index(drop=True)[cols]
 
 
 # ------------------------------------------------------------------------------------------------------ statistics
