@@ -123,6 +123,36 @@ def test_perturb_report_and_file(capsys, data, wikiann_dir, tmp_path):
     assert written.tags == want.corpus.tags
 
 
+def test_perturb_against_capped_native_or_resplit_data(capsys, data, wikiann_dir, tmp_path):
+    """--max-train / --setting / --data pick the seen data and test set a model of that config has."""
+    from xner_core.corpus import paper_resplit
+
+    tgt = load_wikiann("ca", "test", wikiann_dir, limit=60)
+    cases = [
+        (["--max-train", "300"], load_wikiann("es", "train", wikiann_dir, limit=300), tgt),
+        (["--setting", "native", "--max-train", "400"], load_wikiann("ca", "train", wikiann_dir, limit=400), tgt),
+        (["--data", "paper-resplit", "--max-train", "300"], paper_resplit("es", wikiann_dir, seed=1)[0].head(300),
+         paper_resplit("ca", wikiann_dir, seed=1)[1].head(60)),
+    ]
+    reports = []
+    for options, seen, test in cases:
+        out = tmp_path / "p.conll"
+        got = run_json(capsys, ["perturb", "es", "ca", "entity_replace", "--limit", "60", "--out", str(out),
+                                *options, *data])
+        want = perturb_corpus("entity_replace", test, build_context(seen, test, lang="ca"), seed=0)
+        assert got["report"] == jsonish(want.report.as_dict())
+        written = read_conll(out).corpus
+        assert [s.tokens for s in written] == [s.tokens for s in want.corpus] and written.tags == want.corpus.tags
+        reports.append(got["report"])
+    full = run_json(capsys, ["perturb", "es", "ca", "entity_replace", "--limit", "60", *data])["report"]
+    # 300 source sentences share fewer entity strings with the ca test set than the whole 20k split
+    assert reports[0]["entities_eligible"] < full["entities_eligible"]
+    assert run_error(capsys, ["perturb", "es", "ca", "entity_replace", "--setting", "multi_source", *data]).count(
+        "transfer, native") == 1
+    assert "--max-train" in run_error(capsys, ["perturb", "es", "ca", "entity_replace", "--max-train", "-1", *data])
+    assert "paper-resplit" in run_error(capsys, ["perturb", "es", "ca", "entity_replace", "--data", "rahimi", *data])
+
+
 @pytest.mark.parametrize("donor", [None, "an"])
 def test_perturb_location_swap_uses_the_runner_donor_corpus(capsys, data, wikiann_dir, tmp_path, donor):
     """`xner perturb` draws names from what `xner eval` uses: runner.donor_corpus, default donor = target."""

@@ -22,6 +22,7 @@ data_app = typer.Typer(no_args_is_help=True, help="Inspect the WikiANN data.")
 app.add_typer(data_app, name="data")
 
 DataDirOpt = typer.Option(None, "--data-dir", help="WikiANN directory (<dir>/<lang>/<split>.gz); env XNER_DATA_DIR")
+ProtocolOpt = typer.Option("wikiann-rahimi", "--data", help="wikiann-rahimi (balanced splits) or paper-resplit")
 JsonOpt = typer.Option(False, "--json", help="print machine-readable JSON")
 
 
@@ -171,25 +172,41 @@ def perturb(
         None, help="donor language for person_swap/location_swap; its names come from its extra split (else "
                    "dev), as in `xner eval` (default: the target itself, names from its extra split)"),
     embed_model: str = typer.Option("e5-small", help="encoder for context_replace word embeddings"),
+    setting: str = typer.Option("transfer", "--setting",
+                                help="whose training data is the 'seen' data: transfer (the source's train split) "
+                                     "or native (the target's own train split)"),
+    max_train: int = typer.Option(0, "--max-train",
+                                  help="cap on the seen training sentences (0 = the whole split, as the study; "
+                                       "5000 = what `xner eval` trains on by default)"),
+    data: str = ProtocolOpt,
     data_dir: Optional[Path] = DataDirOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Perturb a target test set relative to a source training set and report what changed.
 
-    Name swaps draw from the same donor corpus as `xner eval` (`runner.donor_corpus`, default donor = the
-    target), so the file written with --out is the perturbed test set eval scores for that perturbation, seed,
-    rate and donor.
+    The seen training data and the test set are built as `xner eval` builds them for a model of that setting,
+    training cap and data protocol (`runner.seen_corpus`, `runner.test_corpus`); name swaps draw from the same
+    donor corpus (`runner.donor_corpus`, default donor = the target). So with the same --setting, --max-train,
+    --data, --limit, seed, rate and donor, the file written with --out is the perturbed test set eval scores.
     """
+    from .config import make_config
     from .conll import write_conll
-    from .corpus import load_wikiann
     from .perturb import build_context, get_perturbation, perturb_corpus
     from .runner import donor_corpus as runner_donor_corpus
+    from .runner import seen_corpus, test_corpus
 
     pert = get_perturbation(name)
     source, target = _language(source, "source"), _language(target, "target")
+    if setting not in ("transfer", "native"):
+        raise XnerError(f"--setting {setting!r} is not one of: transfer, native (multi-source and distilled "
+                        "models: perturb against each source with --setting transfer)")
+    if max_train < 0:
+        raise XnerError(f"--max-train must be 0 (the whole split) or a positive number of sentences, not {max_train}")
     donor_lang = _language(donor, "donor") if donor else target  # eval's default (runner.eval_jobs)
-    src = load_wikiann(source, "train", data_dir)
-    tgt = load_wikiann(target, "test", data_dir, limit=limit)
+    config = make_config("e5-small", target, setting, sources=(source,) if setting == "transfer" else (),
+                         max_train_sentences=max_train or None, data=data)
+    src = seen_corpus(config, data_dir)
+    tgt = test_corpus(config, limit, data_dir)
     donor_corpus = runner_donor_corpus(donor_lang, data_dir) if "donor" in pert.needs else None
     embed = None
     if "embed" in pert.needs:
@@ -271,7 +288,6 @@ RobustOpt = typer.Option(None, "--robust", help="adversarial or smoothing (Huang
 BalancedOpt = typer.Option(False, "--balanced", help="multi_source: equal share per source language")
 DistillWOpt = typer.Option("uniform", "--distill-weights", help="distill: uniform or similarity teacher weights")
 TaptOpt = typer.Option(0, "--tapt-steps", help="tapt: masked-LM steps on target text before fine-tuning")
-ProtocolOpt = typer.Option("wikiann-rahimi", "--data", help="wikiann-rahimi (balanced splits) or paper-resplit")
 EarlyStopOpt = typer.Option(None, "--early-stopping", help="stop after N dev evaluations without a dev-F1 gain "
                                                           "(needs --max-dev > 0; default: off)")
 WarmupOpt = typer.Option(_TRAIN_DEFAULTS.warmup_ratio, "--warmup", help="fraction of steps with linear LR warmup")
