@@ -128,3 +128,29 @@ def test_step_before_begin_is_an_error():
     opt = RowAdamW(Toy(seed=4).emb)
     with pytest.raises(RuntimeError, match="before begin"):
         opt.step(1e-3)
+
+
+def test_moment_buffers_grow_past_their_capacity_and_stay_exact():
+    # 3000 rows, 700 new ids a step: the buffers start at 1024 slots and are doubled twice on the way.
+    g = torch.Generator().manual_seed(5)
+    emb_dense = torch.nn.Embedding(3000, 4)
+    with torch.no_grad():
+        emb_dense.weight.copy_(torch.randn(3000, 4, generator=g))
+    emb_rows = torch.nn.Embedding(3000, 4)
+    with torch.no_grad():
+        emb_rows.weight.copy_(emb_dense.weight)
+    batches = [torch.randperm(3000, generator=g)[:700].view(1, -1) for _ in range(5)]
+    dense = torch.optim.AdamW([emb_dense.weight], lr=1e-2, eps=1e-8, weight_decay=0.1)
+    rows = RowAdamW(emb_rows, weight_decay=0.1)
+    rows.attach()
+    for ids in batches:
+        (emb_dense(ids) ** 2).sum().backward()
+        dense.step()
+        dense.zero_grad(set_to_none=True)
+        rows.begin(ids)
+        (emb_rows(ids) ** 2).sum().backward()
+        rows.step(1e-2)
+    rows.detach()
+    assert rows.n_active == len(torch.unique(torch.cat([b.view(-1) for b in batches])))
+    assert rows._m.shape[0] >= rows.n_active > 1024
+    assert torch.allclose(emb_rows.weight, emb_dense.weight, rtol=1e-5, atol=1e-6)

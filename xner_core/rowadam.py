@@ -49,8 +49,9 @@ class RowAdamW:
         dev = self.weight.device
         self.slot = torch.full((vocab,), -1, dtype=torch.long, device=dev)  # row -> index into the moments
         self.active = torch.empty(0, dtype=torch.long, device=dev)  # active row ids, in slot order
-        self.exp_avg = torch.zeros(0, dim, dtype=self.weight.dtype, device=dev)
-        self.exp_avg_sq = torch.zeros(0, dim, dtype=self.weight.dtype, device=dev)
+        # Moment buffers with spare capacity (doubled when full), so new rows do not copy them every step.
+        self._m = torch.zeros(0, dim, dtype=self.weight.dtype, device=dev)
+        self._v = torch.zeros(0, dim, dtype=self.weight.dtype, device=dev)
         self.steps = 0
         self.pending_decay = 1.0  # product of (1 - lr * wd) not yet applied to the inactive rows
         self.padding_idx = getattr(embedding, "padding_idx", None)
@@ -64,6 +65,28 @@ class RowAdamW:
     def n_active(self) -> int:
         """Rows that have had a gradient so far."""
         return int(self.active.numel())
+
+    @property
+    def exp_avg(self) -> Any:
+        """First moments of the active rows, in slot order (a view)."""
+        return self._m[: self.n_active]
+
+    @property
+    def exp_avg_sq(self) -> Any:
+        """Second moments of the active rows, in slot order (a view)."""
+        return self._v[: self.n_active]
+
+    def _reserve(self, n: int) -> None:
+        import torch
+
+        if n <= self._m.shape[0]:
+            return
+        cap = max(n, 2 * self._m.shape[0], 1024)
+        for name in ("_m", "_v"):
+            old = getattr(self, name)
+            grown = torch.zeros(cap, old.shape[1], dtype=old.dtype, device=old.device)
+            grown[: old.shape[0]] = old
+            setattr(self, name, grown)
 
     def attach(self) -> None:
         """Take the weight out of autograd and start substituting the gathered rows for the module's output."""
@@ -95,11 +118,9 @@ class RowAdamW:
             if new.numel():
                 if self.pending_decay != 1.0:
                     self.weight[new] *= self.pending_decay
+                self._reserve(self.n_active + new.numel())  # new slots are zero: fresh moments
                 self.slot[new] = torch.arange(self.n_active, self.n_active + new.numel(), device=new.device)
                 self.active = torch.cat([self.active, new])
-                zeros = self.exp_avg.new_zeros(new.numel(), self.exp_avg.shape[1])
-                self.exp_avg = torch.cat([self.exp_avg, zeros])
-                self.exp_avg_sq = torch.cat([self.exp_avg_sq, zeros])
         self._unique, self._inverse = unique, inverse
         self.rows = self.weight[unique].detach().requires_grad_(True)
         return self.rows
@@ -113,21 +134,22 @@ class RowAdamW:
         self.steps += 1
         decay = 1.0 - lr * self.weight_decay
         with torch.no_grad():
-            grad = self.exp_avg.new_zeros(self.exp_avg.shape)
+            m, v = self.exp_avg, self.exp_avg_sq
+            grad = m.new_zeros(m.shape)
             if self.rows.grad is not None:
                 g = self.rows.grad
                 if self.padding_idx is not None:  # nn.Embedding never gives its padding row a gradient
                     g = g.masked_fill((self._unique == self.padding_idx).unsqueeze(1), 0.0)
                 grad[self.slot[self._unique]] = g.to(grad.dtype)
-            self.exp_avg.lerp_(grad, 1.0 - self.beta1)
-            self.exp_avg_sq.mul_(self.beta2).addcmul_(grad, grad, value=1.0 - self.beta2)
+            m.lerp_(grad, 1.0 - self.beta1)
+            v.mul_(self.beta2).addcmul_(grad, grad, value=1.0 - self.beta2)
             bias1 = 1.0 - self.beta1 ** self.steps
             bias2_sqrt = (1.0 - self.beta2 ** self.steps) ** 0.5
-            denom = (self.exp_avg_sq.sqrt() / bias2_sqrt).add_(self.eps)
+            denom = (v.sqrt() / bias2_sqrt).add_(self.eps)
             w = self.weight[self.active]
             if decay != 1.0:
                 w.mul_(decay)
-            w.addcdiv_(self.exp_avg, denom, value=-lr / bias1)
+            w.addcdiv_(m, denom, value=-lr / bias1)
             self.weight[self.active] = w
         if decay != 1.0:
             self.pending_decay *= decay
