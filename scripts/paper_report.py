@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from xner_core import analysis  # noqa: E402
+from xner_core.grid import load_spec  # noqa: E402
 from xner_core.languages import reference_pairs  # noqa: E402
 from xner_core.results import committed_results  # noqa: E402
 
@@ -49,16 +50,6 @@ def summary(points: pd.DataFrame, model: str) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def paper_protocol(model: str) -> str:
-    """The protocol label of the `paper` preset's rows (other committed runs, e.g. the diversity grid, differ)."""
-    from xner_core.config import canonical_json, config_to_dict, make_config
-    from xner_core.grid import load_spec
-
-    spec = load_spec("paper")
-    cfg = make_config(model, "ca", "native", options=spec.options, data=spec.data)
-    return analysis.protocol_label(canonical_json(config_to_dict(cfg)["options"]), spec.data, spec.test_limit)
-
-
 def fmt(x: object, digits: int = 1) -> str:
     return "—" if x is None or (isinstance(x, float) and x != x) else f"{float(x):.{digits}f}"
 
@@ -72,7 +63,7 @@ def main() -> int:
     ours = committed_results()
     tidy = analysis.tidy_results(ref["published"], ours, ref["overlap"], ref["uriel"], reference_pairs())
     models = [args.model, "mbert", "xlmr"]
-    protocol = paper_protocol(args.model)
+    protocol = analysis.spec_protocol(load_spec("paper"), args.model)
     points = analysis.view_points(tidy, models=models, settings=["native", "transfer"], protocol=protocol)
     print(f"our runs: {protocol}")
     points = points[points["pair_order"] < 10_000]  # the 13 reference pairs (ours has 12: no cs data)

@@ -32,14 +32,10 @@ DEFAULT_SPECS = ("data/results/paper_e5-small.spec.toml", "data/results/paper_re
 
 def spec_protocol(path: str, model: str) -> tuple[str, list[str], str]:
     """(protocol label, pairs, data protocol) of a committed spec file, as the dashboard labels its rows."""
-    from xner_core.config import canonical_json, config_to_dict, make_config
     from xner_core.grid import load_spec
 
     spec = load_spec(str(ROOT / path))
-    cfg = make_config(model, "ca", "native", options=spec.options, data=spec.data)
-    label = analysis.protocol_label(canonical_json(config_to_dict(cfg)["options"]), spec.data, spec.test_limit)
-    pairs = [f"{s}→{t}" for s, t in spec.pairs]
-    return label, pairs, str(spec.data)
+    return analysis.spec_protocol(spec, model), [f"{s}→{t}" for s, t in spec.pairs], str(spec.data)
 
 
 def fmt(x: object) -> str:

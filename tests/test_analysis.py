@@ -369,6 +369,18 @@ def test_protocol_label_names_how_a_row_was_made():
         "paper-resplit · all train · 3 epochs · lr 2e-05 · robust adversarial · batch 8 · full test"
 
 
+def test_spec_protocol_is_the_label_its_rows_get():
+    from xner_core.grid import load_spec
+
+    assert analysis.spec_protocol(load_spec("paper"), "e5-small") == \
+        "wikiann-rahimi · ≤5000 train · 1 epoch · test ≤2000"
+    assert analysis.spec_protocol(load_spec("diversity"), "e5-small").startswith("wikiann-rahimi · ≤2000 train")
+    rows = pd.DataFrame([our_row(options=_opts(5000), data_protocol="wikiann-rahimi", test_limit=2000),
+                         our_row(options=_opts(2000), data_protocol=None, test_limit=None)])
+    assert analysis.row_protocols(rows) == ["wikiann-rahimi · ≤5000 train · 1 epoch · test ≤2000",
+                                            "wikiann-rahimi · ≤2000 train · 1 epoch · full test"]
+
+
 def test_runs_made_differently_are_never_averaged(tables):
     rows = [our_row(job_id=f"{cap}-{p}", options=_opts(cap), data_protocol="wikiann-rahimi", test_limit=limit,
                     perturbation=p, f1=f1, clean_f1=clean, drop=clean - f1)

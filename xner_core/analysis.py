@@ -148,9 +148,7 @@ def _our_rows(ours: pd.DataFrame, info: Mapping[str, tuple[str, str, int, str]])
     ident = [_identify(s, t, st, info) for s, t, st in zip(df["sources"], df["target"], df["setting"])]
     df["source"], df["pair"], df["pair_order"], df["relation"] = map(list, zip(*ident))
     df["origin"] = "ours"
-    df["protocol"] = [protocol_label(o, d, t) for o, d, t in zip(df.get("options", [None] * len(df)),
-                                                                df.get("data_protocol", [None] * len(df)),
-                                                                df.get("test_limit", [None] * len(df)))]
+    df["protocol"] = row_protocols(df)
     return df
 
 
@@ -191,6 +189,23 @@ def protocol_label(options: Any, data_protocol: Any = None, test_limit: Any = No
     limit = pd.to_numeric(pd.Series([test_limit]), errors="coerce").iloc[0]
     parts.append(f"test ≤{int(limit)}" if pd.notna(limit) else "full test")
     return " · ".join(parts)
+
+
+def row_protocols(results: pd.DataFrame) -> list[str]:
+    """`protocol_label` of every row of a results frame (its options, data_protocol and test_limit columns)."""
+    missing = [None] * len(results)
+    return [protocol_label(o, d, t) for o, d, t in zip(results.get("options", missing),
+                                                        results.get("data_protocol", missing),
+                                                        results.get("test_limit", missing))]
+
+
+def spec_protocol(spec: Any, model: str) -> str:
+    """The protocol label the rows of a grid spec (`grid.load_spec`) get for `model`, e.g. to select its run."""
+    from .config import canonical_json, config_to_dict, make_config
+
+    # The label depends on the options and data protocol only; any target stands in for the spec's.
+    cfg = make_config(model, "ca", "native", options=spec.options, data=spec.data)
+    return protocol_label(canonical_json(config_to_dict(cfg)["options"]), spec.data, spec.test_limit)
 
 
 def protocols(tidy: pd.DataFrame) -> list[str]:
@@ -428,10 +443,7 @@ def run_counts(results: pd.DataFrame) -> pd.DataFrame:
     cols = [*keys, "rows", "jobs", "perturbations"]
     if results is None or results.empty:
         return pd.DataFrame(columns=cols)
-    df = results.assign(protocol=[protocol_label(o, d, t) for o, d, t in zip(
-        results.get("options", [None] * len(results)), results.get("data_protocol", [None] * len(results)),
-        results.get("test_limit", [None] * len(results)))])
-    g = df.groupby(keys)
+    g = results.assign(protocol=row_protocols(results)).groupby(keys)
     out = pd.DataFrame({
         "rows": g.size(),
         "jobs": g["job_id"].nunique(),

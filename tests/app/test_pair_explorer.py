@@ -102,9 +102,7 @@ def test_features_follow_the_selected_run(committed, no_data):
 
     ours = committed[(committed["target"] == "br") & (committed["scope"] == "overall") &
                      (committed["perturbation"] == "clean")]
-    labels = [analysis.protocol_label(o, d, t) for o, d, t in zip(ours["options"], ours["data_protocol"],
-                                                                   ours["test_limit"])]
-    ours = ours.assign(protocol=labels)
+    ours = ours.assign(protocol=analysis.row_protocols(ours))
     resplit = ours[ours["data_protocol"] == "paper-resplit"]
     rahimi = ours[(ours["data_protocol"] == "wikiann-rahimi") & (ours["setting"] == "native")]
     if resplit.empty or rahimi.empty:
