@@ -413,3 +413,13 @@ def test_gc_max_bytes_removes_oldest_except_kept(cache: ModelCache, tiny_model) 
     assert cache.gc(max_bytes=10**12) == []
     with pytest.raises(ConfigError, match="max_bytes"):
         cache.gc(max_bytes=-1)
+
+
+def test_manifests_lists_only_valid_entries(cache: ModelCache, tiny_model) -> None:
+    model, tok = tiny_model
+    good, bad = cfg(), cfg(seed=1)
+    cache.save(good, model, tok)
+    entry = cache.save(bad, model, tok)
+    (entry / "manifest.json").write_text("{not json", encoding="utf-8")
+    assert [m["hash"] for m in cache.manifests()] == [config_hash(good)]
+    assert {e.hash: e.valid for e in cache.entries()} == {config_hash(good): True, config_hash(bad): False}

@@ -317,6 +317,19 @@ class ModelCache:
             model.to(device)
         return model, tokenizer, manifest
 
+    def manifests(self) -> list[dict[str, Any]]:
+        """The manifests of the valid entries, sorted by hash (the same checks as `entries`, no sha256s, no sizes).
+
+        Returns:
+            One manifest dict per valid `<hash>/` directory.
+        """
+        out = []
+        for entry in self._entry_dirs():
+            manifest, problem = inspect_entry(entry, entry.name, deep=False)
+            if problem is None and manifest is not None:
+                out.append(manifest)
+        return out
+
     def entries(self, verify: bool = False) -> list[CacheEntry]:
         """List every entry, valid or not, sorted by hash.
 

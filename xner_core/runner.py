@@ -304,12 +304,9 @@ def measured_train_throughput(model: str, device: str, cache: str | os.PathLike[
     import statistics
 
     found: list[tuple[str, float]] = []
-    for entry in model_cache(cache).entries():
-        if not entry.valid or not entry.config or entry.config.get("model") != model:
-            continue
-        try:
-            manifest = json.loads((entry.path / "manifest.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+    for manifest in model_cache(cache).manifests():
+        config = manifest.get("config")
+        if not isinstance(config, dict) or config.get("model") != model:
             continue
         timings = manifest.get("timings") or {}
         sps = timings.get("sentences_per_second")
@@ -317,7 +314,7 @@ def measured_train_throughput(model: str, device: str, cache: str | os.PathLike[
         if dev is None and "+cpu" in str((manifest.get("versions") or {}).get("torch", "")):
             dev = "cpu"
         if dev == device and isinstance(sps, (int, float)) and sps > 0:
-            found.append((str(entry.created or ""), float(sps)))
+            found.append((str(manifest.get("created") or ""), float(sps)))
     if not found:
         return None
     found.sort(reverse=True)
