@@ -431,3 +431,14 @@ def test_label() -> None:
     assert config_label(make_config("xlmr", "ca", "multi_source", sources="fr,es", seed=2)) == (
         "xlmr es+fr->ca multi_source seed 2")
     assert config_label(make_config("xlmr", "ca", "native")) == "xlmr ca->ca native seed 0"
+
+
+def test_model_label_names_what_the_model_was_trained_on():
+    from xner_core.config import model_label
+
+    assert model_label(make_config("e5-small", "ca", "transfer", sources="es")) == "e5-small es transfer seed 0"
+    assert model_label(make_config("e5-small", "an", "transfer", sources="es")) == "e5-small es transfer seed 0"
+    assert model_label(make_config("e5-small", "ca", "native", seed=2)) == "e5-small ca native seed 2"
+    assert model_label(make_config("e5-small", "an", "multi_source", sources="fr,es")) == \
+        "e5-small es+fr multi_source seed 0"
+    assert model_label(make_config("e5-small", "an", "distill", sources="es,fr")) == "e5-small es+fr→an distill seed 0"

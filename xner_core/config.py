@@ -498,3 +498,19 @@ def config_label(config: ExperimentConfig) -> str:
     """
     src = "+".join(canonical_sources(config)) or config.target
     return f"{config.model} {src}->{config.target} {config.setting} seed {config.seed}"
+
+
+def model_label(config: ExperimentConfig) -> str:
+    """A short label of the trained model itself, e.g. `e5-small es transfer seed 0`, `e5-small es+fr→an distill
+    seed 0`: what it was trained on, with the target only where training reads it (not for
+    `TARGET_FREE_SETTINGS`, whose one model serves every target).
+
+    Args:
+        config: the experiment config.
+
+    Returns:
+        The label.
+    """
+    trained_on = "+".join(canonical_sources(config)) or config.target
+    where = "" if config.setting in TARGET_FREE_SETTINGS or config.setting == "native" else f"→{config.target}"
+    return f"{config.model} {trained_on}{where} {config.setting} seed {config.seed}"

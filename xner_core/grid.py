@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .config import (DATA_PROTOCOLS, SETTINGS, ExperimentConfig, TrainOptions, canonical_sources, config_hash,
-                     make_config, validate_options)
+                     make_config, model_label, validate_options)
 from .errors import ConfigError, DataError, XnerError
 from .runner import CLEAN, EvalJob, eval_jobs, teacher_config
 
@@ -496,13 +496,8 @@ class TrainJob:
 
     @property
     def label(self) -> str:
-        """A short human label without the target for target-free models, e.g. `e5-small es transfer seed 0`."""
-        c = self.config
-        if c.setting == "native":
-            return f"{c.model} {c.target} native seed {c.seed}"
-        src = "+".join(canonical_sources(c))
-        where = "" if c.setting in ("transfer", "multi_source") else f"→{c.target}"
-        return f"{c.model} {src}{where} {c.setting} seed {c.seed}"
+        """A short human label without the target for target-free models (`config.model_label`)."""
+        return model_label(self.config)
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,7 @@ def _models_stamp() -> tuple[str, int]:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _choices(stamp: tuple[str, int], model: str, setting: str, source: str, target: str) -> list[dict[str, Any]]:
-    from xner_core.config import canonical_sources
+    from xner_core.config import model_label
     from xner_core.runner import find_cached
 
     key = ModelKey(model, setting, source, target)
@@ -132,9 +132,7 @@ def _choices(stamp: tuple[str, int], model: str, setting: str, source: str, targ
         opts = cfg.options
         cap = "all" if opts.max_train_sentences is None else f"{opts.max_train_sentences:,}"
         # what it was trained on (a transfer model's target is not part of what it is: it serves any target)
-        trained_on = "+".join(canonical_sources(cfg)) or cfg.target
-        where = f"→{cfg.target}" if cfg.setting in ("distill", "tapt") else ""
-        label = f"{cfg.model} {trained_on}{where} {cfg.setting} seed {cfg.seed} · {cap} sentences · {opts.epochs} epoch(s)"
+        label = f"{model_label(cfg)} · {cap} sentences · {opts.epochs} epoch(s)"
         out.append({"hash": info["hash"], "label": label,
                     "created": info["created"], "size_bytes": info["size_bytes"]})
     return out
