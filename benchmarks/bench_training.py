@@ -179,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from xner_core.config import default_lr
     from xner_core.corpus import load_wikiann
     from xner_core.models import load_token_classifier
-    from xner_core.train import resolve_device
+    from xner_core.numerics import resolve_device
 
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     bad = [v for v in variants if v not in VARIANTS]

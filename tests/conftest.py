@@ -12,6 +12,9 @@ from sentences import make_sentence
 from xner_core.corpus import Corpus
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# "auto" precision means bf16 on CPUs with native bf16 and fp32 elsewhere: pin it so the suite's numbers are the
+# same on every machine. Tests of the bf16 path ask for it explicitly (tests/test_numerics.py).
+os.environ.setdefault("XNER_PRECISION", "fp32")
 
 _DEFAULT_SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "wikiann"
 

@@ -23,9 +23,9 @@ from xner_core.grid import (GridSpec, claims_dir, expand, gpu_request, load_spec
 from xner_core.results import COLUMN_NAMES, SCHEMA, ResultsStore
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+ENV = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}  # same thread count as this process: same numbers
 # Columns that legitimately differ between two runs of the same jobs.
-VOLATILE = ["eval_seconds", "created_at"]
+VOLATILE = ["eval_seconds", "created_at", "train_seconds"]
 
 
 # ---------------------------------------------------------------------------------------------------------- presets
@@ -376,18 +376,18 @@ def test_rerun_does_only_what_is_missing(killed_and_resumed):
 
 
 def test_resumed_results_equal_an_uninterrupted_run(killed_and_resumed, tmp_path):
-    # The uninterrupted run uses the same trained models (the tiny model's tokenizer vocabulary is not
-    # reproducible across processes, so retraining would change the numbers) but recomputes every prediction,
-    # perturbation and score in one go.
-    cache = killed_and_resumed["cache"]
-    shutil.rmtree(cache / "predictions")
+    # The uninterrupted run starts from an empty cache: it trains every model again in this process (the killed
+    # run trained some in another), recomputes every perturbation, prediction and score, and must give the same
+    # values (not only the same number of rows).
     runner.clear_caches()
     fresh = ResultsStore(tmp_path / "fresh.duckdb")
-    s = run_plan(killed_and_resumed["plan"], fresh, data_dir=killed_and_resumed["data"], cache=cache)
-    assert s.jobs_run == 16 and s.models_trained == 0
+    s = run_plan(killed_and_resumed["plan"], fresh, data_dir=killed_and_resumed["data"], cache=tmp_path / "cache")
+    assert s.jobs_run == 16 and s.models_trained == s.models_used > 0
     import pandas as pd
 
-    pd.testing.assert_frame_equal(_sorted_frame(killed_and_resumed["store"]), _sorted_frame(fresh))
+    resumed, uninterrupted = _sorted_frame(killed_and_resumed["store"]), _sorted_frame(fresh)
+    assert resumed.f1.notna().all() and resumed.f1.nunique() > 4  # real scores, not a constant
+    pd.testing.assert_frame_equal(resumed, uninterrupted)
 
 
 def test_store_schema_is_the_documented_one(killed_and_resumed):

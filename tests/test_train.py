@@ -238,7 +238,7 @@ def test_best_epoch_weights_are_restored_and_early_stopping_stops(data, monkeypa
     scripted = iter([0.5, 0.9, 0.4, 0.3, 0.95])
     snapshots = []
 
-    def fake_eval(model, tokenizer, sentences, batch_size=32, device=None):
+    def fake_eval(model, tokenizer, sentences, batch_size=32, device=None, precision="auto"):
         snapshots.append(state(model))
         return next(scripted)
 

@@ -6,6 +6,7 @@ cause (`XnerError`) are printed as one line `error: ...` with exit code 2, never
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from dataclasses import asdict, is_dataclass
@@ -16,6 +17,7 @@ import typer
 
 from .config import TrainOptions
 from .errors import XnerError
+from .numerics import check_precision
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Cross-lingual NER robustness explorer.")
 data_app = typer.Typer(no_args_is_help=True, help="Inspect the WikiANN data.")
@@ -115,7 +117,8 @@ def data_languages(data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOp
     for code in available_languages(data_dir):
         lang = get_language(code)
         rows.append(_jsonable(lang))
-    emit(rows, as_json, lambda rs: "\n".join(f"{r['code']:<4} {r['name']:<14} {r['family']:<16} {r['script']}" for r in rs))
+    emit(rows, as_json, lambda rs: "\n".join(f"{r['code']:<4} {r['name']:<14} {r['family']:<16} {r['script']}"
+                                             for r in rs))
 
 
 @data_app.command("pairs")
@@ -135,7 +138,8 @@ def overlap(
     target_split: str = typer.Option("test", help="split of the target"),
     limit: Optional[int] = typer.Option(None, help="use only the first N sentences of each side"),
     uriel: bool = typer.Option(True, help="also compute URIEL distances (first call loads URIEL, a few seconds)"),
-    tokenizer: Optional[str] = typer.Option(None, help="model whose tokenizer gives the subword overlap (e.g. e5-small)"),
+    tokenizer: Optional[str] = typer.Option(None, help="model whose tokenizer gives the subword overlap "
+                                                       "(e.g. e5-small)"),
     data_dir: Optional[Path] = DataDirOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -301,6 +305,8 @@ RobustRateOpt = typer.Option(_TRAIN_DEFAULTS.robust_rate, "--robust-rate",
                              help="--robust smoothing: fraction of tokens perturbed per sentence")
 CacheOpt = typer.Option(None, "--cache-dir", help="xner cache root (env XNER_CACHE_DIR)")
 DeviceOpt = typer.Option(None, "--device", help="cpu, cuda, cuda:1 (default: cuda when present)")
+PrecisionOpt = typer.Option("auto", "--precision", help="auto, bf16 or fp32 autocast for training and inference "
+                                                        "(auto: bf16 on CUDA and on CPUs with native bf16)")
 
 
 def _config(model: str, setting: str, source: Optional[list[str]], target: str, seed: int, data: str, *,
@@ -355,7 +361,8 @@ def train_cmd(
     tapt_steps: int = TaptOpt, early_stopping: Optional[int] = EarlyStopOpt, warmup: float = WarmupOpt,
     max_length: int = MaxLengthOpt, freeze_embeddings: bool = FreezeOpt, robust_epsilon: float = RobustEpsOpt,
     robust_rate: float = RobustRateOpt, data: str = ProtocolOpt, data_dir: Optional[Path] = DataDirOpt,
-    cache_dir: Optional[Path] = CacheOpt, device: Optional[str] = DeviceOpt, as_json: bool = JsonOpt,
+    cache_dir: Optional[Path] = CacheOpt, device: Optional[str] = DeviceOpt, precision: str = PrecisionOpt,
+    as_json: bool = JsonOpt,
 ) -> None:
     """Fine-tune (or fetch from the cache) the model of one experiment config; prints its hash and cache path."""
     from .runner import model_cache, train_model
@@ -369,6 +376,7 @@ def train_cmd(
     update, stop = (_progress_bar() if not as_json else (None, lambda: None))
     try:
         lm = train_model(cfg, data_dir=data_dir, cache=cache_dir, progress=update, device=device,
+                         precision=check_precision(precision),
                          status=None if as_json else (lambda m: typer.echo(m, err=True)))
     finally:
         stop()
@@ -398,7 +406,7 @@ def eval_cmd(
     backend: str = typer.Option("torch", help="torch or onnx-int8 (CPU)"),
     store: Optional[Path] = typer.Option(None, help="also write the rows to this results store (DuckDB)"),
     data_dir: Optional[Path] = DataDirOpt, cache_dir: Optional[Path] = CacheOpt,
-    device: Optional[str] = DeviceOpt, as_json: bool = JsonOpt,
+    device: Optional[str] = DeviceOpt, precision: str = PrecisionOpt, as_json: bool = JsonOpt,
 ) -> None:
     """Score a model on its target's clean and perturbed test sets (F1 with 95% CIs, paired drop CIs)."""
     from .perturb import get_perturbation
@@ -415,10 +423,11 @@ def eval_cmd(
                   distill_weights=distill_weights, tapt_steps=tapt_steps, early_stopping=early_stopping,
                   warmup=warmup, max_length=max_length, freeze_embeddings=freeze_embeddings,
                   robust_epsilon=robust_epsilon, robust_rate=robust_rate)
-    lm = train_model(cfg, data_dir=data_dir, cache=cache_dir, device=device)
+    check_precision(precision)
+    lm = train_model(cfg, data_dir=data_dir, cache=cache_dir, device=device, precision=precision)
     outcomes = evaluate(cfg, perturb or [], perturb_seed=perturb_seed, perturb_rate=rate, test_limit=test_limit,
                         embed_model=embed_model, donor=donor, bootstrap=bootstrap, data_dir=data_dir,
-                        cache=cache_dir, loaded=lm, device=device, backend=backend)
+                        cache=cache_dir, loaded=lm, device=device, backend=backend, precision=precision)
     rows = [r for o in outcomes for r in o.rows]
     if store:
         from .results import ResultsStore
@@ -455,7 +464,7 @@ def predict_cmd(
     early_stopping: Optional[int] = EarlyStopOpt, warmup: float = WarmupOpt, max_length: int = MaxLengthOpt,
     freeze_embeddings: bool = FreezeOpt, robust_epsilon: float = RobustEpsOpt, robust_rate: float = RobustRateOpt,
     data: str = ProtocolOpt, data_dir: Optional[Path] = DataDirOpt, cache_dir: Optional[Path] = CacheOpt,
-    device: Optional[str] = DeviceOpt, as_json: bool = JsonOpt,
+    device: Optional[str] = DeviceOpt, precision: str = PrecisionOpt, as_json: bool = JsonOpt,
 ) -> None:
     """Tag one sentence with the model of a config (trained first when not cached)."""
     from .predict import predict_text
@@ -469,8 +478,9 @@ def predict_cmd(
                   distill_weights=distill_weights, tapt_steps=tapt_steps, early_stopping=early_stopping,
                   warmup=warmup, max_length=max_length, freeze_embeddings=freeze_embeddings,
                   robust_epsilon=robust_epsilon, robust_rate=robust_rate)
-    lm = train_model(cfg, data_dir=data_dir, cache=cache_dir, device=device)
-    pred = predict_text(lm.model, lm.tokenizer, text, device=device)
+    check_precision(precision)
+    lm = train_model(cfg, data_dir=data_dir, cache=cache_dir, device=device, precision=precision)
+    pred = predict_text(lm.model, lm.tokenizer, text, device=device, precision=precision)
     payload = {"model": lm.hash, "tokens": list(pred.tokens), "tags": list(pred.tags),
                "entities": [list(e) for e in pred.entities]}
     emit(payload, as_json, lambda p: "\n".join(f"{t}\t{g}" for t, g in zip(p["tokens"], p["tags"])))
@@ -540,8 +550,14 @@ def _console(stderr: bool = False) -> Any:
 
 def _grid_progress() -> tuple[Callable[[Any], None], Any]:
     """A rich progress display fed by `grid.run_plan` events: models and evaluation jobs, each with an ETA."""
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     bar = Progress(TextColumn("{task.description:<9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
@@ -598,6 +614,8 @@ def grid_run(
                                                                   "local Ray instance)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="show the plan and what is already done; run nothing"),
     data_dir: Optional[Path] = DataDirOpt, cache_dir: Optional[Path] = CacheOpt, device: Optional[str] = DeviceOpt,
+    precision: Optional[str] = typer.Option(None, "--precision", help="auto, bf16 or fp32 (default: the spec's "
+                                                                      "`precision`, auto when it has none)"),
     as_json: bool = JsonOpt,
 ) -> None:
     """Run a grid: train each missing model once, evaluate every missing job, store rows as each job finishes.
@@ -612,7 +630,10 @@ def grid_run(
     if address and executor != "ray":
         raise XnerError("--address only applies to --executor ray")
     _quiet_transformers()
-    plan = expand(load_spec(spec), data_dir)
+    grid_spec = load_spec(spec)
+    if precision is not None:
+        grid_spec = dataclasses.replace(grid_spec, precision=check_precision(precision))
+    plan = expand(grid_spec, data_dir)
     st = ResultsStore(store)
     if dry_run:
         payload = _status_payload(plan, st)

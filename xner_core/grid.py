@@ -43,14 +43,24 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from .config import (DATA_PROTOCOLS, SETTINGS, ExperimentConfig, TrainOptions, canonical_sources, config_hash,
-                     make_config, model_label, validate_options)
+from .config import (
+    DATA_PROTOCOLS,
+    SETTINGS,
+    ExperimentConfig,
+    TrainOptions,
+    canonical_sources,
+    config_hash,
+    make_config,
+    model_label,
+    validate_options,
+)
 from .errors import ConfigError, DataError, XnerError
+from .numerics import PRECISIONS
 from .runner import CLEAN, EvalJob, eval_jobs, teacher_config
 
 PRESET_SUFFIXES: tuple[str, ...] = (".toml", ".yaml", ".yml")
 _TOP_KEYS: tuple[str, ...] = ("name", "description", "models", "pairs", "targets", "settings", "perturbations",
-                              "seeds", "data", "training", "eval")
+                              "seeds", "data", "training", "eval", "precision")
 _EVAL_KEYS: tuple[str, ...] = ("test_limit", "embed_model", "donor", "perturb_seed", "perturb_rate", "bootstrap",
                                "batch_size")
 _TARGET_KEYS: tuple[str, ...] = ("target", "source_sets")
@@ -91,6 +101,7 @@ class GridSpec:
     perturb_rate: float = 1.0
     bootstrap: int = 1000
     batch_size: int = 32  # inference batch size
+    precision: str = "auto"  # training and inference autocast (numerics); not part of any hash or job id
     description: str = ""
     origin: str = ""  # the file or "preset <name>" it came from (for messages)
 
@@ -232,8 +243,9 @@ def spec_from_dict(data: Mapping[str, Any], origin: str = "<spec>", default_name
     if not pairs and not targets:
         raise w.error((), "the spec has neither pairs nor targets; add pairs = [\"es-ca\"] (or \"reference\" for "
                           "the study's 13) or [[targets]] with source_sets")
+    settings_raw = data.get("settings", ["native", "transfer"])
     settings = tuple(dict.fromkeys(_choice(w, path, s, SETTINGS, "setting")
-                                   for path, s in _str_list(w, ("settings",), data.get("settings", ["native", "transfer"]))))
+                                   for path, s in _str_list(w, ("settings",), settings_raw)))
     from .perturb import perturbation_names
 
     allowed_perturbations = (CLEAN, *perturbation_names())
@@ -268,6 +280,7 @@ def spec_from_dict(data: Mapping[str, Any], origin: str = "<spec>", default_name
         perturb_rate=float(perturb_rate),
         bootstrap=_int(w, ("eval", "bootstrap"), ev.get("bootstrap", 1000), 0),
         batch_size=_int(w, ("eval", "batch_size"), ev.get("batch_size", 32), 1),
+        precision=_choice(w, ("precision",), data.get("precision", "auto"), PRECISIONS, "precision"),
         description=description, origin=origin,
     )
     _check_units(w, spec)
@@ -1045,7 +1058,8 @@ def run_plan(
 
 def _eval_kwargs(spec: GridSpec) -> dict[str, Any]:
     return dict(perturb_seed=spec.perturb_seed, perturb_rate=spec.perturb_rate, test_limit=spec.test_limit,
-                embed_model=spec.embed_model, donor=spec.donor, bootstrap=spec.bootstrap, batch_size=spec.batch_size)
+                embed_model=spec.embed_model, donor=spec.donor, bootstrap=spec.bootstrap, batch_size=spec.batch_size,
+                precision=spec.precision)
 
 
 def _run_local(needed: list[tuple[ModelGroup, list[EvalBatch]]], done: set[str], plan: Plan, writer: _Writer,
@@ -1067,7 +1081,7 @@ def _run_local(needed: list[tuple[ModelGroup, list[EvalBatch]]], done: set[str],
                 continue  # a teacher already in the cache: nothing to load
             event("train_start", tj.label)
             t0 = time.perf_counter()
-            lm = train_model(tj.config, data_dir=data_dir, cache=cache, device=device)
+            lm = train_model(tj.config, data_dir=data_dir, cache=cache, device=device, precision=plan.spec.precision)
             dt = time.perf_counter() - t0
             tally.compute += dt
             tally.models_trained += 0 if cached else 1
@@ -1099,7 +1113,8 @@ def _run_local(needed: list[tuple[ModelGroup, list[EvalBatch]]], done: set[str],
 # ray
 
 
-def _ray_train(config: ExperimentConfig, data_dir: str | None, cache: str | None, *teachers: Any) -> dict[str, Any]:
+def _ray_train(config: ExperimentConfig, data_dir: str | None, cache: str | None, precision: str,
+               *teachers: Any) -> dict[str, Any]:
     """Ray task: train (or find) one model; `teachers` are the refs of the jobs it needs (ordering only)."""
     from .runner import model_cache, train_model
 
@@ -1107,7 +1122,7 @@ def _ray_train(config: ExperimentConfig, data_dir: str | None, cache: str | None
     cached = model_cache(cache).has(config)
     t0 = time.perf_counter()
     if not cached:
-        train_model(config, data_dir=data_dir, cache=cache)
+        train_model(config, data_dir=data_dir, cache=cache, precision=precision)
     return {"hash": config_hash(config), "cached": cached, "seconds": time.perf_counter() - t0}
 
 
@@ -1121,7 +1136,7 @@ def _ray_eval(batches: list[tuple[ExperimentConfig, tuple[str, ...]]], kwargs: d
     for config, perturbations in batches:
         t0 = time.perf_counter()
         if lm is None:
-            lm = train_model(config, data_dir=data_dir, cache=cache)
+            lm = train_model(config, data_dir=data_dir, cache=cache, precision=kwargs.get("precision", "auto"))
         it = iter_evaluate(config, perturbations, data_dir=data_dir, cache=cache, loaded=lm, skip=skip, **kwargs)
         for outcome in it:
             yield outcome.job.id, outcome.rows, time.perf_counter() - t0
@@ -1184,7 +1199,7 @@ def _run_ray(needed: list[tuple[ModelGroup, list[EvalBatch]]], done: set[str], p
         pending: dict[Any, tuple[str, ModelGroup]] = {}
         for group, batches in needed:
             deps = [train_refs[h] for h in group.train.needs if h in train_refs]
-            ref = train_remote.remote(group.train.config, data_s, cache_s, *deps)
+            ref = train_remote.remote(group.train.config, data_s, cache_s, plan.spec.precision, *deps)
             train_refs[group.train.hash] = ref
             pending[ref] = ("train", group)
             claims.claim(j.id for b in batches for j in b.jobs if j.id not in done)

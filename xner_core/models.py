@@ -10,6 +10,7 @@ Sources:
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -24,6 +25,7 @@ HUB_MODELS: dict[str, str] = {
 PACKAGED_MODELS: tuple[str, ...] = ("e5-small", "tiny")
 MODEL_NAMES: tuple[str, ...] = tuple(HUB_MODELS) + PACKAGED_MODELS
 
+_TINY_SPECIALS: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 # A few sentences in several scripts so the tiny tokenizer covers them without [UNK] everywhere.
 _TINY_TEXTS: tuple[str, ...] = (
     "Paris est la capitale de la France .",
@@ -83,25 +85,67 @@ def resolve_source(name: str) -> ModelSource:
     return ModelSource(name, name, "hub")
 
 
+def tiny_vocabulary(texts: Iterable[str], vocab_size: int = 2000) -> dict[str, int]:
+    """A WordPiece vocabulary built deterministically from `texts` (same texts -> same vocabulary, in any process).
+
+    The `tokenizers` WordPiece trainer breaks ties through Rust hash maps that are seeded per process, so two
+    processes trained different vocabularies on the same texts (and so different tiny models). This builder
+    uses only sorted, counted Python data: the specials, every character (alone and as a `##` continuation),
+    whole words by descending frequency, then word-initial pieces and `##` continuation pieces of 2-6 characters
+    by descending frequency (ties: longer first, then alphabetical), until `vocab_size` entries. WordPiece's
+    greedy longest-match then splits an unknown word into the longest known pieces, as a trained one would.
+
+    Args:
+        texts: training texts (NFKC-normalised and split like BERT's pre-tokenizer).
+        vocab_size: the most entries; characters always fit (the size grows to hold them).
+
+    Returns:
+        token -> id.
+    """
+    from tokenizers import normalizers, pre_tokenizers
+
+    norm, pre = normalizers.NFKC(), pre_tokenizers.BertPreTokenizer()
+    counts: Counter[str] = Counter()
+    for text in texts:
+        counts.update(word for word, _ in pre.pre_tokenize_str(norm.normalize_str(text)))
+    chars = sorted({ch for word in counts for ch in word})
+    tokens = [*_TINY_SPECIALS, *chars, *(f"##{ch}" for ch in chars)]
+    present = set(tokens)
+    pieces: Counter[str] = Counter()
+    for word, c in counts.items():
+        for n in range(2, min(len(word), 6) + 1):
+            if n < len(word):
+                pieces[word[:n]] += c
+            for i in range(1, len(word) - n + 1):
+                pieces[f"##{word[i:i + n]}"] += c
+    words = [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+    ranked = [p for p, _ in sorted(pieces.items(), key=lambda kv: (-kv[1], -len(kv[0]), kv[0]))]
+    for tok in (*words, *ranked):
+        if len(tokens) >= vocab_size:
+            break
+        if tok not in present:
+            present.add(tok)
+            tokens.append(tok)
+    return {tok: i for i, tok in enumerate(tokens)}
+
+
 def build_tiny_tokenizer(texts: Iterable[str] = _TINY_TEXTS, vocab_size: int = 2000) -> Any:
-    """Train a small WordPiece tokenizer in code and wrap it as a fast HF tokenizer.
+    """Build a small WordPiece tokenizer in code (vocabulary from `tiny_vocabulary`) as a fast HF tokenizer.
 
     Args:
         texts: training texts (the built-in multilingual sample by default).
         vocab_size: the WordPiece vocabulary size.
 
     Returns:
-        A `PreTrainedTokenizerFast` that supports `is_split_into_words` and `word_ids()`.
+        A `PreTrainedTokenizerFast` that supports `is_split_into_words` and `word_ids()`; the same texts give
+        the same tokenizer in every process.
     """
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok = Tokenizer(models.WordPiece(vocab=tiny_vocabulary(texts, vocab_size), unk_token="[UNK]"))
     tok.normalizer = normalizers.NFKC()
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False)
-    tok.train_from_iterator(list(texts), trainer)
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
         pair="[CLS] $A [SEP] $B [SEP]",

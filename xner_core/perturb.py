@@ -546,7 +546,7 @@ def _plan_context_random(s: Sentence, ctx: PerturbContext, streams: Streams, rat
     sel, cho = streams.pair("context_random")
     pool = ctx.fresh_words
     edits = []
-    for i, low in units:
+    for i, _low in units:
         new = pool[cho.randrange(len(pool))] if pool else None  # never `low`: pool excludes source O words
         if sel.random() < rate and new is not None:
             edits.append(_Edit(i, i + 1, (restore_case(s.tokens[i], new),), "context"))

@@ -35,10 +35,11 @@ import numpy as np
 
 from .corpus import Sentence
 from .errors import ConfigError
+from .numerics import resolve_device, resolve_precision
 from .tags import iob1_to_iob2, spans
 
 if TYPE_CHECKING:
-    import torch
+    pass
 
 BACKENDS: tuple[str, ...] = ("torch", "onnx-int8")
 
@@ -100,28 +101,6 @@ class _Item:
 
 
 # --------------------------------------------------------------------------------------------------- helpers
-
-
-def resolve_device(device: Any = None) -> "torch.device":
-    """Return the torch device to run on.
-
-    Args:
-        device: None/"auto" (CUDA when available, else CPU), or anything `torch.device` accepts.
-
-    Returns:
-        A `torch.device`. Raises ConfigError for CUDA requested on a machine without it.
-    """
-    import torch
-
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ConfigError(f"unknown device {device!r}; choose one of: auto, cpu, cuda, cuda:N") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} asked for but CUDA is not available here; choose one of: auto, cpu")
-    return dev
 
 
 def repair_iob2(tags: Sequence[str]) -> list[str]:
@@ -287,8 +266,8 @@ def _onnx_for(model: Any, load: Callable[[Any], Any]) -> Any:
     return twin
 
 
-def _forward(model: Any, backend: str, device: Any) -> tuple[Callable[[np.ndarray, np.ndarray], Any],
-                                                              Callable[[], None]]:
+def _forward(model: Any, backend: str, device: Any, precision: str = "auto"
+             ) -> tuple[Callable[[np.ndarray, np.ndarray], Any], Callable[[], None]]:
     """Return (run(ids, mask) -> logits tensor, restore()) for a torch model or an ONNX classifier."""
     import torch
 
@@ -310,15 +289,17 @@ def _forward(model: Any, backend: str, device: Any) -> tuple[Callable[[np.ndarra
     if first is not None and first.device != dev:
         model.to(dev)
     autocast_dtype = None
-    if dev.type == "cuda":
-        autocast_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if resolve_precision(precision, dev) == "bf16":
+        autocast_dtype = torch.bfloat16
+        if dev.type == "cuda" and not torch.cuda.is_bf16_supported():
+            autocast_dtype = torch.float16
 
     def run(ids: np.ndarray, mask: np.ndarray) -> Any:
         t_ids = torch.from_numpy(ids).to(dev, non_blocking=True)
         t_mask = torch.from_numpy(mask).to(dev, non_blocking=True)
         if autocast_dtype is None:
             return model(input_ids=t_ids, attention_mask=t_mask).logits
-        with torch.autocast(device_type="cuda", dtype=autocast_dtype):
+        with torch.autocast(device_type=dev.type, dtype=autocast_dtype):
             return model(input_ids=t_ids, attention_mask=t_mask).logits
 
     return run, (lambda: model.train(was_training))
@@ -338,6 +319,7 @@ def predict_tags(
     *,
     stride: int | None = None,
     backend: str = "torch",
+    precision: str = "auto",
 ) -> list[list[str]] | Prediction:
     """Predict one IOB2 tag per word.
 
@@ -347,8 +329,7 @@ def predict_tags(
         tokenizer: its FAST tokenizer (word alignment needs `word_ids()`).
         sentences: `Sentence`s or lists of words.
         batch_size: model inputs per forward pass.
-        device: None/"auto" (CUDA when available), "cpu", "cuda", ... The model is moved there; on CUDA the
-            forward runs under bf16 (fp16 without bf16 support) autocast.
+        device: None/"auto" (CUDA when available), "cpu", "cuda", ... The model is moved there.
         max_length: an optional cap on the sub-tokens per model input (specials included); the model's and
             tokenizer's own limits always apply. Longer sentences are windowed, never truncated.
         return_probs: also return each word's confidence (a `Prediction`).
@@ -356,6 +337,8 @@ def predict_tags(
             window).
         backend: "torch", or "onnx-int8" to export, quantize and cache the model for ONNX Runtime on the CPU
             (see `xner_core.onnx_backend`; an `OnnxTokenClassifier` given as `model` implies it).
+        precision: the torch backend's autocast (`numerics.resolve_precision`): auto = bf16 on CUDA (fp16
+            without bf16 support) and on CPUs with native bf16, else fp32.
 
     Returns:
         `list[list[str]]` aligned with the input words (valid IOB2; [] for an empty sentence), or a
@@ -387,7 +370,7 @@ def predict_tags(
             items.extend(_items_for(i, e.ids, e.word_ids, limit, stride))
         items.sort(key=lambda it: len(it.ids), reverse=True)  # longest first: memory trouble shows at once
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        run, restore = _forward(model, backend, device)
+        run, restore = _forward(model, backend, device, precision)
         try:
             with torch.inference_mode():
                 for start in range(0, len(items), batch_size):

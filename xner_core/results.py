@@ -16,7 +16,7 @@ perturbation report — sentences_changed_frac, tokens_changed_frac, entities_ch
 features — entity_token_overlap, unique_chunk_overlap, o_word_overlap, subword_type_overlap,
 subword_token_overlap, uriel_genetic, uriel_geographic, uriel_syntactic, uriel_phonological, uriel_inventory,
 uriel_featural, n_sources, diversity_genetic, diversity_syntactic;
-costs and provenance — train_seconds, eval_seconds, device, versions (JSON), created_at.
+costs and provenance — train_seconds, eval_seconds, device, train_dtype, eval_dtype, versions (JSON), created_at.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from .errors import ConfigError, DataError
-from .metrics import SCOPES  # the scopes a job writes one row each for
 from .paths import cache_dir, committed_results_dir
 
 
@@ -92,6 +91,8 @@ SCHEMA: tuple[Column, ...] = (
     Column("train_seconds", "DOUBLE", "training wall time of the model (from its cache manifest when reused)"),
     Column("eval_seconds", "DOUBLE", "perturb + predict + score wall time of the job"),
     Column("device", "VARCHAR", "cpu or cuda device name"),
+    Column("train_dtype", "VARCHAR", "floating-point precision the model was trained at (bf16 or fp32)"),
+    Column("eval_dtype", "VARCHAR", "floating-point precision of inference (bf16, fp32 or int8 for ONNX)"),
     Column("versions", "VARCHAR", "library versions as JSON"),
     Column("created_at", "TIMESTAMP", "when the row was written (UTC)"),
 )

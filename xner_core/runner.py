@@ -25,11 +25,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Collection, Iterator, Mapping, Sequence
 
-from .config import ExperimentConfig, canonical_json, canonical_sources, config_hash, config_to_dict, make_config
-from .config import resolved_lr
+from .config import (
+    ExperimentConfig,
+    canonical_json,
+    canonical_sources,
+    config_hash,
+    config_to_dict,
+    make_config,
+    resolved_lr,
+)
 from .corpus import Corpus, Sentence, load_wikiann, paper_resplit, wikiann_file
 from .errors import ConfigError, DataError
 from .metrics import SCOPES
+from .numerics import resolve_precision
 from .paths import cache_dir
 
 CLEAN = "clean"
@@ -203,7 +211,8 @@ def model_cache(cache: str | os.PathLike[str] | None = None) -> Any:
 
 def train_model(config: ExperimentConfig, *, data_dir: str | os.PathLike[str] | None = None,
                 cache: str | os.PathLike[str] | None = None, progress: ProgressFn | None = None,
-                status: Callable[[str], None] | None = None, device: Any = None) -> LoadedModel:
+                status: Callable[[str], None] | None = None, device: Any = None,
+                precision: str = "auto") -> LoadedModel:
     """Return the config's model from the cache, training (and caching) it first when missing.
 
     Distillation teachers are the cached transfer models of each source (trained on demand), so a grid that
@@ -216,12 +225,15 @@ def train_model(config: ExperimentConfig, *, data_dir: str | os.PathLike[str] | 
         progress: training progress callback `(step, total, info)`.
         status: short status messages (cache hit, waiting for another process, training, saved).
         device: torch device (auto when None).
+        precision: auto, bf16 or fp32 for training (`numerics`); not part of the hash: a cached model trained
+            at another precision is returned as it is (its manifest's `timings.precision` says which).
 
     Returns:
         The loaded model.
     """
     from .models import load_token_classifier
-    from .train import options_kwargs, resolve_device, run_setting
+    from .numerics import resolve_device
+    from .train import options_kwargs, run_setting
 
     def train_fn() -> tuple[Any, Any, dict[str, Any]]:
         data = training_data(config, data_dir)
@@ -229,7 +241,7 @@ def train_model(config: ExperimentConfig, *, data_dir: str | os.PathLike[str] | 
         teachers = None
         if config.setting == "distill":
             teachers = [train_model(teacher_config(config, lang), data_dir=data_dir, cache=cache,
-                                    progress=progress, status=status, device=device).model
+                                    progress=progress, status=status, device=device, precision=precision).model
                         for lang, _ in data.source_train]
         kwargs = options_kwargs(config.options)
         kwargs["lr"] = resolved_lr(config)
@@ -239,14 +251,14 @@ def train_model(config: ExperimentConfig, *, data_dir: str | os.PathLike[str] | 
             source_dev={lang: list(s) for lang, s in data.source_dev if s},
             target_train=list(data.target_train), target_dev=list(data.target_dev) or None,
             target_unlabeled=list(data.target_unlabeled), teachers=teachers,
-            seed=config.seed, progress=progress, device=device, **kwargs,
+            seed=config.seed, progress=progress, device=device, precision=precision, **kwargs,
         )
         extra = {
             "dev_scores": {"best_dev_f1": result.best_dev_f1, "best_epoch": result.best_epoch,
                            "history": [_jsonable(h) for h in result.history]},
             "timings": {"train_s": round(result.train_seconds, 3),
                         "sentences_per_second": round(result.sentences_per_second or 0.0, 2),
-                        "device": resolve_device(device).type},
+                        "device": resolve_device(device).type, "precision": result.info.get("precision")},
             "data_sizes": {"source_train": {lang: len(s) for lang, s in data.source_train},
                            "target_train": len(data.target_train), "target_unlabeled": len(data.target_unlabeled)},
             "train_info": _jsonable(result.info),
@@ -343,9 +355,9 @@ def estimate_train_seconds(config: ExperimentConfig, data_dir: str | os.PathLike
     if config.setting == "distill":
         n += len(data.target_unlabeled) * (1 + len(data.source_train))
     if sentences_per_second is None:
-        from .train import resolve_device
+        from .numerics import device_type
 
-        kind = resolve_device(device).type
+        kind = device_type(device)
         sentences_per_second = measured_train_throughput(config.model, kind, cache)
         if sentences_per_second is None:
             sentences_per_second = DEFAULT_TRAIN_THROUGHPUT.get(config.model, UNKNOWN_MODEL_THROUGHPUT)
@@ -434,10 +446,18 @@ def pair_features(config: ExperimentConfig, seen: Corpus, test: Corpus, tokenize
     return feats
 
 
-def _versions() -> dict[str, str]:
-    from .modelcache import library_versions
+def trained_precision(manifest: Mapping[str, Any]) -> str | None:
+    """The precision a cached model was trained at: its manifest's record, else (older manifests) fp32 for CPU
+    training and bf16 for CUDA (the only autocast before precision became an option), None when unknown."""
+    timings = manifest.get("timings") or {}
+    if timings.get("precision") in ("bf16", "fp32"):
+        return str(timings["precision"])
+    return {"cpu": "fp32", "cuda": "bf16"}.get(str(timings.get("device")))
 
+
+def _versions() -> dict[str, str]:
     from . import __version__
+    from .modelcache import library_versions
 
     return {**library_versions(), "xner": __version__}
 
@@ -581,6 +601,7 @@ def evaluate(
     device: Any = None,
     backend: str = "torch",
     train_seconds: float | None = None,
+    precision: str = "auto",
 ) -> list[EvalOutcome]:
     """Evaluate a model config on its target's clean test set and under each perturbation.
 
@@ -603,6 +624,8 @@ def evaluate(
         device: torch device.
         backend: "torch" or "onnx-int8".
         train_seconds: recorded in the rows (default: from the model's manifest).
+        precision: inference autocast, auto/bf16/fp32 (`numerics`; also used to train a missing model). Not
+            part of the job id; rows record it as `eval_dtype` (and the model's as `train_dtype`).
 
     Returns:
         One outcome per condition, clean first; `outcome.rows` follow `results.SCHEMA`.
@@ -610,7 +633,8 @@ def evaluate(
     return list(iter_evaluate(
         config, perturbations, perturb_seed=perturb_seed, perturb_rate=perturb_rate, test_limit=test_limit,
         embed_model=embed_model, donor=donor, bootstrap=bootstrap, batch_size=batch_size, data_dir=data_dir,
-        cache=cache, loaded=loaded, device=device, backend=backend, train_seconds=train_seconds))
+        cache=cache, loaded=loaded, device=device, backend=backend, train_seconds=train_seconds,
+        precision=precision))
 
 
 def eval_jobs(config: ExperimentConfig, perturbations: Sequence[str] = (CLEAN,), *, perturb_seed: int = 0,
@@ -648,6 +672,7 @@ def iter_evaluate(
     backend: str = "torch",
     train_seconds: float | None = None,
     skip: Collection[str] = (),
+    precision: str = "auto",
 ) -> Iterator[EvalOutcome]:
     """`evaluate`, one outcome at a time as each condition finishes (so a caller can store it at once).
 
@@ -676,7 +701,7 @@ def iter_evaluate(
     todo = [j for j in jobs if j.id not in skip]
     if not todo:
         return
-    lm = loaded or train_model(config, data_dir=data_dir, cache=cache, device=device)
+    lm = loaded or train_model(config, data_dir=data_dir, cache=cache, device=device, precision=precision)
     if train_seconds is None:
         train_seconds = float((lm.manifest.get("timings") or {}).get("train_s") or 0.0)
     test = test_corpus(config, test_limit, data_dir)
@@ -695,6 +720,8 @@ def iter_evaluate(
         "setting": config.setting, "options": canonical_json(config_to_dict(config)["options"]),
         "seed": config.seed, "data_protocol": config.data, "test_split": "test", "test_limit": test_limit,
         "train_seconds": train_seconds, "device": _device_name(lm.model), "versions": _versions(),
+        "train_dtype": trained_precision(lm.manifest),
+        "eval_dtype": "int8" if backend == "onnx-int8" else resolve_precision(precision, device),
     }
     wanted = {j.id for j in todo}
     clean_tags: list[list[str]] | None = None
@@ -714,7 +741,8 @@ def iter_evaluate(
 
             ctx = _CONTEXTS.get(ctx_key, make_ctx)
             result = _PERTURBED.get((ctx_key, name, perturb_seed, float(perturb_rate)),
-                                    lambda: perturb_corpus(name, test, ctx, seed=perturb_seed, rate=perturb_rate))
+                                    lambda name=name, ctx=ctx: perturb_corpus(name, test, ctx, seed=perturb_seed,
+                                                                              rate=perturb_rate))
             corpus = result.corpus
             report = result.report.as_dict()
         cached = load_predictions(job.id, cache)
@@ -723,7 +751,7 @@ def iter_evaluate(
             pred = [list(c["pred"]) for c in cached]
         else:
             pred = predict_tags(lm.model, lm.tokenizer, list(corpus), batch_size=batch_size, device=device,
-                                backend=backend)
+                                backend=backend, precision=precision)
             save_predictions(job.id, corpus.sentences, pred, cache)
         gold = corpus.tags
         if name == CLEAN:

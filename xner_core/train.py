@@ -15,12 +15,13 @@ Conventions shared by all of them: labels on the FIRST sub-token of every word (
 transformers' `run_ner.py`); sentences longer than `max_length` sub-tokens become several windows of whole words
 (never truncated); length-grouped batches with dynamic padding; AdamW + linear warmup + grad clipping at 1.0
 (the word-embedding matrix updated row-sparsely by `rowadam.RowAdamW`, with dense AdamW's result);
-bf16 autocast on CUDA; everything seeded (same seed, same device -> same weights; bit-exact on CPU).
+autocast at the run's precision (`numerics`: bf16 on CUDA and on CPUs with native bf16 by default); everything
+seeded and run with deterministic kernels (same config, seed, device, precision and thread count -> the same
+weights, bit for bit, in any process).
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import os
@@ -31,6 +32,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .corpus import Sentence
 from .errors import ConfigError, DataError, choices_message
+from .numerics import autocast, deterministic, resolve_device, resolve_precision
 from .tags import LABELS
 
 ProgressFn = Callable[[int, int, dict], None]
@@ -116,6 +118,7 @@ class _Spec:
     robust_rate: float
     temperature: float = 1.0
     row_sparse_embeddings: bool = True
+    precision: str = "auto"  # resolved for the device in `_train`
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -296,21 +299,8 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def resolve_device(device: Any = None) -> Any:
-    """Return a `torch.device`: the one given, else (None or "auto") cuda when available, else cpu."""
-    import torch
-
-    if device is not None and device != "auto":
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _autocast(device: Any) -> Any:
-    import torch
-
-    if device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def _autocast(device: Any, precision: str) -> Any:
+    return autocast(device, precision)
 
 
 def _optimizer(model: Any, lr: float, weight_decay: float) -> Any:
@@ -396,7 +386,7 @@ def _check_spec(spec: _Spec) -> None:
 
 
 def evaluate_f1(model: Any, tokenizer: Any, sentences: Sequence[Sentence], batch_size: int = 32,
-                device: Any = None) -> float:
+                device: Any = None, precision: str = "auto") -> float:
     """Entity micro F1 of `model` on labeled sentences (the dev signal for early stopping).
 
     Args:
@@ -405,6 +395,7 @@ def evaluate_f1(model: Any, tokenizer: Any, sentences: Sequence[Sentence], batch
         sentences: gold-tagged sentences.
         batch_size: inference batch size.
         device: torch device (auto when None).
+        precision: auto, bf16 or fp32 (`numerics.resolve_precision`).
 
     Returns:
         Micro entity F1 in [0, 1] (`xner_core.metrics.score`, seqeval strict IOB2) of `predict_tags` output.
@@ -413,7 +404,8 @@ def evaluate_f1(model: Any, tokenizer: Any, sentences: Sequence[Sentence], batch
     from .metrics import score
     from .predict import predict_tags
 
-    pred = predict_tags(model, tokenizer, list(sentences), batch_size=batch_size, device=resolve_device(device))
+    pred = predict_tags(model, tokenizer, list(sentences), batch_size=batch_size, device=resolve_device(device),
+                        precision=precision)
     return float(score([list(s.tags) for s in sentences], pred).overall.f1)
 
 
@@ -461,13 +453,23 @@ def _train(
     device: Any,
     stage: str,
 ) -> TrainResult:
-    import torch
-    from transformers import get_linear_schedule_with_warmup
 
     _check_spec(spec)
     if not examples:
         raise DataError(f"{stage}: no training sentences (after dropping empty ones); give at least one")
     dev_device = resolve_device(device)
+    precision = resolve_precision(spec.precision, dev_device)
+    with deterministic():
+        return _train_loop(model, tokenizer, examples, soft, groups, dev, spec, progress, dev_device, stage,
+                           precision)
+
+
+def _train_loop(model: Any, tokenizer: Any, examples: Sequence[Encoded], soft: Sequence[Any] | None,
+                groups: Sequence[Sequence[int]] | None, dev: Sequence[Sentence] | None, spec: _Spec,
+                progress: ProgressFn | None, dev_device: Any, stage: str, precision: str) -> TrainResult:
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
     torch.manual_seed(spec.seed)  # dropout masks
     model.to(dev_device)
     model.train()
@@ -519,9 +521,9 @@ def _train(
                 ids, mask, labels = ids.to(dev_device), mask.to(dev_device), labels.to(dev_device)
                 clip = params if rows is None else [*params, rows.begin(ids)]
                 if spec.robust == "adversarial":
-                    loss = _adversarial_step(model, ids, mask, labels, batch_soft, spec, dev_device)
+                    loss = _adversarial_step(model, ids, mask, labels, batch_soft, spec, dev_device, precision)
                 else:
-                    with _autocast(dev_device):
+                    with _autocast(dev_device, precision):
                         loss = _task_loss(model, ids, mask, labels, batch_soft, spec.temperature)
                     loss.backward()
                 torch.nn.utils.clip_grad_norm_(clip, 1.0)
@@ -546,7 +548,8 @@ def _train(
                 rows.flush()
             dev_f1 = None
             if dev:
-                dev_f1 = evaluate_f1(model, tokenizer, dev, batch_size=max(32, spec.batch_size), device=dev_device)
+                dev_f1 = evaluate_f1(model, tokenizer, dev, batch_size=max(32, spec.batch_size), device=dev_device,
+                                     precision=precision)
                 model.train()
             history.append(EpochStats(epoch + 1, loss_sum / max(1, len(batches)), dev_f1, epoch_train,
                                       len(batches)))
@@ -576,10 +579,12 @@ def _train(
         best_dev_f1=best_f1,
         best_epoch=best_epoch,
         steps=step,
+        info={"precision": precision},
     )
 
 
-def _adversarial_step(model: Any, ids: Any, mask: Any, labels: Any, soft: Any, spec: _Spec, device: Any) -> Any:
+def _adversarial_step(model: Any, ids: Any, mask: Any, labels: Any, soft: Any, spec: _Spec, device: Any,
+                      precision: str) -> Any:
     """One-step embedding-space adversarial training (FGM / PGD-1), after Huang et al. 2021.
 
     loss = L(e) + L(e + epsilon * g / ||g||), with e the word embeddings of the batch and g = dL/de, the
@@ -590,13 +595,13 @@ def _adversarial_step(model: Any, ids: Any, mask: Any, labels: Any, soft: Any, s
     embeds = model.get_input_embeddings()(ids)
     if not embeds.requires_grad:  # frozen embeddings: still need dL/de for the attack
         embeds = embeds.detach().requires_grad_(True)
-    with _autocast(device):
+    with _autocast(device, precision):
         clean = _task_loss(model, ids, mask, labels, soft, spec.temperature, embeds=embeds)
     (grad,) = torch.autograd.grad(clean, embeds, retain_graph=True)
     grad = grad.float() * mask.unsqueeze(-1).float()
     norm = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1)
     delta = (spec.robust_epsilon * grad / norm).to(embeds.dtype).detach()
-    with _autocast(device):
+    with _autocast(device, precision):
         adv = _task_loss(model, ids, mask, labels, soft, spec.temperature, embeds=embeds + delta)
     (clean + adv).backward()
     return clean
@@ -630,6 +635,7 @@ def fine_tune(
     progress: ProgressFn | None = None,
     device: Any = None,
     stage: str = "fine-tune",
+    precision: str = "auto",
 ) -> TrainResult:
     """Fine-tune a token classifier on labeled sentences (in place).
 
@@ -660,15 +666,17 @@ def fine_tune(
         progress: called after every optimiser step as `progress(step, total, info)`, info holding `stage`,
             `epoch`, `loss` (this step), `mean_loss` (this epoch so far), `lr` (used by this step; the
             first warmup step uses 0, as transformers' schedule does) and `elapsed` seconds.
-        device: torch device or name; cuda when available else cpu. bf16 autocast on cuda.
+        device: torch device or name; cuda when available else cpu.
         stage: the label progress reports (e.g. "teacher es").
+        precision: auto (bf16 on CUDA and on CPUs with native bf16, else fp32), bf16 or fp32 autocast
+            (`numerics`); the one used is `result.info["precision"]`.
 
     Returns:
         A `TrainResult`; `result.model` is `model`, trained, in eval mode.
     """
     spec = _Spec(epochs, lr, batch_size, warmup_ratio, weight_decay, max_length, seed, early_stopping_patience,
                  freeze_embeddings, robust, robust_epsilon, robust_rate,
-                 row_sparse_embeddings=row_sparse_embeddings)
+                 row_sparse_embeddings=row_sparse_embeddings, precision=precision)
     label2id = _label2id(model)
 
     def encode(sentences: Sequence[Sentence]) -> list[Encoded]:
@@ -706,6 +714,7 @@ def teacher_soft_labels(
     max_length: int = 128,
     batch_size: int = 32,
     device: Any = None,
+    precision: str = "auto",
 ) -> tuple[list[Encoded], list[Any]]:
     """Run every teacher once over unlabeled text; average their label distributions per first sub-token.
 
@@ -736,6 +745,7 @@ def teacher_soft_labels(
         if [t.config.id2label[i] for i in range(t.config.num_labels)] != ref:
             raise ConfigError(f"teachers disagree on labels; all must use {ref}")
     dev = resolve_device(device)
+    precision = resolve_precision(precision, dev)
     windows = encode_for_training(unlabeled, tokenizer, None, max_length)
     windows = [e for e in windows if any(lab != IGNORE_INDEX for lab in e.labels)]
     probs: list[Any] = [None] * len(windows)
@@ -747,7 +757,7 @@ def teacher_soft_labels(
             for start in range(0, len(order), batch_size):
                 idx = order[start:start + batch_size]
                 ids, mask, labels = _collate([windows[i] for i in idx], _pad_id(tokenizer))
-                with _autocast(dev):
+                with _autocast(dev, precision):
                     logits = teacher(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits
                 p = torch.softmax(logits.float() / temperature, dim=-1).cpu()
                 for row, i in enumerate(idx):
@@ -781,6 +791,7 @@ def distill(
     progress: ProgressFn | None = None,
     device: Any = None,
     row_sparse_embeddings: bool = True,
+    precision: str = "auto",
 ) -> TrainResult:
     """Teacher-student distillation on unlabeled target text (Wu et al., ACL 2020).
 
@@ -805,18 +816,21 @@ def distill(
         A `TrainResult` for the student; `info` holds the normalised weights and the teacher-pass seconds.
     """
     spec = _Spec(epochs, lr, batch_size, warmup_ratio, weight_decay, max_length, seed, early_stopping_patience,
-                 freeze_embeddings, robust, robust_epsilon, robust_rate, temperature, row_sparse_embeddings)
+                 freeze_embeddings, robust, robust_epsilon, robust_rate, temperature, row_sparse_embeddings,
+                 precision)
     _check_spec(spec)
     n_labels = int(student.config.num_labels)
     if any(int(t.config.num_labels) != n_labels for t in teachers):
         raise ConfigError(f"student has {n_labels} labels but a teacher differs; all must share one label set")
     t0 = time.perf_counter()
     windows, soft = teacher_soft_labels(teachers, tokenizer, unlabeled, weights=weights, temperature=temperature,
-                                        max_length=max_length, batch_size=max(32, batch_size), device=device)
+                                        max_length=max_length, batch_size=max(32, batch_size), device=device,
+                                        precision=precision)
     teacher_seconds = time.perf_counter() - t0
     result = _train(student, tokenizer, windows, soft, None, dev, spec, progress, device, "student")
     w = [1.0] * len(teachers) if weights is None else [float(x) for x in weights]
-    info = {"distill_weights": tuple(x / sum(w) for x in w), "teacher_pass_seconds": teacher_seconds}
+    info = {"distill_weights": tuple(x / sum(w) for x in w), "teacher_pass_seconds": teacher_seconds,
+            "precision": result.info["precision"]}
     return TrainResult(result.model, result.history, result.train_seconds, result.sentences_per_second,
                        result.best_dev_f1, result.best_epoch, result.steps, info)
 
@@ -992,6 +1006,7 @@ def mlm_adapt(
     labels: Sequence[str] = LABELS,
     progress: ProgressFn | None = None,
     device: Any = None,
+    precision: str = "auto",
 ) -> Any:
     """Target-adaptive pretraining: masked-LM steps on target text, then back to a token classifier.
 
@@ -1036,6 +1051,7 @@ def mlm_adapt(
         mlm = AutoModelForMaskedLM.from_config(copy.deepcopy(model.config))
         _copy_encoder(model, mlm)
     dev = resolve_device(device)
+    precision = resolve_precision(precision, dev)
     if steps > 0:
         windows = [e for e in encode_for_training(unlabeled, tokenizer, None, max_length) if len(e) > 2]
         if not windows:
@@ -1051,37 +1067,38 @@ def mlm_adapt(
             head = getattr(mlm, "lm_head", None)
         lengths = [len(e) for e in windows]
         params = [p for p in mlm.parameters() if p.requires_grad]
-        step, epoch, t_start = 0, 0, time.perf_counter()
-        while step < steps:
-            gen = torch.Generator().manual_seed(_epoch_seed(seed, epoch))
-            for batch in length_grouped_batches(_epoch_order(len(windows), None, gen), lengths, batch_size, gen):
-                if step >= steps:
-                    break
-                ids, mask, _ = _collate([windows[i] for i in batch], _pad_id(tokenizer))
-                inputs, targets = _mask_tokens(ids, mask, special, tokenizer.mask_token_id, vocab, mask_prob, gen)
-                inputs, mask, targets = inputs.to(dev), mask.to(dev), targets.to(dev)
-                with _autocast(dev):
-                    if head is not None:
-                        # Predict only the masked positions: full-vocabulary logits for every position
-                        # (250k pieces for XLM-R vocabularies) would dominate time and memory.
-                        hidden = mlm.base_model(input_ids=inputs, attention_mask=mask)[0]
-                        sel = targets != IGNORE_INDEX
-                        logits = head(hidden[sel]).float()
-                        loss = torch.nn.functional.cross_entropy(logits, targets[sel])
-                    else:
-                        loss = mlm(input_ids=inputs, attention_mask=mask, labels=targets).loss
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                lr_used = scheduler.get_last_lr()[0]
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                if progress is not None:
-                    progress(step, steps, {"stage": "tapt", "epoch": epoch + 1, "loss": float(loss.detach()),
-                                           "lr": lr_used,
-                                           "elapsed": time.perf_counter() - t_start})
-            epoch += 1
+        with deterministic():  # the same seed gives the same adapted encoder in any process
+            step, epoch, t_start = 0, 0, time.perf_counter()
+            while step < steps:
+                gen = torch.Generator().manual_seed(_epoch_seed(seed, epoch))
+                for batch in length_grouped_batches(_epoch_order(len(windows), None, gen), lengths, batch_size, gen):
+                    if step >= steps:
+                        break
+                    ids, mask, _ = _collate([windows[i] for i in batch], _pad_id(tokenizer))
+                    inputs, targets = _mask_tokens(ids, mask, special, tokenizer.mask_token_id, vocab, mask_prob, gen)
+                    inputs, mask, targets = inputs.to(dev), mask.to(dev), targets.to(dev)
+                    with _autocast(dev, precision):
+                        if head is not None:
+                            # Predict only the masked positions: full-vocabulary logits for every position
+                            # (250k pieces for XLM-R vocabularies) would dominate time and memory.
+                            hidden = mlm.base_model(input_ids=inputs, attention_mask=mask)[0]
+                            sel = targets != IGNORE_INDEX
+                            logits = head(hidden[sel]).float()
+                            loss = torch.nn.functional.cross_entropy(logits, targets[sel])
+                        else:
+                            loss = mlm(input_ids=inputs, attention_mask=mask, labels=targets).loss
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(params, 1.0)
+                    lr_used = scheduler.get_last_lr()[0]
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    step += 1
+                    if progress is not None:
+                        progress(step, steps, {"stage": "tapt", "epoch": epoch + 1, "loss": float(loss.detach()),
+                                               "lr": lr_used,
+                                               "elapsed": time.perf_counter() - t_start})
+                epoch += 1
         mlm.to("cpu")
     if from_dir:
         torch.manual_seed(seed)
@@ -1154,6 +1171,7 @@ def run_setting(
     seed: int = 0,
     progress: ProgressFn | None = None,
     device: Any = None,
+    precision: str = "auto",
 ) -> TrainResult:
     """Train `model` in one of the compared settings.
 
@@ -1197,7 +1215,7 @@ def run_setting(
                   weight_decay=weight_decay, max_length=max_length, seed=seed,
                   early_stopping_patience=early_stopping_patience, freeze_embeddings=freeze_embeddings,
                   robust=robust, robust_epsilon=robust_epsilon, robust_rate=robust_rate, progress=progress,
-                  device=device)
+                  device=device, precision=precision)
 
     def source_dev_for(langs: Sequence[str]) -> list[Sentence] | None:
         dev = _concat((source_dev or {}).get(lang, ()) for lang in langs)
@@ -1240,7 +1258,7 @@ def run_setting(
         t_mlm = time.perf_counter()
         mlm_adapt(model, tokenizer, target_unlabeled, steps=tapt_steps, lr=lr, batch_size=batch_size, seed=seed,
                   max_length=max_length, warmup_ratio=warmup_ratio, weight_decay=weight_decay,
-                  progress=progress, device=device)
+                  progress=progress, device=device, precision=precision)
         tapt_seconds = time.perf_counter() - t_mlm
         res = train_on_sources(model, langs, "fine-tune")
         info = {"tapt_seconds": tapt_seconds, "tapt_steps": tapt_steps, "fine_tune_seconds": res.train_seconds}
@@ -1276,5 +1294,6 @@ def run_setting(
                          + sum(r.train_seconds for r in teacher_results.values()))
     # Wall time including dev evaluation, encoding and model copies, next to the optimisation-only figure.
     info["total_seconds"] = time.perf_counter() - t0
+    info["precision"] = res.info.get("precision", resolve_precision(precision, device))
     return TrainResult(res.model, res.history, train_seconds, res.sentences_per_second, res.best_dev_f1,
                        res.best_epoch, res.steps, info)
