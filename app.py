@@ -1,83 +1,8 @@
-"""xner dashboard entry point: `streamlit run app.py` (or `make app`).
+"""xner dashboard entry point in a checkout: `streamlit run app.py` (or `make app`; installed: `xner app`).
 
-Page config, the page registry (`st.navigation` over pages/), the shared sidebar (model, pair, perturbation; the
-device in use; the cache size) and the error guard around the page that runs. Everything a page needs from the
-sidebar is in `xner_ui.state.shared()`; shareable choices live in the URL.
+The dashboard itself is `xner_ui.app` (page registry, shared sidebar, error guard).
 """
 
-from __future__ import annotations
+from xner_ui.app import main
 
-import streamlit as st
-
-from xner_core import analysis
-from xner_core.languages import reference_pairs
-from xner_core.models import MODEL_NAMES
-from xner_core.perturb import perturbation_names
-from xner_core.plots import IMAGE_FORMATS, perturbation_title
-from xner_ui import data, page, state
-
-st.set_page_config(page_title="xner · cross-lingual NER robustness", page_icon=":material/translate:",
-                   layout="wide")
-
-PAGES = [
-    st.Page("pages/overview.py", title="Overview", icon=":material/scatter_plot:", url_path="overview",
-            default=True),
-    st.Page("pages/pair_explorer.py", title="Pair explorer", icon=":material/compare_arrows:",
-            url_path="pair_explorer"),
-    st.Page("pages/source_diversity.py", title="Source diversity", icon=":material/hub:", url_path="source_diversity"),
-    st.Page("pages/sentence_lab.py", title="Sentence lab", icon=":material/science:", url_path="sentence_lab"),
-    st.Page("pages/upload.py", title="Upload", icon=":material/upload_file:", url_path="upload"),
-    st.Page("pages/runs.py", title="Runs", icon=":material/storage:", url_path="runs"),
-]
-current = st.navigation(PAGES)
-
-
-def _sidebar() -> tuple[state.Shared, object]:
-    """Draw the shared sidebar; return its choices and an empty slot for the environment lines."""
-    side = st.sidebar
-    tidy = data.tidy_frame()
-    relation = {p.key: p.relation for p in reference_pairs()}
-    pairs = [(p.source, p.target) for p in reference_pairs()]
-    ours = tidy[(tidy["origin"] == "ours") & (tidy["setting"] == "transfer") & ~tidy["sources"].str.contains(",")]
-    pairs += [pt for pt in dict.fromkeys(zip(ours["sources"], ours["target"])) if pt not in pairs]
-    models = list(dict.fromkeys([*tidy["model"].dropna().astype(str), *MODEL_NAMES]))
-
-    def pair_label(key: str) -> str:
-        src, tgt = key.split(state.PAIR_SEP, 1)
-        rel = relation.get(f"{src}-{tgt}")
-        return f"{src}→{tgt}" + (f" · {rel}" if rel else "")
-
-    side.header("Shared choices")
-    model = state.select("Model", models, "model", "mbert", where=side,
-                         help="mbert / xlmr: the study's models (published numbers); e5-small / tiny: ours.")
-    source, target = state.pair_select("Pair (source → target)", pairs, ("fr", "br"), where=side,
-                                       format_func=pair_label)
-    pert = state.select("Perturbation", perturbation_names(), "perturbation", "entity_replace", where=side,
-                        format_func=lambda n: f"{n} · {perturbation_title(n)}")
-    protos = analysis.protocols(tidy)
-    protocol = protos[0] if protos else None
-    if len(protos) > 1:
-        protocol = state.select("Our runs", protos, "protocol", protos[0], where=side,
-                                help="How our results were made (data, training cap, epochs, test cap). Views show "
-                                     "one at a time, so runs made differently are never averaged.")
-    fmt = side.radio("Chart image format (camera button)", IMAGE_FORMATS, horizontal=True, key="image_format")
-    side.divider()
-    return state.Shared(model, source, target, pert, fmt, protocol), side.container()
-
-
-def _environment(slot: object) -> None:
-    """The device in use and the cache size (filled after the page: the first torch import takes seconds)."""
-    slot.caption(f"Device: **{data.device_label()}**")
-    size, root = data.cache_summary()
-    slot.caption(f"Cache: **{size}** in `{root}`")
-
-
-env_slot = None
-with page.guarded("the sidebar"):
-    shared, env_slot = _sidebar()
-    state.set_shared(shared)
-with state.app_frame(), page.guarded(current.title):
-    current.run()
-if env_slot is not None:
-    with page.guarded("the sidebar"):
-        _environment(env_slot)
+main()

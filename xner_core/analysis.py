@@ -423,7 +423,7 @@ def diversity_view(tidy: pd.DataFrame, target: str, diversity: Mapping[str, floa
             best_parts.append(best.assign(setting="best single source"))
     out = pd.concat([multi, *best_parts], ignore_index=True)
     out["n_sources"] = [len([s for s in str(x).split(",") if s]) for x in out["sources"]]
-    out["diversity"] = [np.nan if diversity.get(s) is None else float(diversity[s]) for s in out["sources"]]
+    out["diversity"] = [np.nan if (d := diversity.get(s)) is None else float(d) for s in out["sources"]]
     keys = ["model", "setting", "sources", "n_sources", "diversity", "perturbation", "protocol"]
     vals = ["f1", "clean_f1", "drop", "f1_low", "f1_high"]
     return out.groupby(keys, dropna=False)[vals].mean().reset_index()

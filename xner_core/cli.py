@@ -20,6 +20,45 @@ from .errors import XnerError
 from .numerics import check_precision
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Cross-lingual NER robustness explorer.")
+LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"xner {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                       help="print the version and exit")) -> None:
+    """Cross-lingual NER robustness explorer (logging: XNER_LOG_LEVEL=DEBUG|INFO|WARNING|ERROR)."""
+
+
+def configure_logging(level: str | None = None) -> None:
+    """Send xner's log records to stderr at `level` (default: env XNER_LOG_LEVEL, else WARNING).
+
+    Args:
+        level: a logging level name.
+
+    Returns:
+        None; raises XnerError for an unknown level name.
+    """
+    import logging
+    import os
+
+    name = (level or os.environ.get("XNER_LOG_LEVEL") or "WARNING").strip().upper()
+    if name not in LOG_LEVELS:
+        raise XnerError(f"XNER_LOG_LEVEL={name!r} is not a log level; choose one of: {', '.join(LOG_LEVELS)}")
+    logger = logging.getLogger("xner_core")
+    logger.setLevel(name)
+    if not any(getattr(h, "_xner", False) for h in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+        handler._xner = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
 data_app = typer.Typer(no_args_is_help=True, help="Inspect the WikiANN data.")
 app.add_typer(data_app, name="data")
 
@@ -699,7 +738,8 @@ def results_show(
     from rich.table import Table
 
     from .grid import parse_filters
-    from .results import SCOPES, ResultsStore
+    from .metrics import SCOPES
+    from .results import ResultsStore
 
     where = parse_filters(filters or [])
     if scope != "all":
@@ -764,10 +804,48 @@ def results_schema(as_json: bool = JsonOpt) -> None:
     _console().print(table)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; user errors print `error: ...` and exit 2."""
+@app.command("app")
+def app_cmd(
+    port: int = typer.Option(8501, "--port", min=1, max=65535, help="HTTP port"),
+    address: Optional[str] = typer.Option(None, "--address", help="address to bind (default: all interfaces)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the streamlit command instead of running it"),
+) -> None:
+    """Serve the dashboard (Streamlit) on http://localhost:PORT; needs the `app` extra (pip install 'xner[app]')."""
+    import importlib.util
+    import subprocess
+
+    if importlib.util.find_spec("streamlit") is None or importlib.util.find_spec("xner_ui") is None:
+        raise XnerError("the dashboard needs Streamlit and xner_ui; install the app extra: pip install 'xner[app]'")
+    from xner_ui.launch import streamlit_command
+
+    cmd = streamlit_command(port=port, address=address)
+    if dry_run:
+        typer.echo(" ".join(cmd))
+        return
     try:
-        app(args=argv, standalone_mode=False)
+        code = subprocess.call(cmd)
+    except KeyboardInterrupt:
+        code = 130
+    if code:
+        raise typer.Exit(code)
+
+
+def _usage_error(exc: BaseException) -> bool:
+    """Whether `exc` is a command-line usage error: typer's (which vendors click from 0.29 on) or click's."""
+    if isinstance(exc, typer.TyperException) and hasattr(exc, "show"):
+        return True
+    try:
+        import click
+    except ImportError:
+        return False
+    return isinstance(exc, click.ClickException)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI. User errors print `error: ...`, usage errors the usage and one `Error:` line; both exit 2."""
+    try:
+        configure_logging()
+        app(args=argv, standalone_mode=False, prog_name="xner")
     except XnerError as exc:
         typer.echo(f"error: {exc}", err=True)
         return 2
@@ -776,12 +854,10 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         typer.echo("aborted", err=True)
         return 1
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
+    except Exception as exc:
+        if _usage_error(exc):
+            exc.show()  # type: ignore[attr-defined]
+            return int(getattr(exc, "exit_code", 2))
         raise
     return 0
 

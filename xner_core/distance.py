@@ -93,7 +93,7 @@ def _make_readonly_uriel(data_dir: Path | None = None) -> Any:
     up_module, base_cls = _import_urielplus()
     src = data_dir or _released_data_dir(up_module)
 
-    class ReadOnlyURIELPlus(up_module.URIELPlus):
+    class ReadOnlyURIELPlus(up_module.URIELPlus):  # type: ignore[name-defined]
         """URIEL+ whose constructor reads the released data in place (the stock one copies it first)."""
 
         def __init__(self) -> None:  # mirrors URIELPlus.__init__ (1.3.2) minus the copy step

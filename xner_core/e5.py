@@ -516,7 +516,7 @@ def build_e5_tokenizer(e5file: E5File) -> Any:
     Returns:
         An `XLMRobertaTokenizerFast` (model_max_length = the file's MAXP).
     """
-    from transformers import XLMRobertaTokenizerFast
+    from transformers import XLMRobertaTokenizerFast  # type: ignore[attr-defined]  # lazy export
 
     pieces = e5file.pieces
     want = {e5file.bos_id: "<s>", e5file.pad_id: "<pad>", e5file.eos_id: "</s>", e5file.unk_id: "<unk>"}

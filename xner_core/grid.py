@@ -41,7 +41,7 @@ import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence, cast
 
 from .config import (
     DATA_PROTOCOLS,
@@ -424,7 +424,7 @@ def _training(w: _Where, value: Any) -> TrainOptions:
         raise w.error(("training",), f"must be a table of training options, got {type(value).__name__}")
     known = [f.name for f in dataclasses.fields(TrainOptions)]
     _check_keys(w, ("training",), value, known, "in [training]")
-    kwargs = {k: (None if (k in _ALL_MEANS_NONE and v == "all") else v) for k, v in value.items()}
+    kwargs: dict[str, Any] = {k: (None if (k in _ALL_MEANS_NONE and v == "all") else v) for k, v in value.items()}
     options = TrainOptions(**kwargs)
     try:
         validate_options(options)
@@ -766,7 +766,9 @@ def plan_status(plan: Plan, store: Any) -> PlanStatus:
     """
     done_ids = read_done(store)
     claimed = live_claims(store.path)
-    done, running, missing = [], [], []
+    done: list[str] = []
+    running: list[str] = []
+    missing: list[str] = []
     for j in plan.eval_jobs:
         (done if j.id in done_ids else running if j.id in claimed else missing).append(j.id)
     return PlanStatus(tuple(done), tuple(running), tuple(missing))
@@ -1230,7 +1232,7 @@ def _run_ray(needed: list[tuple[ModelGroup, list[EvalBatch]]], done: set[str], p
                 event("train_done", label, info["seconds"], "cached" if info["cached"] else "trained")
                 continue
             try:
-                item_ref = next(ref)
+                item_ref = next(cast(Any, ref))
             except StopIteration:
                 del pending[ref]
                 continue

@@ -606,8 +606,10 @@ def condition_rows(
         One dict per scope: scope, precision, recall, f1, f1_low, f1_high, clean_f1, drop, drop_low, drop_high,
         drop_p, support, n_sentences, n_gold, n_pred (CIs None without resamples or gold chunks of the scope).
     """
+    if (clean_gold is None) != (clean_pred is None):
+        raise ConfigError("give clean_gold and clean_pred together (the clean condition), or neither")
     scores = score(gold, pred)
-    clean = score(clean_gold, clean_pred) if clean_gold is not None else scores
+    clean = score(clean_gold, clean_pred) if clean_gold is not None and clean_pred is not None else scores
     rows = []
     for scope in scopes:
         ts = scores.overall if scope == "overall" else scores.type_score(scope)
@@ -619,7 +621,7 @@ def condition_rows(
                "f1_high": hi, "clean_f1": cs.f1, "drop": cs.f1 - ts.f1, "drop_low": None, "drop_high": None,
                "drop_p": None, "support": ts.support, "n_sentences": len(gold), "n_gold": scores.gold_entities,
                "n_pred": scores.pred_entities}
-        if clean_gold is not None and n_resamples > 0 and cs.support > 0:
+        if clean_gold is not None and clean_pred is not None and n_resamples > 0 and cs.support > 0:
             d = paired_bootstrap_drop(clean_gold, clean_pred, gold, pred, n_resamples=n_resamples, seed=seed,
                                       scope=scope)
             row.update(drop_low=d.low, drop_high=d.high, drop_p=d.p_value)

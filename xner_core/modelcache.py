@@ -149,7 +149,7 @@ def inspect_entry(entry: Path, expected_hash: str, deep: bool) -> tuple[dict[str
     if manifest.get("hash") != expected_hash:
         return manifest, f"manifest hash {manifest.get('hash')!r} does not match the entry name {expected_hash!r}"
     try:
-        rehashed = config_hash(config_from_dict(manifest.get("config"), check=False))
+        rehashed = config_hash(config_from_dict(manifest.get("config"), check=False))  # type: ignore[arg-type]
     except (XnerError, TypeError, KeyError, AttributeError) as exc:
         return manifest, f"manifest config is unreadable ({exc})"
     if rehashed != expected_hash:

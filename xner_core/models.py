@@ -182,7 +182,7 @@ def build_tiny(
     from transformers import BertConfig, BertForTokenClassification
 
     tokenizer = build_tiny_tokenizer(texts)
-    config = BertConfig(
+    config = BertConfig(  # type: ignore[call-arg]  # num_labels/id2label go to PretrainedConfig
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
         num_hidden_layers=layers,

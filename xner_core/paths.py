@@ -8,6 +8,7 @@ Caches never live inside the repository.
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 
 
@@ -48,8 +49,19 @@ def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
 
 
 def repo_data_dir() -> Path:
-    """Return the packaged `data/` folder (language tables, reference numbers, committed results)."""
-    return Path(__file__).resolve().parent.parent / "data"
+    """Return the data tables folder (language tables, reference numbers, committed results).
+
+    It is the repository's top-level `data/`, which the wheel ships as the package `xner_core.data`; found with
+    `importlib.resources`, so an installed package reads its own copy. A source checkout that was never
+    installed falls back to the folder beside `xner_core/`.
+
+    Returns:
+        The folder's path.
+    """
+    try:
+        return Path(str(resources.files("xner_core.data")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "data"
 
 
 def committed_results_dir() -> Path:

@@ -29,7 +29,7 @@ import threading
 import unicodedata
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Literal, NamedTuple, Sequence, cast, overload
 
 import numpy as np
 
@@ -155,7 +155,7 @@ def _words_of(sentences: Sequence[Sentence] | Sequence[Sequence[str]]) -> list[l
             raise ConfigError(f"input {i} is a string; predict_tags takes pre-split words (a list of strings or a "
                               f"Sentence per sentence); use predict_text for raw text")
         else:
-            words = list(s)
+            words = list(cast(Sequence[str], s))
             for w in words:
                 if not isinstance(w, str):
                     raise ConfigError(f"input {i} holds a {type(w).__name__}, not a word; give strings")
@@ -306,6 +306,20 @@ def _forward(model: Any, backend: str, device: Any, precision: str = "auto"
 
 
 # ------------------------------------------------------------------------------------------------ public API
+
+
+@overload
+def predict_tags(model: Any, tokenizer: Any, sentences: Sequence[Sentence] | Sequence[Sequence[str]],
+                 batch_size: int = ..., device: Any = ..., max_length: int | None = ...,
+                 return_probs: Literal[False] = ..., *, stride: int | None = ..., backend: str = ...,
+                 precision: str = ...) -> list[list[str]]: ...
+
+
+@overload
+def predict_tags(model: Any, tokenizer: Any, sentences: Sequence[Sentence] | Sequence[Sequence[str]],
+                 batch_size: int = ..., device: Any = ..., max_length: int | None = ...,
+                 return_probs: Literal[True] = ..., *, stride: int | None = ..., backend: str = ...,
+                 precision: str = ...) -> Prediction: ...
 
 
 def predict_tags(

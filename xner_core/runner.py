@@ -740,9 +740,10 @@ def iter_evaluate(
                                      lang=config.target)
 
             ctx = _CONTEXTS.get(ctx_key, make_ctx)
-            result = _PERTURBED.get((ctx_key, name, perturb_seed, float(perturb_rate)),
-                                    lambda name=name, ctx=ctx: perturb_corpus(name, test, ctx, seed=perturb_seed,
-                                                                              rate=perturb_rate))
+            def make_perturbed(name: str = name, ctx: Any = ctx) -> Any:
+                return perturb_corpus(name, test, ctx, seed=perturb_seed, rate=perturb_rate)
+
+            result = _PERTURBED.get((ctx_key, name, perturb_seed, float(perturb_rate)), make_perturbed)
             corpus = result.corpus
             report = result.report.as_dict()
         cached = load_predictions(job.id, cache)
@@ -758,9 +759,10 @@ def iter_evaluate(
             clean_tags = pred
             if job.id not in wanted:
                 continue  # only the reference of the perturbed jobs' drops: no CIs, not yielded
-        reference = (test.tags, clean_tags) if name != CLEAN else (None, None)
+        clean_gold, clean_pred = (test.tags, clean_tags) if name != CLEAN else (None, None)
         rows = []
-        for numbers in condition_rows(gold, pred, *reference, n_resamples=bootstrap, seed=0, scopes=SCOPES):
+        for numbers in condition_rows(gold, pred, clean_gold, clean_pred, n_resamples=bootstrap, seed=0,
+                                      scopes=SCOPES):
             if name == CLEAN:
                 numbers = {k: v for k, v in numbers.items() if not k.startswith("drop_")}
             rows.append({**common, "job_id": job.id, "perturbation": name,

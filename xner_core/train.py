@@ -307,7 +307,8 @@ def _optimizer(model: Any, lr: float, weight_decay: float) -> Any:
     """AdamW with no decay on biases and LayerNorm weights (the usual BERT recipe)."""
     import torch
 
-    decay, no_decay = [], []
+    decay: list[Any] = []
+    no_decay: list[Any] = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue

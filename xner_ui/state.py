@@ -138,18 +138,20 @@ def app_frame() -> Iterator[None]:
 
 
 def require_app() -> None:
-    """Make sure this page runs inside app.py (sidebar, shared state); rerun through app.py when it does not.
+    """Make sure this page runs inside the dashboard's main script (sidebar, shared state); reroute when not.
 
-    A `pages/` folder makes Streamlit start in its legacy multipage mode until a script calls `st.navigation`
-    once per process. So the first request after a server start that names a page (a shared link such as
-    /pair_explorer?source=es&target=ast) runs that page file alone. Switching the process to `st.navigation`
-    mode and rerunning routes the same URL through app.py (AppTest starts every run in the legacy mode too).
+    A `pages/` folder beside the main script (`streamlit run app.py` in a checkout) makes Streamlit start in its
+    legacy multipage mode until a script calls `st.navigation` once per process. So the first request after a
+    server start that names a page (a shared link such as /pair_explorer?source=es&target=ast) runs that page
+    file alone. Registering the dashboard's pages with `st.navigation` (hidden: this run draws nothing) switches
+    the process to navigation mode, and the rerun routes the same URL through the main script. (`xner app`
+    starts `xner_ui/app.py`, which has no `pages/` beside it; AppTest starts every run in the legacy mode.)
     """
     if getattr(_frame, "active", False):
         return
-    from streamlit.runtime.pages_manager import PagesManager
+    from xner_ui.app import pages
 
-    PagesManager.uses_pages_directory = False
+    st.navigation(pages(), position="hidden")
     st.rerun()
 
 
