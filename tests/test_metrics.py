@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections import Counter
 
 import numpy as np
@@ -523,19 +522,6 @@ def test_error_breakdown_invariants(pair):
             assert ec.gold_total == (s.type_score(etype).support if etype in s.types else 0)
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Speed
-
-
-def test_bootstrap_speed_10k_sentences():
-    gold, pred = noisy_corpus(10_000, seed=9)
-    counts = sentence_counts(gold, pred)
-    best = float("inf")
-    for _ in range(3):
-        t0 = time.perf_counter()
-        bootstrap_from_counts(counts, n_resamples=1000)
-        best = min(best, time.perf_counter() - t0)
-    assert best < 1.0, f"1000 resamples over 10k sentences took {best:.2f} s"
 
 
 def test_condition_rows_clean_and_perturbed():
