@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import queue
 import re
@@ -58,6 +59,7 @@ from .errors import ConfigError, DataError, XnerError
 from .numerics import PRECISIONS
 from .runner import CLEAN, EvalJob, eval_jobs, teacher_config
 
+log = logging.getLogger(__name__)
 PRESET_SUFFIXES: tuple[str, ...] = (".toml", ".yaml", ".yml")
 _TOP_KEYS: tuple[str, ...] = ("name", "description", "models", "pairs", "targets", "settings", "perturbations",
                               "seeds", "data", "training", "eval", "precision")
@@ -1029,6 +1031,8 @@ def run_plan(
     lock = threading.Lock()
 
     def event(kind: str, label: str = "", seconds: float = 0.0, message: str = "") -> None:
+        log.log(logging.WARNING if kind == "failed" else logging.INFO, "grid %s: %s %s%s", plan.spec.name, kind,
+                label, f" ({message})" if message else (f" {seconds:.1f}s" if seconds else ""))
         emit(GridEvent(kind, label, models_total, tally.models_done, jobs_total, tally.jobs_done, seconds, message))
 
     def on_written(job_id: str, n: int) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import platform
 import re
@@ -33,9 +34,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from . import __version__
-from .config import ExperimentConfig, config_from_dict, config_hash, config_to_dict
+from .config import ExperimentConfig, config_from_dict, config_hash, config_label, config_to_dict
 from .errors import ConfigError, XnerError
 from .paths import cache_dir
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -454,7 +457,11 @@ class ModelCache:
         """
         from filelock import Timeout
 
-        say = progress or (lambda message: None)
+        def say(message: str) -> None:
+            log.info("%s (%s)", message, config_label(config))
+            if progress is not None:
+                progress(message)
+
         digest = config_hash(config)
         lock = self._lock(digest)
         try:

@@ -23,6 +23,7 @@ weights, bit for bit, in any process).
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import os
 import time
@@ -35,6 +36,7 @@ from .errors import ConfigError, DataError, choices_message
 from .numerics import autocast, deterministic, resolve_device, resolve_precision
 from .tags import LABELS
 
+log = logging.getLogger(__name__)
 ProgressFn = Callable[[int, int, dict], None]
 
 SETTINGS: tuple[str, ...] = ("native", "transfer", "multi_source", "distill", "tapt")
@@ -554,6 +556,9 @@ def _train_loop(model: Any, tokenizer: Any, examples: Sequence[Encoded], soft: S
                 model.train()
             history.append(EpochStats(epoch + 1, loss_sum / max(1, len(batches)), dev_f1, epoch_train,
                                       len(batches)))
+            log.info("%s epoch %d/%d: loss %.4f, dev F1 %s, %.1f s, %d steps (%s)", stage, epoch + 1, spec.epochs,
+                     history[-1].loss, "-" if dev_f1 is None else f"{dev_f1:.4f}", epoch_train, len(batches),
+                     precision)
             if dev_f1 is not None:
                 if best_f1 is None or dev_f1 > best_f1:
                     best_f1, best_epoch, bad_epochs = dev_f1, epoch + 1, 0
