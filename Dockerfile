@@ -1,5 +1,6 @@
-# xner dashboard. The same install steps as the README's `make install`: torch first and pinned, then the pinned
-# requirements, then the project itself.
+# xner dashboard. The same install steps as the README's `make install`: torch first and pinned, then the lock
+# (requirements.txt, every other dependency at its exact version, installed by uv without resolving), then the
+# package itself, non-editable: the image runs the installed `xner app`, not the checkout.
 #
 #   docker build -t xner .                                   # CPU build of torch (default)
 #   docker build -t xner --build-arg TORCH_INDEX=cu128 .     # a CUDA build of torch (run with --gpus all)
@@ -27,16 +28,15 @@ RUN useradd --create-home --uid 1000 xner \
     && chown xner:xner /app /cache /data
 WORKDIR /app
 
-# Dependencies first (a code change does not reinstall them). torch comes from its own index, pinned, so the
-# requirements' torch==2.13.0 is already satisfied and pip never pulls another build.
-COPY requirements.txt pyproject.toml README.md ./
-RUN python -m pip install --upgrade pip \
+# Dependencies first (a code change does not reinstall them). torch comes from its own index, pinned; the lock
+# leaves torch out, so nothing pulls another build.
+COPY requirements.txt ./
+RUN python -m pip install "uv==$(sed -n 's/^uv==//p' requirements.txt)" \
     && python -m pip install "torch==${TORCH_VERSION}" --index-url "https://download.pytorch.org/whl/${TORCH_INDEX}" \
-    && python -m pip install -r requirements.txt
+    && uv pip install --system --no-deps -r requirements.txt
 
 COPY --chown=xner:xner . .
-# Editable, as `make install` does: xner_core reads its tables from the checkout's data/ folder.
-RUN python -m pip install --no-deps -e .
+RUN uv pip install --system --no-deps . && rm -rf /app/build
 
 USER xner
 VOLUME ["/cache"]
@@ -45,4 +45,4 @@ EXPOSE 8501
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=4).status == 200 else 1)"
 
-CMD ["streamlit", "run", "app.py", "--server.port=8501", "--server.address=0.0.0.0", "--server.headless=true"]
+CMD ["xner", "app", "--port", "8501", "--address", "0.0.0.0"]

@@ -7,7 +7,9 @@ Both sides get the same inputs and hyperparameters:
   `xner_core.train.encode_for_training` (labels on the first sub-token, -100 elsewhere; the same windows, and the
   same filter dropping windows without a labeled position, as `fine_tune` applies internally);
 - AdamW (no weight decay, eps 1e-8), linear warmup over 10 % of the steps then linear decay, grad-norm clipping
-  at 1.0, batch size 32, 1 epoch, the same lr and seed; fp32 on CPU, bf16 autocast on CUDA for both.
+  at 1.0, batch size 32, 1 epoch, the same lr and seed, and the same precision (`--precision`, default auto: bf16
+  autocast on CPUs with native bf16 and on CUDA; Trainer then gets `bf16=True`, its best CPU setting there).
+Ours also runs as `ours-fp32` (the same loop in fp32): bf16 must train as well as fp32 (dev F1 within 1 point).
 Ours runs twice: as shipped (the word-embedding matrix updated row-sparsely by `xner_core.rowadam.RowAdamW`, the
 same result as dense AdamW up to rounding) and as `ours-dense` (dense AdamW over the whole matrix).
 Trainer runs twice: with its default random sampler and with `train_sampling_strategy="group_by_length"` (its
@@ -48,7 +50,7 @@ from typing import Any, Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-VARIANTS: tuple[str, ...] = ("ours", "ours-dense", "random", "grouped")
+VARIANTS: tuple[str, ...] = ("ours", "ours-fp32", "ours-dense", "random", "grouped")
 SAMPLING = {"random": "random", "grouped": "group_by_length"}
 
 
@@ -94,7 +96,7 @@ def dev_f1(model: Any, tokenizer: Any, dev: Sequence[Any], device: Any) -> float
 
 
 def run_ours(model: Any, tokenizer: Any, train: Sequence[Any], args: argparse.Namespace, device: Any,
-             row_sparse: bool = True) -> tuple[Any, float, float, int, float | None]:
+             row_sparse: bool = True, precision: str | None = None) -> tuple[Any, float, float, int, float | None]:
     """Train with `xner_core.train.fine_tune` (no dev set inside the loop). Returns (model, wall, train, steps, loss).
 
     `row_sparse=False` is the same loop with dense AdamW over the whole word-embedding matrix (the same result up
@@ -105,7 +107,7 @@ def run_ours(model: Any, tokenizer: Any, train: Sequence[Any], args: argparse.Na
     t0 = time.perf_counter()
     res = fine_tune(model, tokenizer, list(train), None, epochs=1, lr=args.lr, batch_size=args.batch_size,
                     warmup_ratio=0.1, weight_decay=0.0, max_length=args.max_length, seed=args.seed, device=device,
-                    row_sparse_embeddings=row_sparse)
+                    row_sparse_embeddings=row_sparse, precision=precision or args.precision)
     wall = time.perf_counter() - t0
     loss = res.history[-1].loss if res.history else None
     return res.model, wall, res.train_seconds, res.steps, loss
@@ -143,7 +145,7 @@ def run_trainer(model: Any, tokenizer: Any, train: Sequence[Any], args: argparse
             report_to="none",
             disable_tqdm=True,
             use_cpu=not cuda,
-            bf16=cuda,
+            bf16=args.precision == "bf16",
             dataloader_num_workers=0,
             dataloader_pin_memory=cuda,
         )
@@ -172,6 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--device", default=None, help="cpu, cuda (default: cuda when available)")
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list of {', '.join(VARIANTS)}")
     p.add_argument("--repeat", type=int, default=2, help="runs per variant (round robin); the fastest counts")
+    p.add_argument("--precision", default="auto", help="auto, bf16 or fp32 for ours and Trainer alike")
     args = p.parse_args(argv)
 
     import torch
@@ -196,6 +199,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.lr = default_lr(args.model)
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    from xner_core.numerics import resolve_precision
+
+    args.precision = resolve_precision(args.precision, device)
     warnings.filterwarnings("ignore")
     from transformers.utils import logging as hf_logging
 
@@ -206,6 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     n_words = sum(len(s) for s in train)
     print(f"model {args.model}, {args.lang} train {len(train)} sentences ({n_words} words), dev {len(dev)}; "
           f"lr {args.lr}, batch {args.batch_size}, 1 epoch, warmup 10%, seed {args.seed}; device {device}, "
+          f"precision {args.precision}, "
           f"torch threads {torch.get_num_threads()}, load average before {os.getloadavg()}", flush=True)
 
     figures: dict[str, RunFigures] = {}
@@ -215,8 +222,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for rep in range(args.repeat):
         for name in variants:
             model, tokenizer = load_token_classifier(args.model, seed=args.seed)
-            if name in ("ours", "ours-dense"):
-                model, wall, train_s, steps, loss = run_ours(model, tokenizer, train, args, device, name == "ours")
+            if name in ("ours", "ours-dense", "ours-fp32"):
+                model, wall, train_s, steps, loss = run_ours(model, tokenizer, train, args, device,
+                                                             name != "ours-dense",
+                                                             "fp32" if name == "ours-fp32" else None)
             else:
                 model, wall, train_s, steps, loss = run_trainer(model, tokenizer, train, args, device,
                                                                 SAMPLING[name])
@@ -236,13 +245,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     extra = " ".join(
         f"ratio_{r.name}={ours.sps / r.sps:.2f} ratio_train_only_{r.name}={ours.train_sps / r.train_sps:.2f} "
         f"sps_trainer_{r.name}={r.sps:.1f} f1_trainer_{r.name}={r.dev_f1:.2f}" for r in trainers)
+    if "ours-fp32" in figures:
+        fp = figures["ours-fp32"]
+        extra += (f" sps_ours_fp32={fp.sps:.1f} f1_ours_fp32={fp.dev_f1:.2f} bf16_speedup={ours.sps / fp.sps:.2f} "
+                  f"f1_bf16_minus_fp32={ours.dev_f1 - fp.dev_f1:+.2f}")
     if "ours-dense" in figures:
         dense = figures["ours-dense"]
         extra += (f" sps_ours_dense={dense.sps:.1f} f1_ours_dense={dense.dev_f1:.2f} "
                   f"ratio_dense={dense.sps / best.sps:.2f} row_sparse_speedup={ours.sps / dense.sps:.2f}")
     print(f"ratio={ours.sps / best.sps:.2f} f1_ours={ours.dev_f1:.2f} f1_trainer={best.dev_f1:.2f} "
           f"trainer_variant={best.name} sps_ours={ours.sps:.1f} sps_trainer={best.sps:.1f} {extra} "
-          f"n={len(train)} model={args.model} device={device.type} load1={os.getloadavg()[0]:.2f}")
+          f"n={len(train)} model={args.model} device={device.type} precision={args.precision} "
+          f"load1={os.getloadavg()[0]:.2f}")
     return 0
 
 

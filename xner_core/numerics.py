@@ -7,8 +7,9 @@ without autocast.
 
 Precision is NOT part of a config's hash. It is treated like the device: it changes the rounding of the same
 recipe, not the recipe (data, options, seed). The cache manifest and every result row record the precision a
-model was trained and evaluated with, and `benchmarks/bench_precision.py` measures that bf16 and fp32 agree
-(the same model scored both ways; the same data and seed trained both ways). Keeping it out of the hash also
+model was trained and evaluated with, and the benchmarks measure that bf16 and fp32 agree
+(`benchmarks/bench_inference.py`: the same fine-tuned model scored both ways; `benchmarks/bench_training.py`:
+the same data and seed trained both ways). Keeping it out of the hash also
 keeps every hash made before precision was an option.
 
 Determinism. `deterministic()` switches PyTorch to its deterministic kernels for a block of work. Measured
