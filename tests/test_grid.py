@@ -49,6 +49,30 @@ def test_paper_preset_is_the_study_grid():
     assert spec.embed_model == "e5-small"
 
 
+def test_faithful_preset_is_the_study_recipe():
+    from xner_core.languages import reference_pairs
+
+    spec = load_spec("paper-faithful")
+    study = [(p.source, p.target) for p in reference_pairs()]
+    assert spec.pairs == tuple(p for p in study if p != ("cs", "sk")) and len(spec.pairs) == 12  # no cs data
+    assert spec.data == "paper-resplit" and spec.seeds == (0, 1, 2) and spec.precision == "auto"
+    o = spec.options
+    assert (o.epochs, o.batch_size, o.warmup_ratio, o.weight_decay, o.max_length) == (1, 8, 0.06, 0.0, 128)
+    assert o.max_train_sentences is None and o.max_dev_sentences == 0 and spec.test_limit is None
+    assert o.lr == 1e-4  # picked by scripts/lr_sweep.py on held-out es data (data/results/lr_sweep_e5-small.csv)
+    assert spec.perturbations == ("clean", "entity_replace", "context_replace", "entity_context", "person_swap",
+                                  "location_swap")
+
+
+def test_spec_precision_is_validated(tmp_path):
+    path = tmp_path / "p.toml"
+    path.write_text('name = "p"\nmodels = ["tiny"]\npairs = ["es-ca"]\nprecision = "fp16"\n')
+    with pytest.raises(ConfigError, match=r"precision.*auto, bf16, fp32"):
+        load_spec(str(path))
+    path.write_text('name = "p"\nmodels = ["tiny"]\npairs = ["es-ca"]\nprecision = "fp32"\n')
+    assert load_spec(str(path)).precision == "fp32"
+
+
 def test_diversity_preset_grows_source_sets():
     spec = load_spec("diversity")
     assert len(spec.targets) >= 3 and {"multi_source", "distill", "transfer"} <= set(spec.settings)
@@ -153,7 +177,7 @@ def test_spec_value_forms(tmp_path):
 
 
 def test_unknown_preset_and_bad_files(tmp_path):
-    with pytest.raises(ConfigError, match="unknown preset or spec file 'nosuch'; presets: diversity, paper, smoke"):
+    with pytest.raises(ConfigError, match="unknown preset or spec file 'nosuch'; presets: diversity, paper, paper-faithful, smoke"):
         load_spec("nosuch")
     (tmp_path / "g.json").write_text("{}")
     with pytest.raises(ConfigError, match=r"must end in \.toml, \.yaml or \.yml"):
@@ -464,6 +488,7 @@ def test_cli_errors(capsys, tmp_path, args, message):
 # -------------------------------------------------------------------------------------------------------- Ray
 
 
+@pytest.mark.slow  # ~95 s (a local Ray instance starts); run with -m slow or make test-all
 def test_ray_executor_on_smoke(wikiann_dir, tmp_path):
     ray = pytest.importorskip("ray")
     plan = expand(load_spec("smoke"), wikiann_dir, online=False)

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from xner_core.corpus import Sentence
 from xner_core.errors import ConfigError
 from xner_core.models import build_tiny
+from xner_core.numerics import resolve_device
 from xner_core.predict import (
     EntitySpan,
     Prediction,
@@ -30,7 +31,6 @@ from xner_core.predict import (
     join_words,
     predict_text,
     repair_iob2,
-    resolve_device,
     split_words,
 )
 from xner_core.tags import LABELS, LABEL2ID, is_valid_iob2, spans

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from .errors import ConfigError, DataError
+from .metrics import SCOPES as SCOPES  # re-exported: the scopes a job writes one row each for
 from .paths import cache_dir, committed_results_dir
 
 
