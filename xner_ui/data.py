@@ -94,7 +94,8 @@ class OverviewView:
 
 
 def overview_view(y: str, x: str, models: tuple[str, ...], settings: tuple[str, ...],
-                  perturbations: tuple[str, ...], origins: tuple[str, ...], protocol: str | None = None) -> OverviewView:
+                  perturbations: tuple[str, ...], origins: tuple[str, ...],
+                  protocol: str | None = None) -> OverviewView:
     """Points, scatter figure and correlation table of the overview (cached by choices + results stamp).
 
     Args:

@@ -41,7 +41,8 @@ def settings_flags(path: Path | None = None) -> list[str]:
     """
     with (path or settings_file()).open("rb") as fh:
         data = tomllib.load(fh)
-    return [f"--{section}.{key}={_flag_value(value)}" for section, table in data.items() for key, value in table.items()]
+    return [f"--{section}.{key}={_flag_value(value)}"
+            for section, table in data.items() for key, value in table.items()]
 
 
 def streamlit_command(port: int = 8501, address: str | None = None, extra: list[str] | None = None) -> list[str]:

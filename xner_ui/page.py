@@ -68,8 +68,8 @@ def chart(fig: Any, key: str, filename: str, *, select: bool = False) -> Any:
     """
     config = image_config(filename, shared().image_format)
     if select:  # a stable spec keeps the widget id, and so the clicked point, from one run to the next
-        return st.plotly_chart(canonical_figure(fig), key=key, on_select="rerun", selection_mode="points", config=config,
-                               width="stretch")
+        return st.plotly_chart(canonical_figure(fig), key=key, on_select="rerun", selection_mode="points",
+                               config=config, width="stretch")
     st.plotly_chart(fig, key=key, config=config, width="stretch")
     return None
 

@@ -140,6 +140,6 @@ def changed_positions(changes: Iterable[object]) -> set[int]:
     """
     out: set[int] = set()
     for c in changes:
-        start = getattr(c, "new_start")
-        out.update(range(start, start + len(getattr(c, "new"))))
+        start = c.new_start
+        out.update(range(start, start + len(c.new)))
     return out
