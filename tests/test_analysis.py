@@ -145,6 +145,21 @@ def test_view_points_averages_repeated_runs(tables):
     assert pts.iloc[0]["runs"] == 2
 
 
+def test_view_points_spread_across_seeds(tables):
+    drops = [0.10, 0.20, 0.15]
+    ours = pd.DataFrame([our_row(job_id=f"s{s}", seed=s, perturbation="entity_replace", f1=0.8 - d, clean_f1=0.8,
+                                 drop=d) for s, d in enumerate(drops)])
+    tidy = analysis.tidy_results(tables["published"], ours, tables["overlap"], tables["uriel"], reference_pairs())
+    pt = points_of(tidy, origins=["ours"]).iloc[0]
+    assert (pt["runs"], pt["seeds"]) == (3, 3)
+    assert pt["drop"] == pytest.approx(15.0)
+    assert pt["drop_sd"] == pytest.approx(float(np.std([10.0, 20.0, 15.0], ddof=1)))
+    assert pt["clean_f1_sd"] == pytest.approx(0.0)
+    one = points_of(analysis.tidy_results(tables["published"], ours.head(1), tables["overlap"], tables["uriel"],
+                                          reference_pairs()), origins=["ours"]).iloc[0]
+    assert one["seeds"] == 1 and np.isnan(one["drop_sd"])  # one run has no spread
+
+
 def test_view_points_filters(tidy):
     pts = points_of(tidy, models=["mbert"], settings=["transfer"], perturbations=["entity_replace"])
     assert len(pts) == 13

@@ -78,6 +78,17 @@ def test_scatter_point_selection_round_trip(tidy):
     assert analysis.selection_to_filter(event) == {"source": "nl", "target": "af", "model": "xlmr"}
 
 
+def test_overlap_scatter_error_bars_only_for_seed_spread(tidy):
+    pts = analysis.view_points(tidy, perturbations=["entity_replace"], settings=["transfer"], models=["mbert"])
+    fig = plots.overlap_scatter(pts, "paper_token_overlap", "drop", "x", "y")
+    assert all(t.error_y.array is None for t in traces(fig, "points"))  # the study's single runs: no bars
+    spread = pts.assign(drop_sd=np.linspace(0.5, 1.5, len(pts)))
+    fig = plots.overlap_scatter(spread, "paper_token_overlap", "drop", "x", "y")
+    (t,) = traces(fig, "points")
+    by_pair = dict(zip(spread["pair"], spread["drop_sd"]))
+    assert list(t.error_y.array) == pytest.approx([by_pair[p] for p in t.text])
+
+
 def test_overlap_scatter_empty():
     fig = plots.overlap_scatter(pd.DataFrame(), "x", "drop", "x", "y")
     assert not fig.data and fig.layout.annotations[0].text == "no points for these filters"

@@ -315,8 +315,11 @@ def view_points(
             Points average seeds; rows of different protocols are different experiments.
 
     Returns:
-        One row per point with the key columns, mean f1 / clean_f1 / drop and their CI columns, the features
-        (first value: they are properties of the pair), and `runs` (rows averaged).
+        One row per point with the key columns, mean f1 / clean_f1 / drop and their CI columns (the means of the
+        runs' bootstrap bounds), the features (first value: they are properties of the pair), `runs` (rows
+        averaged), `seeds` (distinct training seeds among them) and `f1_sd` / `clean_f1_sd` / `drop_sd`: the
+        sample standard deviation across those runs (NaN for a single run), the spread that seeds add to the
+        test-set uncertainty the bootstrap CIs describe.
     """
     df = tidy[tidy["scope"] == scope]
     if protocol is not None:
@@ -332,7 +335,12 @@ def view_points(
     agg: dict[str, Any] = {c: "mean" for c in values}
     agg.update({c: "first" for c in features})
     agg["job_id"] = "count"
-    out = df.groupby(list(_KEYS), sort=False, dropna=False).agg(agg).reset_index()
+    grouped = df.groupby(list(_KEYS), sort=False, dropna=False)
+    out = grouped.agg(agg).reset_index()
+    spread = grouped.agg(f1_sd=("f1", "std"), clean_f1_sd=("clean_f1", "std"), drop_sd=("drop", "std"),
+                         seeds=("seed", "nunique")).reset_index(drop=True)
+    out = pd.concat([out, spread], axis=1)
+    out["seeds"] = out["seeds"].clip(lower=1).astype(int)
     return out.rename(columns={"job_id": "runs"}).assign(runs=lambda d: d["runs"].clip(lower=1))
 
 

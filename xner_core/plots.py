@@ -141,7 +141,8 @@ def overlap_scatter(
     """The overview: y (F1 drop or F1) against a pair feature, a panel per (perturbation row, setting column).
 
     One marker trace per (panel, model, origin) with one point per pair, and an OLS line with its confidence
-    band for every such series that has at least 3 points with a non-constant x.
+    band for every such series that has at least 3 points with a non-constant x. Points that average several
+    seeds carry error bars of ± one standard deviation across the seeds (`<y>_sd` of `analysis.view_points`).
 
     Args:
         points: from `analysis.view_points` (key columns, the x and y columns).
@@ -188,8 +189,14 @@ def overlap_scatter(
                         meta={"kind": "fit", "series": name, "setting": setting, "perturbation": pert,
                               "slope": fit.slope, "intercept": fit.intercept},
                     ), row=r, col=c)
+                sd_col = f"{y}_sd"
+                sd = has_x[sd_col] if sd_col in has_x.columns else None
+                error_y = None
+                if sd is not None and sd.notna().any():
+                    error_y = {"type": "data", "array": [float(v) if v == v else 0.0 for v in sd], "visible": True,
+                               "thickness": 1, "width": 3, "color": colour}
                 fig.add_trace(go.Scatter(
-                    x=has_x[x], y=has_x[y], mode="markers", name=name, legendgroup=name,
+                    x=has_x[x], y=has_x[y], mode="markers", name=name, legendgroup=name, error_y=error_y,
                     showlegend=name not in shown,
                     marker={"color": colour, "symbol": ORIGIN_SYMBOLS.get(origin, "circle"), "size": 10,
                             "line": {"width": 1, "color": "white"}},
