@@ -258,14 +258,17 @@ def _example_variants(source: str, target: str, perturbation: str, n: int, seed:
 
 @st.cache_resource(show_spinner=False)
 def device_label() -> str:
-    """The torch device inference uses here ("cuda: <name>" or "cpu")."""
+    """The torch device inference uses here and its precision ("cuda: <name> · bf16" or "cpu · fp32")."""
     try:
         import torch
     except ImportError:
         return "cpu (torch not installed)"
+    from xner_core.numerics import resolve_precision
+
+    precision = resolve_precision("auto")  # what the dashboard's training and tagging use (XNER_PRECISION pins it)
     if torch.cuda.is_available():
-        return f"cuda: {torch.cuda.get_device_name(0)}"
-    return "cpu"
+        return f"cuda: {torch.cuda.get_device_name(0)} · {precision}"
+    return f"cpu · {precision}"
 
 
 @st.cache_data(show_spinner=False, ttl=60)

@@ -38,6 +38,8 @@ def test_overview_default_view_from_published_rows(no_data):
     hm = [t for t in heatmap["data"] if t["type"] == "heatmap"]
     assert [t["meta"]["setting"] for t in hm] == ["native", "transfer"]
     assert list(hm[0]["y"]) == [p.label for p in reference_pairs()]
+    # the sidebar says where and at which precision models run (the suite pins auto to fp32)
+    assert any(c.value.startswith("Device: **") and c.value.endswith(" · fp32**") for c in at.sidebar.caption)
     # Image export via the modebar; downloads for every chart/table.
     assert '"toImageButtonOptions"' in at.get("plotly_chart")[0].proto.config
     assert {b.key for b in at.get("download_button")} >= {"dl_points", "dl_stats", "dl_heatmap"}
