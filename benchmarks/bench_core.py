@@ -19,7 +19,6 @@ import gzip
 import os
 import random
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -30,14 +29,8 @@ from xner_core.overlap import (entity_chunk_overlap, entity_token_overlap, o_wor
                                subword_overlap)
 from xner_core.perturb import build_context, perturb_corpus  # noqa: E402
 
-
-def best_of(fn, repeat: int) -> tuple[float, object]:
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import best_of  # noqa: E402
 
 
 def pandas_load(path: Path):

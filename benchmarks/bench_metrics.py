@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -29,6 +28,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 from xner_core.metrics import bootstrap_ci  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import best_of  # noqa: E402
 
 TYPES = ("PER", "ORG", "LOC")
 
@@ -69,15 +71,6 @@ def baseline_ci(gold: list[list[str]], pred: list[list[str]], n_resamples: int, 
     return float(lo), float(hi)
 
 
-def best_of(repeat: int, fn) -> tuple[float, object]:
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sentences", type=int, default=10_000)
@@ -86,9 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args(argv)
     gold, pred = synthetic(args.sentences)
-    t_ours, ours = best_of(args.repeat, lambda: bootstrap_ci(gold, pred, n_resamples=args.resamples, seed=0))
-    t_base, base = best_of(max(1, args.repeat - 1),
-                           lambda: baseline_ci(gold, pred, n_resamples=args.baseline_resamples, seed=0))
+    t_ours, ours = best_of(lambda: bootstrap_ci(gold, pred, n_resamples=args.resamples, seed=0), args.repeat)
+    t_base, base = best_of(lambda: baseline_ci(gold, pred, n_resamples=args.baseline_resamples, seed=0),
+                           max(1, args.repeat - 1))
     t_base_full = t_base * args.resamples / args.baseline_resamples
     print(f"sentences {args.sentences}, resamples {args.resamples}")
     print(f"ours     {t_ours:8.3f} s   CI [{ours[0]:.4f}, {ours[1]:.4f}]")
