@@ -74,9 +74,9 @@ else:
     page.download_csv(points, f"xner_overview_points_{y}_{x}.csv", key="dl_points", label="Points (CSV)")
 
     st.subheader("Correlations")
-    st.caption("Per panel and series: Pearson and Spearman r with 95% percentile-bootstrap CIs (2,000 "
-               "resamples of the pairs), two-sided p-values, and the OLS line drawn above (band: 95% CI of the "
-               "mean).")
+    st.caption("Per panel and series: Pearson and Spearman r with 95% CIs and two-sided p-values from Fisher's z "
+               "(one method: a CI excludes 0 exactly when p < 0.05; no correction for the many tests shown), and "
+               "the OLS line drawn above (band: 95% CI of the mean).")
     stats = view.stats
     st.dataframe(
         stats, hide_index=True, width="stretch",

@@ -5,7 +5,7 @@ the same tidy frame the dashboard draws (`xner_core.analysis`), and writes/print
 
 1. `data/results/paper_<model>_summary.csv`: one row per reference pair with our native and transfer F1 (clean)
    and F1 drops under P1/P2/P3 and the name swaps, beside the study's mBERT and XLM-R numbers;
-2. the study's main findings tested on our points and on its own: Pearson/Spearman r (bootstrap 95% CI, p) of
+2. the study's main findings tested on our points and on its own: Pearson/Spearman r (Fisher-z 95% CI and p) of
    transfer F1 and of the F1 drops against entity-token overlap (our measure and the study's), and whether
    transfer models lose less than native ones (paired over pairs, Wilcoxon signed-rank).
 

@@ -8,6 +8,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from xner_core import analysis
@@ -181,17 +183,49 @@ def test_pearson_and_spearman_match_scipy(transfer_p1):
     s = analysis.correlation(x, y, "spearman")
     ref_p = stats.pearsonr(x, y)
     ref_s = stats.spearmanr(x, y)
-    assert p.r == pytest.approx(ref_p.statistic, abs=1e-12) and p.p == pytest.approx(ref_p.pvalue, rel=1e-9)
-    assert s.r == pytest.approx(ref_s.statistic, abs=1e-12) and s.p == pytest.approx(ref_s.pvalue, rel=1e-9)
-    assert p.n == s.n == 13
+    assert p.r == pytest.approx(ref_p.statistic, abs=1e-12)
+    assert s.r == pytest.approx(ref_s.statistic, abs=1e-12)
+    assert p.n == s.n == 13 and p.interval == s.interval == "fisher"
     for c in (p, s):
         assert -1 <= c.low <= c.r <= c.high <= 1
+    # Fisher's z by hand: se 1/sqrt(n-3) for Pearson, sqrt(1.06/(n-3)) for Spearman
+    for c, var in ((p, 1.0), (s, 1.06)):
+        z, se = math.atanh(c.r), math.sqrt(var / (13 - 3))
+        assert c.low == pytest.approx(math.tanh(z - stats.norm.ppf(0.975) * se), abs=1e-12)
+        assert c.high == pytest.approx(math.tanh(z + stats.norm.ppf(0.975) * se), abs=1e-12)
+        assert c.p == pytest.approx(2 * stats.norm.sf(abs(z) / se), rel=1e-12)
+    # the bootstrap option keeps scipy's p-values
+    b = analysis.correlation(x, y, "pearson", interval="bootstrap")
+    assert b.p == pytest.approx(ref_p.pvalue, rel=1e-9) and b.interval == "bootstrap"
+
+
+@settings(max_examples=300, deadline=None)
+@given(n=st.integers(4, 40), slope=st.floats(-2, 2), noise=st.floats(0.05, 3), seed=st.integers(0, 10**6),
+       method=st.sampled_from(["pearson", "spearman"]), level=st.sampled_from([0.9, 0.95, 0.99]))
+def test_every_reported_interval_excludes_zero_exactly_when_p_is_below_alpha(n, slope, noise, seed, method, level):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    y = slope * x + noise * rng.normal(size=n)
+    c = analysis.correlation(x, y, method, level=level)
+    if not np.isfinite(c.p) or abs(c.p - (1 - level)) < 1e-9:
+        return  # undefined, or exactly on the boundary
+    assert (c.low > 0 or c.high < 0) == (c.p < 1 - level)
+
+
+def test_stats_table_intervals_agree_with_their_p_values(tidy):
+    pts = points_of(tidy, perturbations=["entity_replace", "context_replace", "entity_context"])
+    table = analysis.stats_table(pts, "paper_token_overlap", "drop")
+    assert len(table) >= 8
+    for m in ("pearson", "spearman"):
+        ok = table[f"{m}_p"].notna()
+        excl = (table[f"{m}_low"] > 0) | (table[f"{m}_high"] < 0)
+        assert (excl[ok] == (table[f"{m}_p"][ok] < 0.05)).all()
 
 
 def test_bootstrap_ci_equals_a_plain_loop(transfer_p1):
     x = transfer_p1["paper_token_overlap"].to_numpy()
     y = transfer_p1["drop"].to_numpy()
-    got = analysis.correlation(x, y, "spearman", n_boot=300, seed=7)
+    got = analysis.correlation(x, y, "spearman", n_boot=300, seed=7, interval="bootstrap")
     rng = np.random.default_rng(7)
     idx = rng.integers(0, len(x), size=(300, len(x)))
     boots = []
@@ -213,6 +247,8 @@ def test_correlation_is_deterministic_and_nan_when_undefined():
         assert math.isnan(c.r) and math.isnan(c.low) and math.isnan(c.p)
     with pytest.raises(ValueError, match="kendall"):
         analysis.correlation(x, y, "kendall")
+    with pytest.raises(ValueError, match="fisher, bootstrap"):
+        analysis.correlation(x, y, interval="bca")
 
 
 def test_ols_matches_linregress_and_band_contains_line(transfer_p1):
