@@ -462,3 +462,29 @@ def test_diversity_best_single_source_comes_from_the_same_protocol(tables):
     best = view[view["setting"] == "best single source"]
     assert best["f1"].tolist() == [70.0] and set(view["protocol"]) == {
         "wikiann-rahimi · ≤2000 train · 1 epoch · test ≤1000"}
+
+
+def test_holm_adjusts_in_order_and_keeps_nan():
+    got = analysis.holm([0.01, 0.04, float("nan"), 0.03, 0.5])
+    # m = 4 finite: sorted 0.01, 0.03, 0.04, 0.5 -> 0.04, 0.09, max(0.09, 0.08), max(0.09, 0.5)
+    assert got[0] == pytest.approx(0.04) and got[3] == pytest.approx(0.09) and got[1] == pytest.approx(0.09)
+    assert got[4] == pytest.approx(0.5) and math.isnan(got[2])
+    assert analysis.holm([0.9, 0.8]) == [1.0, 1.0]
+    assert analysis.holm([]) == []
+
+
+def test_leave_one_out_names_the_high_leverage_pair():
+    x = [0.1, 0.2, 0.3, 0.4, 0.5, 0.95]
+    y = [1.0, 0.8, 1.1, 0.9, 1.0, 5.0]  # flat except one extreme point
+    loo = analysis.leave_one_out(x, y, list("abcdef"))
+    assert loo.iloc[0]["left_out"] == "f" and loo.iloc[0]["shift"] < -0.5  # without f the correlation vanishes
+    assert len(loo) == 6 and (loo["n"] == 5).all()
+    with pytest.raises(ValueError, match="same length"):
+        analysis.leave_one_out(x, y, list("abc"))
+
+
+def test_stats_table_holm_column(tidy):
+    pts = points_of(tidy, perturbations=["entity_replace", "context_replace", "entity_context"])
+    table = analysis.stats_table(pts, "paper_token_overlap", "drop")
+    assert (table["pearson_p_holm"] >= table["pearson_p"] - 1e-12).all()
+    assert table["pearson_p_holm"].tolist() == pytest.approx(analysis.holm(table["pearson_p"].tolist()))

@@ -598,6 +598,57 @@ def correlation(x: Sequence[float], y: Sequence[float], method: str = "pearson",
     return Correlation(method, r, float(blow), float(bhigh), p, n, level, interval)
 
 
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (family-wise error control over the whole family given).
+
+    Args:
+        pvalues: the family's p-values; NaNs are left out of the family and stay NaN.
+
+    Returns:
+        Adjusted p-values in the input order: the k-th smallest of m gets max over j <= k of min(1, (m-j+1) p_(j)).
+    """
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    m = len(ok)
+    if m == 0:
+        return out.tolist()
+    order = ok[np.argsort(p[ok], kind="stable")]
+    running = 0.0
+    for k, i in enumerate(order):
+        running = max(running, min(1.0, (m - k) * p[i]))
+        out[i] = running
+    return out.tolist()
+
+
+def leave_one_out(x: Sequence[float], y: Sequence[float], labels: Sequence[str], method: str = "pearson",
+                  level: float = 0.95) -> pd.DataFrame:
+    """The correlation with each point left out in turn: how much one language pair drives it.
+
+    Args:
+        x, y: the points' feature and outcome.
+        labels: one label per point (e.g. the pair "it→scn").
+        method: "pearson" or "spearman".
+        level: CI level of each refit (Fisher's z).
+
+    Returns:
+        One row per point: left_out, r, low, high, p, n, and shift (r without the point minus r with all points),
+        largest |shift| first.
+    """
+    xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if not (len(xa) == len(ya) == len(labels)):
+        raise ValueError(f"x, y and labels must have the same length; got {len(xa)}, {len(ya)}, {len(labels)}")
+    full = correlation(xa.tolist(), ya.tolist(), method, level=level).r
+    rows = []
+    for i, label in enumerate(labels):
+        keep = np.arange(len(xa)) != i
+        c = correlation(xa[keep].tolist(), ya[keep].tolist(), method, level=level)
+        rows.append({"left_out": label, "r": c.r, "low": c.low, "high": c.high, "p": c.p, "n": c.n,
+                     "shift": c.r - full})
+    out = pd.DataFrame(rows, columns=["left_out", "r", "low", "high", "p", "n", "shift"])
+    return out.reindex(out["shift"].abs().sort_values(ascending=False, kind="stable").index).reset_index(drop=True)
+
+
 @dataclass(frozen=True)
 class OlsFit:
     """An ordinary-least-squares line y = intercept + slope * x with a confidence band for the mean.
@@ -675,11 +726,12 @@ def stats_table(points: pd.DataFrame, x: str, y: str, by: Sequence[str] = ("sett
         n_boot, level, seed: as for `correlation`.
 
     Returns:
-        One row per group: the `by` columns, n, pearson_r, pearson_low, pearson_high, pearson_p, spearman_r,
-        spearman_low, spearman_high, spearman_p, slope, intercept, r2.
+        One row per group: the `by` columns, n, pearson_r, pearson_low, pearson_high, pearson_p, pearson_p_holm,
+        spearman_r, spearman_low, spearman_high, spearman_p, spearman_p_holm, slope, intercept, r2. The Holm
+        columns adjust each method's p-values over the table's groups (the family a reader scans at once).
     """
-    cols = [*by, "n", "pearson_r", "pearson_low", "pearson_high", "pearson_p", "spearman_r", "spearman_low",
-            "spearman_high", "spearman_p", "slope", "intercept", "r2"]
+    cols = [*by, "n", "pearson_r", "pearson_low", "pearson_high", "pearson_p", "pearson_p_holm", "spearman_r",
+            "spearman_low", "spearman_high", "spearman_p", "spearman_p_holm", "slope", "intercept", "r2"]
     if points.empty:
         return pd.DataFrame(columns=cols)
     rows = []
@@ -689,9 +741,12 @@ def stats_table(points: pd.DataFrame, x: str, y: str, by: Sequence[str] = ("sett
         sr = correlation(group[x], group[y], "spearman", n_boot, level, seed)
         fit = ols_fit(group[x], group[y], level)
         nan = float("nan")
-        rows.append([*key, pr.n, pr.r, pr.low, pr.high, pr.p, sr.r, sr.low, sr.high, sr.p,
+        rows.append([*key, pr.n, pr.r, pr.low, pr.high, pr.p, nan, sr.r, sr.low, sr.high, sr.p, nan,
                      fit.slope if fit else nan, fit.intercept if fit else nan, fit.r2 if fit else nan])
-    return pd.DataFrame(rows, columns=cols)
+    table = pd.DataFrame(rows, columns=cols)
+    for m in ("pearson", "spearman"):
+        table[f"{m}_p_holm"] = holm(table[f"{m}_p"].tolist())
+    return table
 
 
 def robustness_gap(points: pd.DataFrame, by: Sequence[str] = ("origin", "model", "perturbation")) -> pd.DataFrame:
