@@ -116,4 +116,5 @@ def test_features_follow_the_selected_run(committed, no_data):
         feat = at.dataframe[1].value.set_index("feature")
         native = run[run["setting"] == "native"]["entity_token_overlap"].iloc[0]
         assert round(feat.loc["Entity-token overlap (ours)", "native"], 6) == round(float(native), 6)
-        assert any("by our run" in c.value and "test ≤2000" in c.value for c in at.caption)
+        test_cap = protocol.split(" · ")[-1]  # e.g. "test ≤2000" or "full test"
+        assert any("by our run" in c.value and test_cap in c.value for c in at.caption)
