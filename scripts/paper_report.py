@@ -93,6 +93,12 @@ def main() -> int:
             print(f"  {x:22s} {r['origin']:9s} {r['model']:9s} n={r['n']:2d} pearson r={r['pearson_r']:+.2f} "
                   f"[{r['pearson_low']:+.2f}, {r['pearson_high']:+.2f}] p={r['pearson_p']:.3f}  spearman "
                   f"{r['spearman_r']:+.2f} p={r['spearman_p']:.3f}")
+    ours_clean = transfer[(transfer["perturbation"] == "clean") & (transfer["origin"] == "ours")]
+    loo = analysis.leave_one_out(ours_clean["entity_token_overlap"].tolist(), ours_clean["f1"].tolist(),
+                                 ours_clean["pair"].tolist())
+    top = ", ".join(f"without {r['left_out']} r={r['r']:+.2f} (p={r['p']:.3f})" for _, r in loo.head(3).iterrows())
+    print(f"  leave-one-pair-out (ours, entity_token_overlap): r ranges {loo['r'].min():+.2f} to {loo['r'].max():+.2f};"
+          f" largest shifts: {top}")
     print("\nTransfer F1 drop vs entity-token overlap, per perturbation")
     perturbed = transfer[transfer["perturbation"] != "clean"]
     for x in ("entity_token_overlap", "paper_token_overlap"):
@@ -100,7 +106,8 @@ def main() -> int:
         for _, r in st.iterrows():
             print(f"  {x:22s} {r['origin']:9s} {r['model']:9s} {SHORT.get(r['perturbation'], r['perturbation']):8s}"
                   f" n={r['n']:2d} pearson r={r['pearson_r']:+.2f} [{r['pearson_low']:+.2f}, {r['pearson_high']:+.2f}]"
-                  f" p={r['pearson_p']:.3f}  spearman {r['spearman_r']:+.2f} p={r['spearman_p']:.3f}")
+                  f" p={r['pearson_p']:.3f} (Holm {r['pearson_p_holm']:.3f})  spearman {r['spearman_r']:+.2f}"
+                  f" p={r['spearman_p']:.3f}")
     print("\nDo transfer models lose less than native ones? (drops in F1 points, paired by pair)")
     gap = analysis.robustness_gap(points)
     for _, r in gap.iterrows():
