@@ -103,6 +103,7 @@ def test_evaluate_rows_follow_the_schema(env):
         # predictions are kept on disk under the job id
         saved = load_predictions(o.job.id, env["cache"])
         assert [tuple(s["pred"]) for s in saved] == [tuple(p) for p in o.predictions]
+        assert {s["dtype"] for s in saved} == {o.rows[0]["eval_dtype"]} == {"fp32"}
     assert clean["sentences_changed_frac"] == 0.0 and clean["drop"] == 0.0
     swap = outs[3].rows[0]
     assert swap["entities_changed_frac"] > 0  # location_swap replaced LOC chunks with an's names
@@ -135,6 +136,29 @@ def test_iter_evaluate_skips_done_jobs(env):
     assert list(iter_evaluate(untrained, PERTS, data_dir=env["data"], cache=env["cache"], skip=all_ids,
                               **EVAL)) == []
     assert not (Path(env["cache"]) / "models" / config_hash(untrained)).exists()
+
+
+def test_stored_predictions_are_reused_only_at_their_precision(env, monkeypatch, tmp_path):
+    from xner_core import predict as predict_module
+
+    config = cfg("ca")
+    lm = train_model(config, data_dir=env["data"], cache=tmp_path)  # its own cache: the others stay as they are
+    calls: list[str] = []
+    original = predict_module.predict_tags
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("precision", "auto"))
+        return original(*args, **kwargs)
+
+    # the runner imports predict_tags where it calls it, so the patch reaches it
+    monkeypatch.setattr(predict_module, "predict_tags", counting)
+    fp = evaluate(config, (), data_dir=env["data"], cache=tmp_path, loaded=lm, precision="fp32", **EVAL)
+    again = evaluate(config, (), data_dir=env["data"], cache=tmp_path, loaded=lm, precision="fp32", **EVAL)
+    assert calls == ["fp32"]  # the second run read the stored fp32 predictions
+    bf = evaluate(config, (), data_dir=env["data"], cache=tmp_path, loaded=lm, precision="bf16", **EVAL)
+    assert calls == ["fp32", "bf16"]  # another precision is predicted again, not read from the fp32 file
+    assert fp[0].rows[0]["eval_dtype"] == again[0].rows[0]["eval_dtype"] == "fp32"
+    assert bf[0].rows[0]["eval_dtype"] == "bf16" and bf[0].rows[0]["train_dtype"] == "fp32"
 
 
 def test_shared_parts_are_built_once_per_seen_and_test_set(env):

@@ -392,11 +392,12 @@ def predictions_dir(cache: str | os.PathLike[str] | None = None) -> Path:
 
 
 def save_predictions(job_id: str, sentences: Sequence[Sentence], predictions: Sequence[Sequence[str]],
-                     cache: str | os.PathLike[str] | None = None) -> Path:
-    """Write a job's sentences, gold tags and predicted tags (gzip JSON, atomic)."""
+                     cache: str | os.PathLike[str] | None = None, dtype: str | None = None) -> Path:
+    """Write a job's sentences, gold tags and predicted tags (gzip JSON, atomic); `dtype` records the precision
+    they were predicted at (`eval_dtype`), so a later evaluation at another precision does not reuse them."""
     d = predictions_dir(cache)
     d.mkdir(parents=True, exist_ok=True)
-    payload = [{"id": s.id, "tokens": list(s.tokens), "gold": list(s.tags), "pred": list(p)}
+    payload = [{"id": s.id, "tokens": list(s.tokens), "gold": list(s.tags), "pred": list(p), "dtype": dtype}
                for s, p in zip(sentences, predictions)]
     path = d / f"{job_id}.json.gz"
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -748,12 +749,13 @@ def iter_evaluate(
             report = result.report.as_dict()
         cached = load_predictions(job.id, cache)
         if cached is not None and len(cached) == len(corpus) and all(
-                tuple(c["tokens"]) == s.tokens for c, s in zip(cached, corpus)):
+                tuple(c["tokens"]) == s.tokens and c.get("dtype") == common["eval_dtype"]
+                for c, s in zip(cached, corpus)):
             pred = [list(c["pred"]) for c in cached]
         else:
             pred = predict_tags(lm.model, lm.tokenizer, list(corpus), batch_size=batch_size, device=device,
                                 backend=backend, precision=precision)
-            save_predictions(job.id, corpus.sentences, pred, cache)
+            save_predictions(job.id, corpus.sentences, pred, cache, dtype=common["eval_dtype"])
         gold = corpus.tags
         if name == CLEAN:
             clean_tags = pred
