@@ -715,6 +715,7 @@ def iter_evaluate(
     donor_lang = donor or config.target
     needs_donor = any(_needs(n, "donor") for n in names)
     ctx_key = (seen_key, test_key, donor_lang if needs_donor else None, embed_model)
+    eval_dtype = "int8" if backend == "onnx-int8" else resolve_precision(precision, device)
     common = {
         "config_hash": config_hash(config), "model": config.model,
         "sources": ",".join(canonical_sources(config) or (config.target,)), "target": config.target,
@@ -722,7 +723,7 @@ def iter_evaluate(
         "seed": config.seed, "data_protocol": config.data, "test_split": "test", "test_limit": test_limit,
         "train_seconds": train_seconds, "device": _device_name(lm.model), "versions": _versions(),
         "train_dtype": trained_precision(lm.manifest),
-        "eval_dtype": "int8" if backend == "onnx-int8" else resolve_precision(precision, device),
+        "eval_dtype": eval_dtype,
     }
     wanted = {j.id for j in todo}
     clean_tags: list[list[str]] | None = None
@@ -749,13 +750,13 @@ def iter_evaluate(
             report = result.report.as_dict()
         cached = load_predictions(job.id, cache)
         if cached is not None and len(cached) == len(corpus) and all(
-                tuple(c["tokens"]) == s.tokens and c.get("dtype") == common["eval_dtype"]
+                tuple(c["tokens"]) == s.tokens and c.get("dtype") == eval_dtype
                 for c, s in zip(cached, corpus)):
             pred = [list(c["pred"]) for c in cached]
         else:
             pred = predict_tags(lm.model, lm.tokenizer, list(corpus), batch_size=batch_size, device=device,
                                 backend=backend, precision=precision)
-            save_predictions(job.id, corpus.sentences, pred, cache, dtype=common["eval_dtype"])
+            save_predictions(job.id, corpus.sentences, pred, cache, dtype=eval_dtype)
         gold = corpus.tags
         if name == CLEAN:
             clean_tags = pred
