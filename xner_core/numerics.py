@@ -47,10 +47,7 @@ def resolve_device(device: Any = None) -> Any:
 
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ConfigError(f"unknown device {device!r}; choose one of: auto, cpu, cuda, cuda:N") from exc
+    dev = _parse_device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} asked for but CUDA is not available here; choose one of: auto, cpu")
     return dev
@@ -65,12 +62,17 @@ def device_type(device: Any = None) -> str:
     Returns:
         The device type; None/"auto" gives this machine's default.
     """
-    import torch
-
     if device is None or device == "auto":
         return resolve_device(None).type
+    return _parse_device(device).type
+
+
+def _parse_device(device: Any) -> Any:
+    """`torch.device(device)`, with a ConfigError naming the allowed spellings when it is not one."""
+    import torch
+
     try:
-        return torch.device(device).type
+        return torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ConfigError(f"unknown device {device!r}; choose one of: auto, cpu, cuda, cuda:N") from exc
 

@@ -301,10 +301,6 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _autocast(device: Any, precision: str) -> Any:
-    return autocast(device, precision)
-
-
 def _optimizer(model: Any, lr: float, weight_decay: float) -> Any:
     """AdamW with no decay on biases and LayerNorm weights (the usual BERT recipe)."""
     import torch
@@ -526,7 +522,7 @@ def _train_loop(model: Any, tokenizer: Any, examples: Sequence[Encoded], soft: S
                 if spec.robust == "adversarial":
                     loss = _adversarial_step(model, ids, mask, labels, batch_soft, spec, dev_device, precision)
                 else:
-                    with _autocast(dev_device, precision):
+                    with autocast(dev_device, precision):
                         loss = _task_loss(model, ids, mask, labels, batch_soft, spec.temperature)
                     loss.backward()
                 torch.nn.utils.clip_grad_norm_(clip, 1.0)
@@ -601,13 +597,13 @@ def _adversarial_step(model: Any, ids: Any, mask: Any, labels: Any, soft: Any, s
     embeds = model.get_input_embeddings()(ids)
     if not embeds.requires_grad:  # frozen embeddings: still need dL/de for the attack
         embeds = embeds.detach().requires_grad_(True)
-    with _autocast(device, precision):
+    with autocast(device, precision):
         clean = _task_loss(model, ids, mask, labels, soft, spec.temperature, embeds=embeds)
     (grad,) = torch.autograd.grad(clean, embeds, retain_graph=True)
     grad = grad.float() * mask.unsqueeze(-1).float()
     norm = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1)
     delta = (spec.robust_epsilon * grad / norm).to(embeds.dtype).detach()
-    with _autocast(device, precision):
+    with autocast(device, precision):
         adv = _task_loss(model, ids, mask, labels, soft, spec.temperature, embeds=embeds + delta)
     (clean + adv).backward()
     return clean
@@ -763,7 +759,7 @@ def teacher_soft_labels(
             for start in range(0, len(order), batch_size):
                 idx = order[start:start + batch_size]
                 ids, mask, labels = _collate([windows[i] for i in idx], _pad_id(tokenizer))
-                with _autocast(dev, precision):
+                with autocast(dev, precision):
                     logits = teacher(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits
                 p = torch.softmax(logits.float() / temperature, dim=-1).cpu()
                 for row, i in enumerate(idx):
@@ -1083,7 +1079,7 @@ def mlm_adapt(
                     ids, mask, _ = _collate([windows[i] for i in batch], _pad_id(tokenizer))
                     inputs, targets = _mask_tokens(ids, mask, special, tokenizer.mask_token_id, vocab, mask_prob, gen)
                     inputs, mask, targets = inputs.to(dev), mask.to(dev), targets.to(dev)
-                    with _autocast(dev, precision):
+                    with autocast(dev, precision):
                         if head is not None:
                             # Predict only the masked positions: full-vocabulary logits for every position
                             # (250k pieces for XLM-R vocabularies) would dominate time and memory.

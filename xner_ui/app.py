@@ -41,17 +41,6 @@ def pages_dir() -> Path:
         return Path(__file__).resolve().parent.parent / "pages"
 
 
-def entry_script() -> Path:
-    """This module's file: the script `xner app` hands to `streamlit run`."""
-    return Path(__file__).resolve()
-
-
-def config_file() -> Path:
-    """The dashboard's Streamlit settings (`xner_ui/streamlit.toml`; the checkout's `.streamlit/config.toml`
-    links to it)."""
-    return Path(str(resources.files("xner_ui").joinpath("streamlit.toml")))
-
-
 def pages() -> list[st.Page]:
     """The registered pages, by absolute path (valid whichever script Streamlit was started with)."""
     root = pages_dir()
