@@ -23,11 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from xner_core import corpus as corpus_mod  # noqa: E402
-from xner_core.corpus import load_wikiann, wikiann_file  # noqa: E402
-from xner_core.overlap import (entity_chunk_overlap, entity_token_overlap, o_word_overlap,  # noqa: E402
-                               subword_overlap)
-from xner_core.perturb import build_context, perturb_corpus  # noqa: E402
+from xner_core.corpus import wikiann as corpus_mod  # noqa: E402
+from xner_core.corpus.wikiann import load_wikiann, wikiann_file  # noqa: E402
+from xner_core.features.overlap import entity_chunk_overlap, entity_token_overlap, o_word_overlap, subword_overlap  # noqa: E402
+from xner_core.perturb.registry import build_context, perturb_corpus  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import best_of  # noqa: E402
@@ -122,7 +121,7 @@ def main() -> None:
     t_ov, (tok, chunk, word) = best_of(ours_overlap, args.repeat)
     b_ov, (b_tok, b_chunk) = best_of(lambda: notebook_overlap(src_path, tgt_path), args.repeat)
 
-    from xner_core.models import build_tiny_tokenizer
+    from xner_core.models.registry import build_tiny_tokenizer
 
     tokenizer = build_tiny_tokenizer([" ".join(s.tokens) for s in src.sentences[:2000]], vocab_size=8000)
     t_sub, sub = best_of(lambda: subword_overlap(src, tgt, tokenizer), 1)

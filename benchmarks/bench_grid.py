@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from xner_core import runner  # noqa: E402
-from xner_core.grid import expand, load_spec, run_plan  # noqa: E402
-from xner_core.results import ResultsStore  # noqa: E402
+from xner_core.evaluation import runner  # noqa: E402
+from xner_core.experiments.grid import expand, load_spec, run_plan  # noqa: E402
+from xner_core.experiments.store import ResultsStore  # noqa: E402
 
 
 def main() -> None:

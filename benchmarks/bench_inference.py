@@ -65,7 +65,7 @@ def f1(gold: list[list[str]], pred: list[list[str]]) -> float:
 
 def load_model(name: str) -> tuple[Any, Any, bool]:
     """Return (model, tokenizer, has_trained_head). A directory with an IOB2 id2label counts as fine-tuned."""
-    from xner_core.models import load_token_classifier
+    from xner_core.models.registry import load_token_classifier
 
     path = Path(name)
     trained = False
@@ -82,8 +82,8 @@ def resolve_model(name: str, lang: str) -> str:
     cache has none)."""
     if name != "auto":
         return name
-    from xner_core.config import make_config
-    from xner_core.runner import find_cached, model_cache, train_model
+    from xner_core.evaluation.runner import find_cached, model_cache, train_model
+    from xner_core.experiments.config import make_config
 
     found = find_cached("e5-small", "transfer", lang, lang)
     if not found:
@@ -125,9 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from transformers import pipeline
     from transformers.utils import logging as hf_logging
 
-    from xner_core.corpus import load_wikiann
-    from xner_core.onnx_backend import load_onnx_int8
-    from xner_core.predict import predict_tags
+    from xner_core.corpus.wikiann import load_wikiann
+    from xner_core.inference.onnx import load_onnx_int8
+    from xner_core.inference.predict import predict_tags
 
     hf_logging.set_verbosity_error()
     warnings.filterwarnings("ignore", message="Tokenizer does not support real words")  # the pipeline's, per call

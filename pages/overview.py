@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from xner_core import analysis, plots
-from xner_core.perturb import perturbation_names
+from xner_core.analysis import plots
+from xner_core.analysis import stats as analysis
+from xner_core.perturb.registry import perturbation_names
 from xner_ui import data, page, state
 
 state.require_app()

@@ -2,7 +2,7 @@
 
 Clean vs perturbed F1 of the native and transfer models (published beside ours, CIs for ours), per-type F1
 (ours), the pair's overlap and URIEL features, and an example viewer of original vs perturbed test sentences
-computed live with `xner_core.perturb`, gold entities highlighted beside the cached native and transfer models'
+computed live with `xner_core.perturb.registry`, gold entities highlighted beside the cached native and transfer models'
 predictions (`xner_ui.hooks`).
 """
 
@@ -11,11 +11,12 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from xner_core import analysis, plots
-from xner_core.corpus import Sentence
-from xner_core.languages import get_language, parse_pair
-from xner_core.perturb import get_perturbation
-from xner_core.predict import join_words
+from xner_core.analysis import plots
+from xner_core.analysis import stats as analysis
+from xner_core.corpus.languages import get_language, parse_pair
+from xner_core.corpus.wikiann import Sentence
+from xner_core.inference.predict import join_words
+from xner_core.perturb.registry import get_perturbation
 from xner_ui import data, hooks, page, render, state
 from xner_ui.model_panel import model_panel
 

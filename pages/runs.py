@@ -1,7 +1,7 @@
 """Runs: what the results store and the committed result tables hold, a grid's status, the cached models (and
 which of them this server process holds in memory), and exports.
 
-The store is the local DuckDB file (`xner_core.results.ResultsStore`, default `<cache>/results.duckdb`, env
+The store is the local DuckDB file (`xner_core.experiments.store.ResultsStore`, default `<cache>/results.duckdb`, env
 XNER_RESULTS); committed tables are `data/results/*.parquet`. Both feed every other page.
 """
 
@@ -12,8 +12,8 @@ import io
 import pandas as pd
 import streamlit as st
 
-from xner_core import analysis
-from xner_core.results import default_store_path
+from xner_core.analysis import stats as analysis
+from xner_core.experiments.store import default_store_path
 from xner_ui import data, hooks, page, render, state
 
 state.require_app()
@@ -53,8 +53,8 @@ for title, frame, key in (("Local store", store, "store"), ("Committed results",
 
 st.subheader("Grid status")
 with page.guarded("the grid status"):
-    from xner_core.grid import expand, load_spec, plan_status, preset_names, status_rows
-    from xner_core.results import ResultsStore
+    from xner_core.experiments.grid import expand, load_spec, plan_status, preset_names, status_rows
+    from xner_core.experiments.store import ResultsStore
 
     preset = state.select("Preset", preset_names(), "grid", "paper", radio=True)
     spec = load_spec(preset)
@@ -74,13 +74,13 @@ with page.guarded("the grid status"):
 
 st.subheader("Cached models")
 with page.guarded("the model list"):
-    from xner_core.runner import cached_configs
+    from xner_core.evaluation.runner import cached_configs
 
     models = cached_configs()
     if not models:
         st.info("No trained models in the cache yet (`xner train ...` or a grid run puts them there).")
     else:
-        from xner_core.config import config_label
+        from xner_core.experiments.config import config_label
 
         in_memory = hooks.loaded_models()
         listing = pd.DataFrame([{"model": cfg.model, "setting": cfg.setting, "config": config_label(cfg),
@@ -93,7 +93,7 @@ with page.guarded("the model list"):
         page.download_csv(listing, "xner_cached_models.csv", key="dl_models", label="Models (CSV)")
 
 with st.expander("Store schema"):
-    from xner_core.results import SCHEMA
+    from xner_core.experiments.store import SCHEMA
 
     schema = pd.DataFrame([{"column": c.name, "type": c.sql_type, "description": c.description} for c in SCHEMA])
     st.dataframe(schema, hide_index=True, width="stretch")

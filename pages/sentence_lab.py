@@ -1,8 +1,8 @@
 """Sentence lab: type a sentence (any script) or draw one from the target test set, and see every perturbed
 variant with its entities highlighted, beside the native and transfer models' predictions.
 
-Words come from `xner_core.predict.split_words`; entities from optional markup (`[Juan Pérez|PER]`) or, for a
-drawn sentence, its gold tags; the variants from `xner_core.perturb.perturb_sentence` with the pair's context
+Words come from `xner_core.inference.predict.split_words`; entities from optional markup (`[Juan Pérez|PER]`) or, for a
+drawn sentence, its gold tags; the variants from `xner_core.perturb.registry.perturb_sentence` with the pair's context
 (source train set, target test set as the replacement pool, source names as donor). Everything the user typed is
 rendered escaped (`xner_ui.render`). Model predictions come through `xner_ui.hooks.predictions_for`.
 """
@@ -12,13 +12,13 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from xner_core.corpus import Sentence
+from xner_core.analysis.plots import perturbation_title
+from xner_core.corpus.languages import all_languages
+from xner_core.corpus.textcheck import check_sentence
+from xner_core.corpus.wikiann import Sentence
 from xner_core.errors import DataError
-from xner_core.languages import all_languages
-from xner_core.perturb import build_context, get_perturbation, perturb_sentence, perturbation_names
-from xner_core.plots import perturbation_title
-from xner_core.predict import join_words
-from xner_core.textcheck import check_sentence
+from xner_core.inference.predict import join_words
+from xner_core.perturb.registry import build_context, get_perturbation, perturb_sentence, perturbation_names
 from xner_ui import data, hooks, page, render, state
 from xner_ui.model_panel import model_panel
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from xner_core import analysis, plots
-from xner_core.distance import DISTANCE_KINDS
-from xner_core.languages import get_language
+from xner_core.analysis import plots
+from xner_core.analysis import stats as analysis
+from xner_core.corpus.languages import get_language
+from xner_core.features.distance import DISTANCE_KINDS
 from xner_ui import data, page, state
 
 state.require_app()

@@ -2,7 +2,7 @@
 preview with entities highlighted, a perturbed copy to download, and the cached native and transfer models'
 scores on both (per type, bootstrap CIs, paired drop) with their predictions to download.
 
-The file is untrusted: `xner_core.conll.read_conll` turns every problem into a DataError naming the line, shown
+The file is untrusted: `xner_core.corpus.conll.read_conll` turns every problem into a DataError naming the line, shown
 as `st.error` (escaped); the size limit is `server.maxUploadSize` in .streamlit/config.toml. Models come
 through `xner_ui.hooks`.
 """
@@ -12,13 +12,13 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from xner_core.conll import predictions_conll, read_conll, write_conll
-from xner_core.corpus import corpus_stats, load_wikiann
+from xner_core.analysis.plots import perturbation_title
+from xner_core.corpus.conll import predictions_conll, read_conll, write_conll
+from xner_core.corpus.languages import all_languages
+from xner_core.corpus.wikiann import corpus_stats, load_wikiann
 from xner_core.errors import DataError
-from xner_core.languages import all_languages
-from xner_core.metrics import condition_rows
-from xner_core.perturb import build_context, get_perturbation, perturb_corpus, perturbation_names
-from xner_core.plots import perturbation_title
+from xner_core.evaluation.metrics import condition_rows
+from xner_core.perturb.registry import build_context, get_perturbation, perturb_corpus, perturbation_names
 from xner_ui import data, hooks, page, render, state
 from xner_ui.model_panel import model_panel
 
@@ -84,7 +84,7 @@ else:
             if missing is not None:
                 st.info(missing.message, icon=":material/folder_off:")
             else:
-                from xner_core.runner import donor_corpus
+                from xner_core.evaluation.runner import donor_corpus
 
                 ctx = build_context(
                     load_wikiann(sh.source, "train") if "source" in pert.needs else None, corpus,

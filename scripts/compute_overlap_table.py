@@ -19,9 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-from xner_core.corpus import load_wikiann, wikiann_file
-from xner_core.languages import reference_pairs
-from xner_core.overlap import entity_chunk_overlap, entity_token_overlap, o_word_overlap
+from xner_core.corpus.languages import reference_pairs
+from xner_core.corpus.wikiann import load_wikiann, wikiann_file
+from xner_core.features.overlap import entity_chunk_overlap, entity_token_overlap, o_word_overlap
 from xner_core.paths import repo_data_dir
 
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference"

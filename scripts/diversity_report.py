@@ -2,7 +2,7 @@
 multi-source training and distillation from growing, more varied source sets, clean and perturbed.
 
 Reads the committed result tables (`data/results/*.parquet`) through the dashboard's tidy frame
-(`xner_core.analysis.diversity_view`, the Source diversity page's data) and prints one table per target plus
+(`xner_core.analysis.stats.diversity_view`, the Source diversity page's data) and prints one table per target plus
 the correlation of clean F1 with the number of sources and with their mean pairwise URIEL genetic distance.
 
 Usage: python scripts/diversity_report.py [--targets ca,an,ast] [--kind genetic]
@@ -17,10 +17,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from xner_core import analysis  # noqa: E402
-from xner_core.distance import source_diversity  # noqa: E402
-from xner_core.languages import reference_pairs  # noqa: E402
-from xner_core.results import committed_results  # noqa: E402
+from xner_core.analysis import stats as analysis  # noqa: E402
+from xner_core.corpus.languages import reference_pairs  # noqa: E402
+from xner_core.experiments.store import committed_results  # noqa: E402
+from xner_core.features.distance import source_diversity  # noqa: E402
 
 
 def main() -> int:

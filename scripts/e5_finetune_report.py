@@ -87,9 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import torch
 
-    from xner_core.config import make_config
-    from xner_core.grid import load_spec
-    from xner_core.runner import evaluate, train_model
+    from xner_core.evaluation.runner import evaluate, train_model
+    from xner_core.experiments.config import make_config
+    from xner_core.experiments.grid import load_spec
 
     spec = load_spec("paper")
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]

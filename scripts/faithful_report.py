@@ -31,7 +31,7 @@ PAIRS = ("fr-br", "ar-fa", "ar-hi", "en-sco", "en-cy", "es-ca", "id-ms", "fr-oc"
 
 def load(args: argparse.Namespace) -> pd.DataFrame:
     if args.store:
-        from xner_core.results import ResultsStore
+        from xner_core.experiments.store import ResultsStore
 
         df = ResultsStore(args.store).frame({"scope": "overall"})
     else:
@@ -87,7 +87,7 @@ def main() -> int:
         if len(na) and 100 * na["f1"].mean() < 50:
             low.append(tgt)
     if low:
-        from xner_core.corpus import paper_resplit
+        from xner_core.corpus.wikiann import paper_resplit
 
         print("\nNative F1 below 50:")
         for tgt in low:

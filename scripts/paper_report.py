@@ -1,7 +1,7 @@
 """Report on our run of the study's grid beside its published numbers (the experiment-grid issue's closing note).
 
 Reads the committed result tables (`data/results/*.parquet`) and the study's numbers (`data/reference/`) through
-the same tidy frame the dashboard draws (`xner_core.analysis`), and writes/prints:
+the same tidy frame the dashboard draws (`xner_core.analysis.stats`), and writes/prints:
 
 1. `data/results/paper_<model>_summary.csv`: one row per reference pair with our native and transfer F1 (clean)
    and F1 drops under P1/P2/P3 and the name swaps, beside the study's mBERT and XLM-R numbers;
@@ -23,10 +23,10 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from xner_core import analysis  # noqa: E402
-from xner_core.grid import load_spec  # noqa: E402
-from xner_core.languages import reference_pairs  # noqa: E402
-from xner_core.results import committed_results  # noqa: E402
+from xner_core.analysis import stats as analysis  # noqa: E402
+from xner_core.corpus.languages import reference_pairs  # noqa: E402
+from xner_core.experiments.grid import load_spec  # noqa: E402
+from xner_core.experiments.store import committed_results  # noqa: E402
 
 PERTS = ("entity_replace", "context_replace", "entity_context", "person_swap", "location_swap")
 SHORT = {"entity_replace": "P1", "context_replace": "P2", "entity_context": "P3", "person_swap": "PER swap",

@@ -18,9 +18,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from xner_core import analysis  # noqa: E402
-from xner_core.languages import reference_pairs  # noqa: E402
-from xner_core.results import committed_results  # noqa: E402
+from xner_core.analysis import stats as analysis  # noqa: E402
+from xner_core.corpus.languages import reference_pairs  # noqa: E402
+from xner_core.experiments.store import committed_results  # noqa: E402
 
 PERTS = ("entity_replace", "context_replace", "entity_context", "person_swap", "location_swap")
 SHORT = {"entity_replace": "P1", "context_replace": "P2", "entity_context": "P3", "person_swap": "PER",
@@ -30,7 +30,7 @@ DEFAULT_SPECS = ("data/results/paper_e5-small.spec.toml", "data/results/paper_re
 
 def spec_protocol(path: str, model: str) -> tuple[str, list[str], str]:
     """(protocol label, pairs, data protocol) of a committed spec file, as the dashboard labels its rows."""
-    from xner_core.grid import load_spec
+    from xner_core.experiments.grid import load_spec
 
     spec = load_spec(str(ROOT / path))
     return analysis.spec_protocol(spec, model), [f"{s}→{t}" for s, t in spec.pairs], str(spec.data)

@@ -6,10 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
-
 from sentences import make_sentence
 
-from xner_core.corpus import Corpus
+from xner_core.corpus.wikiann import Corpus
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # "auto" precision means bf16 on CPUs with native bf16 and fp32 elsewhere: pin it so the suite's numbers are the
@@ -63,6 +62,6 @@ def target_corpus() -> Corpus:
 @pytest.fixture(scope="session")
 def tiny_model():
     """A random-init tiny BERT token classifier + its tokenizer (built in code, < 1 s)."""
-    from xner_core.models import build_tiny
+    from xner_core.models.registry import build_tiny
 
     return build_tiny()

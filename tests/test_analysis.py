@@ -1,4 +1,4 @@
-"""Tests for xner_core.analysis: the tidy frame from the real reference tables, statistics against scipy and
+"""Tests for xner_core.analysis.stats: the tidy frame from the real reference tables, statistics against scipy and
 numpy, pivots, and the chart-selection -> filter function."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from xner_core import analysis
-from xner_core.languages import reference_pairs
-from xner_core.results import COLUMN_NAMES
+from xner_core.analysis import stats as analysis
+from xner_core.corpus.languages import reference_pairs
+from xner_core.experiments.store import COLUMN_NAMES
 
 
 @pytest.fixture(scope="module")
@@ -386,7 +386,7 @@ def test_selection_to_filter(event, expected):
 
 
 def test_robustness_gap_pairs_native_and_transfer_drops():
-    from xner_core.analysis import robustness_gap
+    from xner_core.analysis.stats import robustness_gap
 
     rows = []
     for pair, nat, tra in (("a→b", 10.0, 2.0), ("c→d", 6.0, 1.0), ("e→f", 3.0, 4.0), ("g→h", 8.0, 0.0)):
@@ -421,7 +421,7 @@ def test_protocol_label_names_how_a_row_was_made():
 
 
 def test_spec_protocol_is_the_label_its_rows_get():
-    from xner_core.grid import load_spec
+    from xner_core.experiments.grid import load_spec
 
     assert analysis.spec_protocol(load_spec("paper"), "e5-small") == \
         "wikiann-rahimi · ≤5000 train · 1 epoch · test ≤2000"

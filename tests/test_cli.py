@@ -1,4 +1,4 @@
-"""Tests for the `xner` CLI (xner_core/cli.py): every command's `--json` output against the core function it wraps,
+"""Tests for the `xner` CLI (xner_core/cli/main.py): every command's `--json` output against the core function it wraps,
 and user errors as exit code 2 with one `error: ...` line that says what is allowed (never a traceback).
 
 Commands run in-process through `cli.main(argv)`. Data commands read the shared WikiANN directory (skipped without
@@ -12,17 +12,17 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-
 from sentences import make_sentence
-from xner_core import runner
-from xner_core.cli import main
-from xner_core.config import make_config
-from xner_core.conll import read_conll, write_conll
-from xner_core.corpus import Corpus, available_languages, corpus_stats, load_wikiann, split_sizes
-from xner_core.languages import get_language, reference_pairs
-from xner_core.metrics import bootstrap_ci, error_breakdown, score, scores_table
-from xner_core.overlap import overlap_features
-from xner_core.perturb import PERTURBATIONS, build_context, perturb_corpus, perturbation_names
+
+from xner_core.cli.main import main
+from xner_core.corpus.conll import read_conll, write_conll
+from xner_core.corpus.languages import get_language, reference_pairs
+from xner_core.corpus.wikiann import Corpus, available_languages, corpus_stats, load_wikiann, split_sizes
+from xner_core.evaluation import runner
+from xner_core.evaluation.metrics import bootstrap_ci, error_breakdown, score, scores_table
+from xner_core.experiments.config import make_config
+from xner_core.features.overlap import overlap_features
+from xner_core.perturb.registry import PERTURBATIONS, build_context, perturb_corpus, perturbation_names
 
 pytestmark = pytest.mark.data
 
@@ -125,7 +125,7 @@ def test_perturb_report_and_file(capsys, data, wikiann_dir, tmp_path):
 
 def test_perturb_against_capped_native_or_resplit_data(capsys, data, wikiann_dir, tmp_path):
     """--max-train / --setting / --data pick the seen data and test set a model of that config has."""
-    from xner_core.corpus import paper_resplit
+    from xner_core.corpus.wikiann import paper_resplit
 
     tgt = load_wikiann("ca", "test", wikiann_dir, limit=60)
     cases = [
@@ -272,7 +272,7 @@ def test_eval_matches_runner_evaluate_and_scores_the_perturb_file(capsys, traine
 
 
 def test_predict(capsys, trained):
-    from xner_core.predict import predict_text
+    from xner_core.inference.predict import predict_text
 
     text = "Joan Miró va néixer a Barcelona ."
     got = run_json(capsys, ["predict", text, "--lang", "ca", "--model", "tiny", "--source", "es", "--max-train",

@@ -13,7 +13,7 @@ import pytest
 import typer
 
 from xner_core import __version__
-from xner_core.cli import app, configure_logging, main
+from xner_core.cli.main import app, configure_logging, main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,7 +80,7 @@ def test_version(capsys):
 
 
 def test_installed_entry_point_prints_one_line_for_a_usage_error():
-    out = subprocess.run([sys.executable, "-m", "xner_core.cli", "train"], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "xner_core.cli.main", "train"], capture_output=True, text=True,
                          cwd=ROOT, timeout=120)
     assert out.returncode == 2
     assert "Traceback" not in out.stderr and out.stderr.count("Error:") == 1

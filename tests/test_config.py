@@ -1,4 +1,4 @@
-"""Tests for xner_core.config: validation, canonical identity, golden hashes, dict round trips."""
+"""Tests for xner_core.experiments.config: validation, canonical identity, golden hashes, dict round trips."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from xner_core.config import (
+from xner_core.errors import ConfigError
+from xner_core.experiments.config import (
     DATA_PROTOCOLS,
     SCHEMA_VERSION,
     SETTINGS,
@@ -30,7 +31,6 @@ from xner_core.config import (
     resolved_lr,
     validate,
 )
-from xner_core.errors import ConfigError
 
 # Golden values, computed once (xner 0.1.0, SCHEMA_VERSION 3: target left out of transfer/multi_source identities;
 # robust_epsilon default 1.0). If one of these fails, every cached model and result id changes: bump SCHEMA_VERSION
@@ -47,7 +47,7 @@ GOLDEN_B_JSON = (
 )
 
 _GOLDEN_SNIPPET = """
-from xner_core.config import make_config, config_hash
+from xner_core.experiments.config import make_config, config_hash
 a = make_config("xlmr", "ca", "transfer", sources="es", seed=0)
 b = make_config("e5-small", "ca", "distill", sources=["it", "fr", "es"], seed=3, data="paper-resplit", epochs=3,
                 lr=3e-5, distill_weights="similarity", distill_temperature=2.0, robust="smoothing",
@@ -434,7 +434,7 @@ def test_label() -> None:
 
 
 def test_model_label_names_what_the_model_was_trained_on():
-    from xner_core.config import model_label
+    from xner_core.experiments.config import model_label
 
     assert model_label(make_config("e5-small", "ca", "transfer", sources="es")) == "e5-small es transfer seed 0"
     assert model_label(make_config("e5-small", "an", "transfer", sources="es")) == "e5-small es transfer seed 0"

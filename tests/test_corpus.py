@@ -12,8 +12,9 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from xner_core import corpus as C
-from xner_core.corpus import (
+from xner_core.corpus import wikiann as C
+from xner_core.corpus.tags import LABELS, is_valid_iob2
+from xner_core.corpus.wikiann import (
     SPLITS,
     Corpus,
     CorpusStats,
@@ -26,7 +27,6 @@ from xner_core.corpus import (
     split_sizes,
 )
 from xner_core.errors import ConfigError, DataError
-from xner_core.tags import LABELS, is_valid_iob2
 
 # ---------------------------------------------------------------------------------------------------------------
 # helpers: a tiny WikiANN directory built in tmp_path

@@ -1,4 +1,4 @@
-"""Tests for xner_core.distance: URIEL+ distances (packaged table, disk cache, read-only load) and diversity.
+"""Tests for xner_core.features.distance: URIEL+ distances (packaged table, disk cache, read-only load) and diversity.
 
 The tests in the "real URIEL+" section load URIEL+'s matrices (about 1-3 s, once per process); all the others
 read data/uriel_distances.csv only.
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from xner_core import distance as D
+from xner_core.corpus.languages import get_language, reference_languages, reference_pairs
 from xner_core.errors import ConfigError
-from xner_core.languages import get_language, reference_languages, reference_pairs
+from xner_core.features import distance as D
 from xner_core.paths import repo_data_dir
 
 

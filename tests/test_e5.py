@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xner_core import e5
-from xner_core.e5 import (
+from xner_core.errors import ConfigError, DataError
+from xner_core.models import e5
+from xner_core.models.e5 import (
     DTYPE_F32,
     DTYPE_Q4_0,
     build_charsmap,
@@ -34,7 +35,6 @@ from xner_core.e5 import (
     read_e5_file,
     read_manifest,
 )
-from xner_core.errors import ConfigError, DataError
 
 # ------------------------------------------------------------------------------------- synthetic file
 PIECES = ["<s>", "<pad>", "</s>", "<unk>", "▁", "▁hello", "▁world", "▁he", "llo", "▁wor", "ld",
@@ -460,8 +460,8 @@ def test_ensure_without_package_uses_a_complete_cache_or_says_how_to_install(tin
 def test_load_token_classifier_e5_small_uses_the_rebuild(tiny_bin, tiny_file, tmp_path, monkeypatch):
     import torch
 
-    from xner_core.models import load_token_classifier, load_tokenizer
-    from xner_core.tags import LABELS
+    from xner_core.corpus.tags import LABELS
+    from xner_core.models.registry import load_token_classifier, load_tokenizer
 
     monkeypatch.setattr(e5, "find_e5_file", lambda: tiny_bin)
     model, tok = load_token_classifier("e5-small", cache=tmp_path)
@@ -568,7 +568,7 @@ def test_real_translations_are_closer_than_unrelated(real_dir):
 def test_real_token_classifier_forward_and_speed(real_dir):
     import torch
 
-    from xner_core.models import load_token_classifier
+    from xner_core.models.registry import load_token_classifier
 
     cache, _ = real_dir
     model, tok = load_token_classifier("e5-small", cache=cache)

@@ -7,8 +7,8 @@ import sqlite3
 import numpy as np
 import pytest
 
-from xner_core.embed import POOLINGS, VectorStore, WordEmbedder, make_word_embedder, store_path
 from xner_core.errors import ConfigError
+from xner_core.features.embed import POOLINGS, VectorStore, WordEmbedder, make_word_embedder, store_path
 
 WORDS = ["capital", "ciudad", "Madrid", "hoofstad", "Hauptstadt", "پایتخت", "राजधानी", "首都", "столица", "x"]
 

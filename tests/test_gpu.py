@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from xner_core.config import make_config
+from xner_core.evaluation.runner import load_model, train_model
+from xner_core.experiments.config import make_config
+from xner_core.inference.predict import predict_tags
 from xner_core.numerics import resolve_device
-from xner_core.predict import predict_tags
-from xner_core.runner import load_model, train_model
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")]
 
@@ -28,7 +28,7 @@ def test_train_on_gpu_cache_and_reload_on_cpu(wikiann_dir, tmp_path):
     assert trained.manifest["timings"]["precision"] == "bf16"
     assert next(trained.model.parameters()).device.type == "cuda"
     assert trained.manifest["hash"] == config.hash
-    from xner_core.corpus import load_wikiann
+    from xner_core.corpus.wikiann import load_wikiann
 
     test = load_wikiann("an", "test", wikiann_dir, limit=200)
     on_gpu = predict_tags(trained.model, trained.tokenizer, test, device="cuda", precision="bf16")

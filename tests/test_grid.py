@@ -14,12 +14,22 @@ from pathlib import Path
 
 import pytest
 
-from xner_core import runner
-from xner_core.config import config_hash
 from xner_core.errors import ConfigError, DataError
-from xner_core.grid import (GridSpec, claims_dir, expand, gpu_request, load_spec, parse_filters, parse_spec,
-                            plan_status, preset_names, run_plan)
-from xner_core.results import COLUMN_NAMES, SCHEMA, ResultsStore
+from xner_core.evaluation import runner
+from xner_core.experiments.config import config_hash
+from xner_core.experiments.grid import (
+    GridSpec,
+    claims_dir,
+    expand,
+    gpu_request,
+    load_spec,
+    parse_filters,
+    parse_spec,
+    plan_status,
+    preset_names,
+    run_plan,
+)
+from xner_core.experiments.store import COLUMN_NAMES, SCHEMA, ResultsStore
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}  # same thread count as this process: same numbers
@@ -38,7 +48,7 @@ def test_presets_exist_and_load():
 
 
 def test_paper_preset_is_the_study_grid():
-    from xner_core.languages import reference_pairs
+    from xner_core.corpus.languages import reference_pairs
 
     spec = load_spec("paper")
     assert spec.pairs == tuple((p.source, p.target) for p in reference_pairs()) and len(spec.pairs) == 13
@@ -50,7 +60,7 @@ def test_paper_preset_is_the_study_grid():
 
 
 def test_faithful_preset_is_the_study_recipe():
-    from xner_core.languages import reference_pairs
+    from xner_core.corpus.languages import reference_pairs
 
     spec = load_spec("paper-faithful")
     study = [(p.source, p.target) for p in reference_pairs()]
@@ -337,7 +347,7 @@ def killed_and_resumed(wikiann_dir, tmp_path_factory):
     """`xner grid run smoke` in a subprocess, SIGKILLed once some rows are stored, then run again to the end."""
     root = tmp_path_factory.mktemp("resume")
     cache, store_path = root / "cache", root / "smoke.duckdb"
-    cmd = [sys.executable, "-m", "xner_core.cli", "grid", "run", "smoke", "--store", str(store_path),
+    cmd = [sys.executable, "-m", "xner_core.cli.main", "grid", "run", "smoke", "--store", str(store_path),
            "--cache-dir", str(cache), "--data-dir", str(wikiann_dir), "--json"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     store = ResultsStore(store_path)
@@ -438,7 +448,7 @@ def test_store_schema_is_the_documented_one(killed_and_resumed):
 
 
 def _cli(capsys, *args: str) -> tuple[int, str, str]:
-    from xner_core.cli import main
+    from xner_core.cli.main import main
 
     code = main(list(args))
     out = capsys.readouterr()
@@ -508,7 +518,7 @@ def test_ray_executor_on_smoke(wikiann_dir, tmp_path):
     df = store.frame()
     assert len(df) == 64 and not df.duplicated(["job_id", "scope"]).any()
     # what the driver stored is what the workers computed: re-score each job from the predictions they saved
-    from xner_core.metrics import score
+    from xner_core.evaluation.metrics import score
 
     for job in plan.eval_jobs:
         saved = runner.load_predictions(job.id, cache)

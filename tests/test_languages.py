@@ -1,4 +1,4 @@
-"""Tests for xner_core.languages: the language table, the 13 reference pairs and pair parsing."""
+"""Tests for xner_core.corpus.languages: the language table, the 13 reference pairs and pair parsing."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from xner_core import languages as L
+from xner_core.corpus import languages as L
 from xner_core.errors import ConfigError, DataError
 
 WIKIANN_46 = ("af an ar ast az be bn br ca cy de el en es et eu fa fi fr gl he hi id it ja jv kk ku mr ms ne nl oc "
@@ -200,7 +200,7 @@ def test_missing_table_is_a_dataerror(tmp_path, monkeypatch, fresh_tables):
 
 @pytest.mark.data
 def test_table_matches_local_wikiann(wikiann_dir):
-    from xner_core.corpus import available_languages, load_wikiann
+    from xner_core.corpus.wikiann import available_languages, load_wikiann
 
     local = available_languages(wikiann_dir)
     assert sorted(local) == sorted(WIKIANN_46)

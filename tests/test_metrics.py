@@ -1,4 +1,4 @@
-"""Tests for xner_core.metrics: hand cases, differentials against seqeval and conlleval, bootstrap, breakdown."""
+"""Tests for xner_core.evaluation.metrics: hand cases, differentials against seqeval and conlleval, bootstrap, breakdown."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from seqeval.metrics import classification_report
 from seqeval.metrics.v1 import precision_recall_fscore_support as prfs_v1
 from seqeval.scheme import IOB2
 
-from xner_core import metrics as M
+from xner_core.corpus.tags import ENTITY_TYPES, LABELS, is_valid_iob2, spans
 from xner_core.errors import ConfigError, DataError
-from xner_core.metrics import (
+from xner_core.evaluation import metrics as M
+from xner_core.evaluation.metrics import (
     DropCI,
     ErrorCounts,
     MetricsInputError,
@@ -29,7 +30,6 @@ from xner_core.metrics import (
     scores_table,
     sentence_counts,
 )
-from xner_core.tags import ENTITY_TYPES, LABELS, is_valid_iob2, spans
 
 pytestmark = pytest.mark.filterwarnings("ignore")  # seqeval's UndefinedMetricWarning on empty classes
 
@@ -203,7 +203,7 @@ def _conlleval_counts(gold, pred) -> dict[str, tuple[int, int, int]]:
 
     conlleval reads token lines in order with a sentence break counted as an O line, keeps one 'the current
     chunks agree so far' flag, and counts a correct chunk when both chunks end together with equal types. It never
-    builds chunk sets, so it is an independent check of the set-based counting in xner_core.metrics.
+    builds chunk sets, so it is an independent check of the set-based counting in xner_core.evaluation.metrics.
     """
 
     def split(tag: str) -> tuple[str, str]:
@@ -525,7 +525,7 @@ def test_error_breakdown_invariants(pair):
 
 
 def test_condition_rows_clean_and_perturbed():
-    from xner_core.metrics import condition_rows, paired_bootstrap_drop, score
+    from xner_core.evaluation.metrics import condition_rows, paired_bootstrap_drop, score
 
     gold = [["B-PER", "O", "B-LOC"], ["B-ORG", "I-ORG", "O"], ["O", "B-LOC", "O"]] * 5
     clean_pred = [["B-PER", "O", "B-LOC"], ["B-ORG", "I-ORG", "O"], ["O", "O", "O"]] * 5

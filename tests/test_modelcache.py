@@ -1,4 +1,4 @@
-"""Tests for xner_core.modelcache: atomic saves, checksum verification, the per-config lock, listing and gc."""
+"""Tests for xner_core.models.cache: atomic saves, checksum verification, the per-config lock, listing and gc."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import torch
 
-from xner_core.config import config_hash, config_to_dict, make_config
 from xner_core.errors import ConfigError, XnerError
-from xner_core.modelcache import CacheCorrupt, CacheMiss, ModelCache
+from xner_core.experiments.config import config_hash, config_to_dict, make_config
+from xner_core.models.cache import CacheCorrupt, CacheMiss, ModelCache
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -263,8 +263,8 @@ def test_save_rejects_bad_extra_manifest(cache: ModelCache, tiny_model) -> None:
 _WORKER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from xner_core.config import config_hash, make_config
-    from xner_core.modelcache import ModelCache, inspect_entry
+    from xner_core.experiments.config import config_hash, make_config
+    from xner_core.models.cache import ModelCache, inspect_entry
 
     root, counter, me, other, mode = (Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]),
                                       sys.argv[5])
@@ -287,7 +287,7 @@ _WORKER = textwrap.dedent("""
             return None, None, manifest
 
     if mode == "real":
-        from xner_core.models import build_tiny
+        from xner_core.models.registry import build_tiny
         model, tokenizer = build_tiny()
         cache = ModelCache(root)
     else:

@@ -1,4 +1,4 @@
-"""Tests for xner_core.overlap: the study's overlap formulas (paper-spec §5) on hand-built and real corpora."""
+"""Tests for xner_core.features.overlap: the study's overlap formulas (paper-spec §5) on hand-built and real corpora."""
 
 from __future__ import annotations
 
@@ -7,25 +7,25 @@ import time
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from sentences import make_sentence
-from xner_core.corpus import Corpus, Sentence
-from xner_core.overlap import (
+
+from xner_core.corpus.stopwords import stopwords_for
+from xner_core.corpus.wikiann import Corpus, Sentence
+from xner_core.features.overlap import (
     ChunkOverlap,
     TokenOverlap,
     WordOverlap,
     chunk_counts,
+    context_candidate,
     entity_chunk_overlap,
     entity_line_counts,
     entity_token_overlap,
-    context_candidate,
     has_punct_or_symbol,
     is_p2_candidate,
     o_word_overlap,
     overlap_features,
     subword_overlap,
 )
-from xner_core.stopwords import stopwords_for
 
 
 def corpus(rows: list[tuple[str, str]], lang: str = "xx", split: str = "test") -> Corpus:
@@ -190,7 +190,7 @@ def test_has_punct_or_symbol():
 
 def test_one_p2_candidate_definition_for_overlap_and_perturb():
     # perturb uses overlap's predicate itself (no second copy that could drift)
-    import xner_core.perturb as perturb
+    import xner_core.perturb.registry as perturb
 
     assert perturb.context_candidate is context_candidate
     stops = stopwords_for("ca")
@@ -206,7 +206,7 @@ def test_one_p2_candidate_definition_for_overlap_and_perturb():
 
 @pytest.fixture(scope="module")
 def tiny_tokenizer():
-    from xner_core.models import build_tiny_tokenizer
+    from xner_core.models.registry import build_tiny_tokenizer
 
     return build_tiny_tokenizer()
 
@@ -306,7 +306,7 @@ def test_properties(source, target):
 
 @pytest.mark.data
 def test_real_es_ca_golden_numbers_and_speed(wikiann_dir):
-    from xner_core.corpus import load_wikiann
+    from xner_core.corpus.wikiann import load_wikiann
 
     es = load_wikiann("es", "train", wikiann_dir)
     ca = load_wikiann("ca", "test", wikiann_dir)
@@ -336,8 +336,8 @@ def test_real_es_ca_p2_overlap_equals_what_context_replace_targets(wikiann_dir):
 
     import numpy as np
 
-    from xner_core.corpus import load_wikiann
-    from xner_core.perturb import build_context, perturb_corpus
+    from xner_core.corpus.wikiann import load_wikiann
+    from xner_core.perturb.registry import build_context, perturb_corpus
 
     def fake_embed(words):  # eligibility does not depend on the embedder; keep the test offline and fast
         return np.stack([np.random.default_rng(int.from_bytes(hashlib.blake2b(w.encode(), digest_size=8).digest(),

@@ -15,10 +15,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sentences import make_sentence
 
-from xner_core.corpus import Corpus, Sentence
+from xner_core.corpus.tags import ENTITY_TYPES, is_valid_iob2, span_tags, spans
+from xner_core.corpus.wikiann import Corpus, Sentence
 from xner_core.errors import ConfigError, DataError
-from xner_core.perturb import (
+from xner_core.perturb.registry import (
     PERTURBATIONS,
     Change,
     PerturbContext,
@@ -34,9 +36,6 @@ from xner_core.perturb import (
     restore_case,
     typo,
 )
-from xner_core.tags import ENTITY_TYPES, is_valid_iob2, span_tags, spans
-
-from sentences import make_sentence
 
 
 def fake_embed(words: Sequence[str]) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Tests for xner_core.plots: figures built from the real published rows carry the right points, fits and
+"""Tests for xner_core.analysis.plots: figures built from the real published rows carry the right points, fits and
 values, and their points round-trip through a chart selection into a pair filter."""
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ import pandas as pd
 import plotly.io
 import pytest
 
-from xner_core import analysis, plots
-from xner_core.languages import reference_pairs
+from xner_core.analysis import plots
+from xner_core.analysis import stats as analysis
+from xner_core.corpus.languages import reference_pairs
 
 PAPER = ["entity_replace", "context_replace", "entity_context"]
 ALL_PAIRS = {p.label for p in reference_pairs()}
@@ -164,7 +165,7 @@ def test_canonical_figure_spec_survives_a_cache_round_trip():
     import plotly.graph_objects as go
     import plotly.io as pio
 
-    from xner_core.plots import canonical_figure
+    from xner_core.analysis.plots import canonical_figure
 
     fig = go.Figure(go.Scatter(x=[1, 2], y=[3, 4], customdata=[["es", "ca"], ["fr", "br"]], mode="markers"))
     fig.update_layout(title="t", clickmode="event+select")

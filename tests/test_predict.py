@@ -17,23 +17,23 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xner_core.corpus import Sentence
+from xner_core.corpus.tags import LABEL2ID, LABELS, is_valid_iob2, spans
+from xner_core.corpus.wikiann import Sentence
 from xner_core.errors import ConfigError
-from xner_core.models import build_tiny
-from xner_core.numerics import resolve_device
-from xner_core.predict import (
+from xner_core.inference.predict import (
     EntitySpan,
     Prediction,
     _windows,
+    join_words,
     max_sequence_length,
     predict_entities,
     predict_tags,
-    join_words,
     predict_text,
     repair_iob2,
     split_words,
 )
-from xner_core.tags import LABELS, LABEL2ID, is_valid_iob2, spans
+from xner_core.models.registry import build_tiny
+from xner_core.numerics import resolve_device
 
 HIDDEN = 32
 
@@ -340,7 +340,7 @@ def test_resolve_device():
 
 
 def test_onnx_fp32_export_matches_torch_logits(tiny, tmp_path):
-    from xner_core.onnx_backend import OnnxTokenClassifier, export_onnx
+    from xner_core.inference.onnx import OnnxTokenClassifier, export_onnx
 
     model, tok = tiny
     path = export_onnx(model, tmp_path / "m.onnx")
@@ -356,7 +356,7 @@ def test_onnx_fp32_export_matches_torch_logits(tiny, tmp_path):
 
 
 def test_onnx_int8_backend_gives_the_torch_tags_and_is_cached(tiny, tmp_path, monkeypatch):
-    import xner_core.onnx_backend as ob
+    import xner_core.inference.onnx as ob
 
     monkeypatch.setenv("XNER_CACHE_DIR", str(tmp_path))
     model, tok = make_spotter(tiny, {"Paris": "B-LOC", "Madrid": "B-ORG", "Ca": "B-PER"})
@@ -382,7 +382,7 @@ def test_onnx_int8_backend_gives_the_torch_tags_and_is_cached(tiny, tmp_path, mo
 
 @pytest.mark.data
 def test_real_wikiann_sentences_keep_alignment(tiny, wikiann_dir):
-    from xner_core.corpus import load_wikiann
+    from xner_core.corpus.wikiann import load_wikiann
 
     model, tok = tiny
     corpus = load_wikiann("ar", "test", wikiann_dir, limit=300)
@@ -393,7 +393,7 @@ def test_real_wikiann_sentences_keep_alignment(tiny, wikiann_dir):
 
 
 def test_fingerprint_follows_the_weights(tiny):
-    from xner_core.onnx_backend import model_fingerprint
+    from xner_core.inference.onnx import model_fingerprint
 
     model, _ = tiny
     other = copy.deepcopy(model)
@@ -405,7 +405,7 @@ def test_fingerprint_follows_the_weights(tiny):
 
 
 def test_onnx_twin_is_reused_until_the_weights_change(tiny, tmp_path, monkeypatch):
-    import xner_core.onnx_backend as ob
+    import xner_core.inference.onnx as ob
 
     monkeypatch.setenv("XNER_CACHE_DIR", str(tmp_path))
     model, tok = make_spotter(tiny, {"Paris": "B-LOC"})

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from xner_core.errors import ConfigError, DataError
-from xner_core.results import COLUMN_NAMES, SCHEMA, ResultsStore, committed_results
+from xner_core.experiments.store import COLUMN_NAMES, SCHEMA, ResultsStore, committed_results
 
 
 def _row(job: str, scope: str = "overall", f1: float = 0.5, **extra):

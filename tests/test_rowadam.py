@@ -1,4 +1,4 @@
-"""Tests for xner_core.rowadam: the row-sparse AdamW gives torch.optim.AdamW's result on an embedding matrix."""
+"""Tests for xner_core.training.rowadam: the row-sparse AdamW gives torch.optim.AdamW's result on an embedding matrix."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xner_core.rowadam import RowAdamW
+from xner_core.training.rowadam import RowAdamW
 
 torch.set_num_threads(1)
 

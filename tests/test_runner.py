@@ -11,11 +11,21 @@ from pathlib import Path
 
 import pytest
 
-from xner_core import runner
-from xner_core.config import config_hash, make_config
-from xner_core.results import COLUMN_NAMES, SCHEMA, SCOPES
-from xner_core.runner import (CLEAN, EvalJob, cached_configs, eval_jobs, evaluate, iter_evaluate, load_model,
-                              load_predictions, train_model, training_data)
+from xner_core.evaluation import runner
+from xner_core.evaluation.runner import (
+    CLEAN,
+    EvalJob,
+    cached_configs,
+    eval_jobs,
+    evaluate,
+    iter_evaluate,
+    load_model,
+    load_predictions,
+    train_model,
+    training_data,
+)
+from xner_core.experiments.config import config_hash, make_config
+from xner_core.experiments.store import COLUMN_NAMES, SCHEMA, SCOPES
 
 CAPS = dict(max_train_sentences=150, max_dev_sentences=30, batch_size=16)
 EVAL = dict(test_limit=60, embed_model="tiny", bootstrap=50, donor="an")
@@ -139,7 +149,7 @@ def test_iter_evaluate_skips_done_jobs(env):
 
 
 def test_stored_predictions_are_reused_only_at_their_precision(env, monkeypatch, tmp_path):
-    from xner_core import predict as predict_module
+    from xner_core.inference import predict as predict_module
 
     config = cfg("ca")
     lm = train_model(config, data_dir=env["data"], cache=tmp_path)  # its own cache: the others stay as they are

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import stopwordsiso
 
-from xner_core.stopwords import FALLBACKS, has_stopwords, stopword_source, stopwords_for
+from xner_core.corpus.stopwords import FALLBACKS, has_stopwords, stopword_source, stopwords_for
 
 POOL = ("af an ar ast az be bn br ca cy de el en es et eu fa fi fr gl he hi id it ja jv kk ku mr ms ne nl oc ps pt ru "
         "scn sco sk sw ta tg tr uk ur zh").split()

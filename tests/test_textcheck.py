@@ -4,8 +4,8 @@ import re
 
 import pytest
 
+from xner_core.corpus.textcheck import check_sentence
 from xner_core.errors import DataError
-from xner_core.textcheck import check_sentence
 
 
 @pytest.mark.parametrize("text,expected", [

@@ -1,4 +1,4 @@
-"""Tests for xner_core.train: label alignment, windows, batching, reproducibility, learning, every setting,
+"""Tests for xner_core.training.train: label alignment, windows, batching, reproducibility, learning, every setting,
 robust training, distillation, similarity weights and masked-LM adaptation (tiny models, CPU, one thread)."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from xner_core import train as T
-from xner_core.corpus import Sentence
+from xner_core.corpus.tags import LABEL2ID
+from xner_core.corpus.wikiann import Sentence
 from xner_core.errors import ConfigError, DataError
-from xner_core.models import build_tiny
-from xner_core.tags import LABEL2ID
+from xner_core.models.registry import build_tiny
+from xner_core.training import train as T
 
 torch.set_num_threads(1)
 

@@ -27,7 +27,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import ConfigError, choices_message
+from xner_core.errors import ConfigError, choices_message
 
 PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
 RESOLVED_PRECISIONS: tuple[str, ...] = ("bf16", "fp32")

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from xner_core import analysis
-from xner_core.languages import reference_pairs
-from xner_core.models import MODEL_NAMES
-from xner_core.perturb import perturbation_names
-from xner_core.plots import IMAGE_FORMATS, perturbation_title
+from xner_core.analysis import stats as analysis
+from xner_core.analysis.plots import IMAGE_FORMATS, perturbation_title
+from xner_core.corpus.languages import reference_pairs
+from xner_core.models.registry import MODEL_NAMES
+from xner_core.perturb.registry import perturbation_names
 from xner_ui import data, page, state
 
 # (script, title, icon, url path); the first is the default page.

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from xner_core import analysis
+from xner_core.analysis import stats as analysis
 from xner_core.errors import DataError, XnerError
 from xner_core.paths import cache_dir, committed_results_dir, data_dir
 
@@ -38,7 +38,7 @@ def _stat(path: Path) -> tuple[str, int, int]:
 
 def results_stamp() -> tuple[Any, ...]:
     """Identity of the result inputs: committed parquet files and the DuckDB store (path, size, mtime)."""
-    from xner_core.results import default_store_path
+    from xner_core.experiments.store import default_store_path
 
     committed = committed_results_dir()
     files = sorted(committed.glob("*.parquet")) if committed.is_dir() else []
@@ -48,7 +48,7 @@ def results_stamp() -> tuple[Any, ...]:
 @st.cache_data(show_spinner=False, max_entries=4)
 def _our_results(stamp: tuple[Any, ...]) -> tuple[pd.DataFrame, pd.DataFrame, str | None]:
     """(committed rows, store rows, a warning) for one stamp."""
-    from xner_core.results import ResultsStore, committed_results
+    from xner_core.experiments.store import ResultsStore, committed_results
 
     committed = committed_results()
     warning = None
@@ -67,7 +67,7 @@ def our_results() -> tuple[pd.DataFrame, pd.DataFrame, str | None]:
 
 @st.cache_data(show_spinner=False, max_entries=4)
 def _tidy(stamp: tuple[Any, ...]) -> pd.DataFrame:
-    from xner_core.languages import reference_pairs
+    from xner_core.corpus.languages import reference_pairs
 
     tables = analysis.read_reference_tables()
     committed, store, _ = _our_results(stamp)
@@ -113,7 +113,7 @@ def overview_view(y: str, x: str, models: tuple[str, ...], settings: tuple[str, 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _overview_view(stamp: tuple[Any, ...], y: str, x: str, models: tuple[str, ...], settings: tuple[str, ...],
                    perturbations: tuple[str, ...], origins: tuple[str, ...], protocol: str | None) -> OverviewView:
-    from xner_core import plots
+    from xner_core.analysis import plots
 
     points = analysis.view_points(_tidy(stamp), models=models, settings=settings, perturbations=perturbations,
                                   origins=origins, protocol=protocol)
@@ -126,7 +126,7 @@ def _overview_view(stamp: tuple[Any, ...], y: str, x: str, models: tuple[str, ..
 @st.cache_data(show_spinner=False, max_entries=64)
 def diversity_index(sources: str, kind: str) -> float | None:
     """Mean pairwise URIEL distance of `kind` among comma-joined sources (None for one source or no data)."""
-    from xner_core.distance import source_diversity
+    from xner_core.features.distance import source_diversity
 
     try:
         return source_diversity([s for s in sources.split(",") if s]).mean_distance.get(kind)
@@ -153,7 +153,7 @@ def missing_splits(needs: list[tuple[str, str]]) -> Missing | None:
     Returns:
         None when every file is present, else a Missing with guidance.
     """
-    from xner_core.corpus import wikiann_file
+    from xner_core.corpus.wikiann import wikiann_file
 
     absent = [f"{lang}/{split}" for lang, split in needs if wikiann_file(lang, split) is None]
     if not absent:
@@ -176,9 +176,9 @@ def perturb_context(source: str, target_lang: str, target_split: str, lang: str,
 
     `data_dir_key` only keys the cache (a changed XNER_DATA_DIR gives a new context).
     """
-    from xner_core.corpus import load_wikiann
-    from xner_core.perturb import build_context
-    from xner_core.runner import donor_corpus
+    from xner_core.corpus.wikiann import load_wikiann
+    from xner_core.evaluation.runner import donor_corpus
+    from xner_core.perturb.registry import build_context
     from xner_ui.hooks import embedder_for
 
     src = load_wikiann(source, "train")
@@ -232,7 +232,7 @@ def examples_for(source: str, target: str, perturbation: str, n: int, seed: int 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _example_variants(source: str, target: str, perturbation: str, n: int, seed: int, data_dir_key: str,
                       donor: str | None, embed_model: str | None, changed_only: bool) -> list[dict[str, Any]]:
-    from xner_core.perturb import perturb_sentence
+    from xner_core.perturb.registry import perturb_sentence
     from xner_ui.render import changed_positions
 
     ctx = perturb_context(source, target, "test", target, donor, data_dir_key, embed_model)

@@ -1,7 +1,7 @@
 """Model hooks of the dashboard: the ONE place pages get model outputs from.
 
 Which model answers for a (model, setting, source, target) choice: a fine-tuned model in the on-disk model cache
-(`xner_core.runner.find_cached`), the one the committed results were made with first (the `paper` preset's
+(`xner_core.evaluation.runner.find_cached`), the one the committed results were made with first (the `paper` preset's
 training options), else the newest. A session can pick another cached one (`pick`) or train the missing one
 (`train`), which the sentence lab offers with a progress bar and a time estimate.
 
@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 
 import streamlit as st
 
-from xner_core.corpus import Sentence
+from xner_core.corpus.wikiann import Sentence
 from xner_core.paths import cache_dir
 
 EMBED_ENV = "XNER_EMBED_MODEL"
@@ -59,7 +59,7 @@ def embed_model() -> str:
 
 @st.cache_resource(show_spinner=False, max_entries=2)
 def _embedder(name: str, cache_key: str) -> Callable[[Sequence[str]], Any]:
-    from xner_core.runner import lazy_word_embedder
+    from xner_core.evaluation.runner import lazy_word_embedder
 
     return lazy_word_embedder(name, cache_key)
 
@@ -79,7 +79,7 @@ def word_embedder() -> Callable[[Sequence[str]], Any]:
 
 @st.cache_resource(show_spinner=False)
 def _paper_options() -> Any:
-    from xner_core.grid import load_spec
+    from xner_core.experiments.grid import load_spec
 
     return load_spec("paper")
 
@@ -96,7 +96,7 @@ def preferred_config(key: ModelKey, max_train_sentences: int | None = None) -> A
     """
     import dataclasses
 
-    from xner_core.config import make_config
+    from xner_core.experiments.config import make_config
 
     spec = _paper_options()
     options = spec.options
@@ -119,8 +119,8 @@ def _models_stamp() -> tuple[str, int]:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _choices(stamp: tuple[str, int], model: str, setting: str, source: str, target: str) -> list[dict[str, Any]]:
-    from xner_core.config import model_label
-    from xner_core.runner import find_cached
+    from xner_core.evaluation.runner import find_cached
+    from xner_core.experiments.config import model_label
 
     key = ModelKey(model, setting, source, target)
     try:
@@ -187,7 +187,7 @@ def loaded_models() -> list[str]:
 @st.cache_resource(show_spinner="Loading the model…", max_entries=6)
 def _loaded(config_hash: str, cache_key: str) -> _Shared:
     from xner_core.errors import DataError
-    from xner_core.runner import cached_configs, load_model
+    from xner_core.evaluation.runner import cached_configs, load_model
 
     for cfg, info in cached_configs(cache_key):
         if info["hash"] == config_hash:
@@ -200,7 +200,7 @@ def _loaded(config_hash: str, cache_key: str) -> _Shared:
 
 @st.cache_data(show_spinner=False, max_entries=512)
 def _predict(config_hash: str, cache_key: str, words: tuple[tuple[str, ...], ...]) -> list[list[str]]:
-    from xner_core.predict import predict_tags
+    from xner_core.inference.predict import predict_tags
 
     shared = _loaded(config_hash, cache_key)
     with shared.lock:
@@ -252,8 +252,8 @@ def subword_pieces(words: Sequence[str], key: ModelKey) -> list[list[str]] | Non
 
 def hub_unreachable(model: str) -> str | None:
     """Why `model` cannot be trained here (a hub model without network access), else None."""
-    from xner_core.grid import hub_online
-    from xner_core.models import HUB_MODELS, resolve_source
+    from xner_core.experiments.grid import hub_online
+    from xner_core.models.registry import HUB_MODELS, resolve_source
 
     try:
         kind = resolve_source(model).kind
@@ -267,7 +267,7 @@ def hub_unreachable(model: str) -> str | None:
 
 def estimate_seconds(key: ModelKey, max_train_sentences: int | None = None) -> float:
     """Rough training time of `preferred_config(key, max_train_sentences)` on this machine."""
-    from xner_core.runner import estimate_train_seconds
+    from xner_core.evaluation.runner import estimate_train_seconds
 
     return estimate_train_seconds(preferred_config(key, max_train_sentences))
 
@@ -289,8 +289,8 @@ def train(key: ModelKey, max_train_sentences: int | None = None,
     Returns:
         The config hash of the cached model.
     """
-    from xner_core.config import config_hash
-    from xner_core.runner import train_model
+    from xner_core.evaluation.runner import train_model
+    from xner_core.experiments.config import config_hash
 
     config = preferred_config(key, max_train_sentences)
     train_model(config, progress=progress, status=status)

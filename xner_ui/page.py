@@ -15,8 +15,8 @@ from typing import Any, Iterator
 import pandas as pd
 import streamlit as st
 
+from xner_core.analysis.plots import canonical_figure, image_config
 from xner_core.errors import ConfigError, DataError, XnerError
-from xner_core.plots import canonical_figure, image_config
 from xner_ui.render import md_escape
 from xner_ui.state import shared
 

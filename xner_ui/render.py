@@ -11,8 +11,8 @@ import html
 import re
 from typing import Iterable, Sequence
 
-from xner_core.predict import split_words
-from xner_core.tags import ENTITY_TYPES, spans
+from xner_core.corpus.tags import ENTITY_TYPES, spans
+from xner_core.inference.predict import split_words
 
 # Background / border colour per entity type (colour-blind-safe pairs: blue, orange, green).
 ENTITY_COLOURS: dict[str, tuple[str, str]] = {
@@ -101,7 +101,7 @@ def legend_html() -> str:
 
 
 def parse_marked_text(text: str) -> tuple[list[str], list[str]]:
-    """Split typed text into words (`xner_core.predict.split_words`) and read optional entity markup.
+    """Split typed text into words (`xner_core.inference.predict.split_words`) and read optional entity markup.
 
     `[Juan Pérez|PER] vive en [Madrid|LOC]` marks two entities; text without markup gives all-"O" tags. The
     markup brackets are removed; the words inside a mark are split like any other text.

@@ -62,14 +62,14 @@ def plotly_specs(at: AppTest) -> list[dict]:
 
 def write_store_rows(rows: list[dict]) -> None:
     """Write rows into the test's results store (XNER_RESULTS)."""
-    from xner_core.results import ResultsStore
+    from xner_core.experiments.store import ResultsStore
 
     ResultsStore().write(rows)
 
 
 def result_row(**kw: Any) -> dict:
     """A results-store row (F1 as 0..1) with every column present."""
-    from xner_core.results import COLUMN_NAMES
+    from xner_core.experiments.store import COLUMN_NAMES
 
     row = {c: None for c in COLUMN_NAMES}
     row.update(job_id="job", scope="overall", config_hash="cfg", model="e5-small", sources="es", target="ca",

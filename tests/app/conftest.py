@@ -28,7 +28,7 @@ def app_env(tmp_path, monkeypatch):
 def committed(monkeypatch):
     """The result tables committed in data/results/ (what `make app` shows on a fresh machine)."""
     monkeypatch.delenv("XNER_COMMITTED_RESULTS")
-    from xner_core.results import committed_results
+    from xner_core.experiments.store import committed_results
 
     frame = committed_results()
     if frame.empty:

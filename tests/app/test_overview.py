@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from apptest_helpers import (assert_clean_run, open_page, plotly_specs, result_row, values, widget_value,
-                             write_store_rows)
+from apptest_helpers import (
+    assert_clean_run,
+    open_page,
+    plotly_specs,
+    result_row,
+    values,
+    widget_value,
+    write_store_rows,
+)
 
-from xner_core.languages import reference_pairs
+from xner_core.corpus.languages import reference_pairs
 
 ALL_PAIRS = {p.label for p in reference_pairs()}
 

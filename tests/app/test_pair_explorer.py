@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from apptest_helpers import (assert_clean_run, open_page, plotly_specs, rendered_texts, result_row, values,
-                             widget_value, write_store_rows)
+from apptest_helpers import (
+    assert_clean_run,
+    open_page,
+    plotly_specs,
+    rendered_texts,
+    result_row,
+    values,
+    widget_value,
+    write_store_rows,
+)
 
 PAGE = "pages/pair_explorer.py"
 
@@ -98,7 +106,7 @@ def test_per_type_scores_of_ours(no_data):
 def test_features_follow_the_selected_run(committed, no_data):
     # The pooled re-split run measured its own overlap on the sentences its models saw; the feature table shows
     # that run's values when it is selected, and the Rahimi run's when that one is.
-    from xner_core import analysis
+    from xner_core.analysis import stats as analysis
 
     ours = committed[(committed["target"] == "br") & (committed["scope"] == "overall") &
                      (committed["perturbation"] == "clean")]

@@ -80,7 +80,7 @@ def test_lab_draws_a_test_sentence(with_data):
     at = open_page(PAGE, {"source": "fr", "target": "br", "mode": "draw", "i": "4", "perts": "entity_replace"})
     assert_clean_run(at)
     assert at.slider(key="qp_i").value == 4
-    from xner_core.corpus import load_wikiann
+    from xner_core.corpus.wikiann import load_wikiann
 
     sent = load_wikiann("br", "test")[4]
     assert at.code[0].value == " │ ".join(sent.tokens)

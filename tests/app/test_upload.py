@@ -70,7 +70,7 @@ def test_upload_entity_replace_with_real_source(with_data):
 
 
 def test_upload_scores_with_cached_models(tiny_models):
-    from xner_core.corpus import load_wikiann
+    from xner_core.corpus.wikiann import load_wikiann
 
     text = "".join("".join(f"{t}\t{g}\n" for t, g in zip(s.tokens, s.tags)) + "\n"
                    for s in load_wikiann("an", "test").sentences[:30])

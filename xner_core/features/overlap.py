@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Iterable
 
-from .corpus import Corpus
-from .stopwords import stopwords_for
-from .tags import spans
+from xner_core.corpus.stopwords import stopwords_for
+from xner_core.corpus.tags import spans
+from xner_core.corpus.wikiann import Corpus
 
 
 def _ratio(num: int, den: int) -> float:
@@ -91,7 +91,7 @@ def context_candidate(token: str, stopwords: frozenset[str] | set[str]) -> str |
 
     The one definition of a P2 candidate (paper-spec §4, P2): longer than one character, no punctuation or
     symbol character (`has_punct_or_symbol`) and not a stopword (compared lowercased). The O-tag condition is
-    the caller's. `o_word_overlap` counts with it and the perturbations (`xner_core.perturb`) pick with it, so
+    the caller's. `o_word_overlap` counts with it and the perturbations (`xner_core.perturb.registry`) pick with it, so
     the overlap measure and the perturbation always agree on which words are candidates.
 
     Args:
@@ -234,7 +234,7 @@ def o_word_overlap(source: Corpus, target: Corpus, stopwords: Iterable[str] | No
     Args:
         source: source training set S.
         target: target test set T.
-        stopwords: the target language's stopwords; None uses `xner_core.stopwords.stopwords_for(target.lang)`.
+        stopwords: the target language's stopwords; None uses `xner_core.corpus.stopwords.stopwords_for(target.lang)`.
 
     Returns:
         Counts and ratios, without and with the P2 candidate filter. S's O vocabulary is not filtered: a

@@ -31,10 +31,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from .corpus import Sentence
-from .errors import ConfigError, DataError, choices_message
-from .numerics import autocast, deterministic, resolve_device, resolve_precision
-from .tags import LABELS
+from xner_core.corpus.tags import LABELS
+from xner_core.corpus.wikiann import Sentence
+from xner_core.errors import ConfigError, DataError, choices_message
+from xner_core.numerics import autocast, deterministic, resolve_device, resolve_precision
 
 log = logging.getLogger(__name__)
 ProgressFn = Callable[[int, int, dict], None]
@@ -330,7 +330,7 @@ def _row_optimizer(model: Any, spec: _Spec) -> Any:
     """
     import torch
 
-    from .rowadam import RowAdamW
+    from xner_core.training.rowadam import RowAdamW
 
     emb = model.get_input_embeddings()
     if not spec.row_sparse_embeddings or not isinstance(emb, torch.nn.Embedding):
@@ -344,7 +344,7 @@ def _row_optimizer(model: Any, spec: _Spec) -> Any:
 def _label2id(model: Any) -> dict[str, int]:
     mapping = dict(getattr(model.config, "label2id", {}) or {})
     if not mapping:
-        raise ConfigError("the model config has no label2id; build it with labels (see xner_core.models)")
+        raise ConfigError("the model config has no label2id; build it with labels (see xner_core.models.registry)")
     return {str(k): int(v) for k, v in mapping.items()}
 
 
@@ -362,7 +362,7 @@ def _check_spec(spec: _Spec) -> None:
     if spec.batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {spec.batch_size}")
     if spec.lr is None:
-        raise ConfigError("lr is None; resolve the model's default first (xner_core.config.resolved_lr)")
+        raise ConfigError("lr is None; resolve the model's default first (xner_core.experiments.config.resolved_lr)")
     if not spec.lr > 0:
         raise ConfigError(f"lr must be > 0, got {spec.lr}")
     if not 0 <= spec.warmup_ratio < 1:
@@ -397,11 +397,11 @@ def evaluate_f1(model: Any, tokenizer: Any, sentences: Sequence[Sentence], batch
         precision: auto, bf16 or fp32 (`numerics.resolve_precision`).
 
     Returns:
-        Micro entity F1 in [0, 1] (`xner_core.metrics.score`, seqeval strict IOB2) of `predict_tags` output.
+        Micro entity F1 in [0, 1] (`xner_core.evaluation.metrics.score`, seqeval strict IOB2) of `predict_tags` output.
     """
     # Imported here: predict/metrics import torch-heavy code the encoding helpers above do not need.
-    from .metrics import score
-    from .predict import predict_tags
+    from xner_core.evaluation.metrics import score
+    from xner_core.inference.predict import predict_tags
 
     pred = predict_tags(model, tokenizer, list(sentences), batch_size=batch_size, device=resolve_device(device),
                         precision=precision)

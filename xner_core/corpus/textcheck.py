@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from .errors import DataError
+from xner_core.errors import DataError
 
 MAX_CHARS = 2000
 MAX_WORDS = 400

@@ -1,4 +1,4 @@
-"""Stage 7, plots: pure Plotly figure builders over the tidy frames of `xner_core.analysis`.
+"""Stage 7, plots: pure Plotly figure builders over the tidy frames of `xner_core.analysis.stats`.
 
 Every builder takes frames and labels and returns a `plotly.graph_objects.Figure`; none reads files or imports
 Streamlit, so the dashboard, the CLI and notebooks draw the same figures. Points carry
@@ -15,7 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .analysis import CLEAN, CUSTOM_FIELDS, ols_fit
+from xner_core.analysis.stats import CLEAN, CUSTOM_FIELDS, ols_fit
 
 # Fixed colours per model so a model keeps its colour across charts; others cycle through the fallback list.
 MODEL_COLOURS: Mapping[str, str] = {"mbert": "#1f77b4", "xlmr": "#ff7f0e", "e5-small": "#2ca02c", "tiny": "#7f7f7f"}
@@ -47,7 +47,7 @@ def perturbation_title(name: str) -> str:
     """Short display title of a perturbation ("clean" for the clean test set), e.g. "P1 · unseen entities"."""
     if name == CLEAN:
         return "clean"
-    from .perturb import PERTURBATIONS
+    from xner_core.perturb.registry import PERTURBATIONS
 
     pert = PERTURBATIONS.get(name)
     return pert.title if pert is not None else name
@@ -55,7 +55,7 @@ def perturbation_title(name: str) -> str:
 
 def perturbation_order(names: Sequence[str]) -> list[str]:
     """Distinct names in display order: clean first, then registry order (P1, P2, P3, ...), then the rest."""
-    from .perturb import perturbation_names
+    from xner_core.perturb.registry import perturbation_names
 
     present = list(dict.fromkeys(names))
     known = [CLEAN, *perturbation_names()]

@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ConfigError, DataError, choices_message
-from .paths import repo_data_dir
+from xner_core.errors import ConfigError, DataError, choices_message
+from xner_core.paths import repo_data_dir
 
 RESOURCE_LEVELS: tuple[str, ...] = ("high", "low")
 RELATIONS: tuple[str, ...] = ("geographic", "genetic", "borrowing", "control")

@@ -23,8 +23,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import ConfigError, DataError, choices_message
-from .tags import ENTITY_TYPES
+from xner_core.corpus.tags import ENTITY_TYPES
+from xner_core.errors import ConfigError, DataError, choices_message
 
 TagSequences = Sequence[Sequence[str]]
 Chunk = tuple[int, int, str]  # (start, end exclusive, type)

@@ -24,8 +24,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .errors import ConfigError, choices_message
-from .paths import cache_dir
+from xner_core.errors import ConfigError, choices_message
+from xner_core.paths import cache_dir
 
 POOLINGS: tuple[str, ...] = ("cls", "mean")
 _SQL_CHUNK = 500  # host parameters per SELECT ... IN (...) (SQLite's limit is >= 999)
@@ -289,7 +289,7 @@ def load_encoder(model_name: str, cache: str | os.PathLike[str] | None = None) -
     """
     from transformers import AutoModel, AutoTokenizer
 
-    from .models import build_tiny, resolve_source
+    from xner_core.models.registry import build_tiny, resolve_source
 
     src = resolve_source(model_name)
     if src.kind == "tiny":
@@ -299,7 +299,7 @@ def load_encoder(model_name: str, cache: str | os.PathLike[str] | None = None) -
     location = src.location
     model_id = src.location
     if src.kind == "e5-small":
-        from .e5 import ensure_e5_small, read_manifest
+        from xner_core.models.e5 import ensure_e5_small, read_manifest
 
         directory = ensure_e5_small(cache)
         location = str(directory)

@@ -30,15 +30,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib
 import json
 import math
-import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .errors import ConfigError, choices_message
+from xner_core.corpus.languages import get_language
+from xner_core.errors import ConfigError, choices_message
 
 SCHEMA_VERSION: int = 3  # 3: target dropped from the identity of transfer/multi_source
 SETTINGS: tuple[str, ...] = ("native", "transfer", "multi_source", "distill", "tapt")
@@ -64,7 +63,6 @@ _SETTING_OPTIONS: dict[str, frozenset[str]] = {
 }
 _SETTING_SPECIFIC: frozenset[str] = frozenset().union(*_SETTING_OPTIONS.values())
 _ROBUST_ONLY: frozenset[str] = frozenset({"robust_epsilon", "robust_rate"})
-_FALLBACK_CODE = re.compile(r"^[a-z]{2,3}$")
 
 
 @dataclass(frozen=True)
@@ -155,7 +153,7 @@ def canonical_sources(config: ExperimentConfig) -> tuple[str, ...]:
 
 def _canonical_model(model: str) -> str:
     # Imported lazily: models.py pulls nothing heavy at import time, but keep config import-light anyway.
-    from .models import HUB_MODELS
+    from xner_core.models.registry import HUB_MODELS
 
     return HUB_MODELS.get(model, model)
 
@@ -300,23 +298,11 @@ def _check_language(code: str, role: str) -> None:
     if not isinstance(code, str) or code != code.strip().lower() or not code:
         # One spelling per language, or "ES" and "es" would be two identities for one run.
         raise ConfigError(f"{role} language {code!r} must be a lowercase language code like 'es'")
-    # languages.py is written by another stage; until it exists, accept any plausible code. Only a missing
-    # module falls back: an import error inside languages.py itself must surface.
     try:
-        languages = importlib.import_module(f"{__package__}.languages")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__package__}.languages":
-            raise
-        languages = None
-    get_language = getattr(languages, "get_language", None)
-    if get_language is not None:
-        try:
-            get_language(code)  # raises ConfigError naming the known languages
-        except ConfigError as exc:
-            raise ConfigError(f"{role}: {exc}") from exc
-        return
-    if not _FALLBACK_CODE.match(code):
-        raise ConfigError(f"unknown {role} language {code!r}; give a 2-3 letter lowercase language code like 'es'")
+        get_language(code)  # raises ConfigError naming the known languages
+    except ConfigError as exc:
+        raise ConfigError(f"{role}: {exc}") from exc
+
 
 
 def _check_int(name: str, value: Any, minimum: int, optional: bool = False) -> None:
@@ -438,7 +424,7 @@ def _normalize_model(model: str) -> str:
         raise ConfigError(f"model must be a string, got {type(model).__name__}")
     path = Path(model).expanduser()
     if model.strip() and path.is_dir():
-        from .models import resolve_source
+        from xner_core.models.registry import resolve_source
 
         return resolve_source(model).location  # checks config.json, returns the resolved path
     return model

@@ -15,9 +15,9 @@ from typing import Any, Callable, Optional
 
 import typer
 
-from .config import TrainOptions
-from .errors import XnerError
-from .numerics import check_precision
+from xner_core.errors import XnerError
+from xner_core.experiments.config import TrainOptions
+from xner_core.numerics import check_precision
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Cross-lingual NER robustness explorer.")
 LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -25,7 +25,7 @@ LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 def _show_version(value: bool) -> None:
     if value:
-        from . import __version__
+        from xner_core import __version__
 
         typer.echo(f"xner {__version__}")
         raise typer.Exit(0)
@@ -96,8 +96,8 @@ def _language(code: str, role: str) -> str:
     Done before any data is loaded, so a typo fails at once with the allowed codes instead of after a Hugging
     Face hub probe; train/eval/predict check the same table through `make_config`.
     """
-    from .errors import ConfigError
-    from .languages import get_language
+    from xner_core.corpus.languages import get_language
+    from xner_core.errors import ConfigError
 
     try:
         return get_language(code).code
@@ -123,8 +123,8 @@ def data_stats(
     as_json: bool = JsonOpt,
 ) -> None:
     """Sentence, token and entity counts of a language's WikiANN splits."""
-    from .corpus import available_languages, corpus_stats, load_wikiann, split_sizes
-    from .paths import data_dir as resolve_data_dir
+    from xner_core.corpus.wikiann import available_languages, corpus_stats, load_wikiann, split_sizes
+    from xner_core.paths import data_dir as resolve_data_dir
 
     lang = _language(lang, "language")
     splits = [split] if split else list(split_sizes(lang, data_dir))
@@ -149,8 +149,8 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 @data_app.command("languages")
 def data_languages(data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOpt) -> None:
     """Languages with local WikiANN data, with their metadata."""
-    from .corpus import available_languages
-    from .languages import get_language
+    from xner_core.corpus.languages import get_language
+    from xner_core.corpus.wikiann import available_languages
 
     rows = []
     for code in available_languages(data_dir):
@@ -163,7 +163,7 @@ def data_languages(data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOp
 @data_app.command("pairs")
 def data_pairs(as_json: bool = JsonOpt) -> None:
     """The 13 source->target pairs of the reference study."""
-    from .languages import reference_pairs
+    from xner_core.corpus.languages import reference_pairs
 
     rows = [_jsonable(p) for p in reference_pairs()]
     emit(rows, as_json, lambda rs: "\n".join(f"{r['source']}->{r['target']:<4} {r['relation']}" for r in rs))
@@ -183,20 +183,20 @@ def overlap(
     as_json: bool = JsonOpt,
 ) -> None:
     """Entity/word/subword overlap between a source training set and a target test set, plus URIEL distances."""
-    from .corpus import load_wikiann
-    from .overlap import overlap_features
+    from xner_core.corpus.wikiann import load_wikiann
+    from xner_core.features.overlap import overlap_features
 
     source, target = _language(source, "source"), _language(target, "target")
     src = load_wikiann(source, source_split, data_dir, limit=limit)
     tgt = load_wikiann(target, target_split, data_dir, limit=limit)
     tok = None
     if tokenizer:
-        from .models import load_tokenizer
+        from xner_core.models.registry import load_tokenizer
 
         tok = load_tokenizer(tokenizer)
     out: dict[str, Any] = {"source": source, "target": target, **overlap_features(src, tgt, tokenizer=tok)}
     if uriel:
-        from .distance import uriel_distances
+        from xner_core.features.distance import uriel_distances
 
         out.update({f"uriel_{k}": v for k, v in uriel_distances(source, target).items()})
     emit(out, as_json, _kv_table)
@@ -232,11 +232,11 @@ def perturb(
     donor corpus (`runner.donor_corpus`, default donor = the target). So with the same --setting, --max-train,
     --data, --limit, seed, rate and donor, the file written with --out is the perturbed test set eval scores.
     """
-    from .config import make_config
-    from .conll import write_conll
-    from .perturb import build_context, get_perturbation, perturb_corpus
-    from .runner import donor_corpus as runner_donor_corpus
-    from .runner import seen_corpus, test_corpus
+    from xner_core.corpus.conll import write_conll
+    from xner_core.evaluation.runner import donor_corpus as runner_donor_corpus
+    from xner_core.evaluation.runner import seen_corpus, test_corpus
+    from xner_core.experiments.config import make_config
+    from xner_core.perturb.registry import build_context, get_perturbation, perturb_corpus
 
     pert = get_perturbation(name)
     source, target = _language(source, "source"), _language(target, "target")
@@ -253,7 +253,7 @@ def perturb(
     donor_corpus = runner_donor_corpus(donor_lang, data_dir) if "donor" in pert.needs else None
     embed = None
     if "embed" in pert.needs:
-        from .embed import make_word_embedder
+        from xner_core.features.embed import make_word_embedder
 
         embed = make_word_embedder(embed_model)
     ctx = build_context(src, tgt, donor=donor_corpus, embed=embed, lang=target)
@@ -267,7 +267,7 @@ def perturb(
 @app.command("perturbations")
 def perturbations(as_json: bool = JsonOpt) -> None:
     """List the registered perturbations."""
-    from .perturb import PERTURBATIONS
+    from xner_core.perturb.registry import PERTURBATIONS
 
     rows = [{"name": p.name, "title": p.title, "needs": list(p.needs), "description": p.description}
             for p in PERTURBATIONS.values()]
@@ -283,8 +283,8 @@ def score_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Entity-level P/R/F1 (seqeval, strict IOB2) with a bootstrap CI and an error breakdown."""
-    from .conll import read_conll
-    from .metrics import bootstrap_ci, error_breakdown, score, scores_table
+    from xner_core.corpus.conll import read_conll
+    from xner_core.evaluation.metrics import bootstrap_ci, error_breakdown, score, scores_table
 
     g = read_conll(gold).corpus
     p = read_conll(pred).corpus
@@ -353,7 +353,7 @@ def _config(model: str, setting: str, source: Optional[list[str]], target: str, 
             balanced: bool, distill_weights: str, tapt_steps: int, early_stopping: Optional[int], warmup: float,
             max_length: int, freeze_embeddings: bool, robust_epsilon: float, robust_rate: float) -> Any:
     """The experiment config of train/eval/predict; `make_config` validates (errors exit 2 with its message)."""
-    from .config import make_config
+    from xner_core.experiments.config import make_config
 
     sources = tuple(s for item in (source or []) for s in item.split(",") if s.strip())
     return make_config(model, target, setting, sources=sources, seed=seed, data=data, epochs=epochs, lr=lr,
@@ -404,7 +404,7 @@ def train_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Fine-tune (or fetch from the cache) the model of one experiment config; prints its hash and cache path."""
-    from .runner import model_cache, train_model
+    from xner_core.evaluation.runner import model_cache, train_model
 
     _quiet_transformers()
     cfg = _config(model, setting, source, target, seed, data, epochs=epochs, lr=lr, batch_size=batch_size,
@@ -448,8 +448,8 @@ def eval_cmd(
     device: Optional[str] = DeviceOpt, precision: str = PrecisionOpt, as_json: bool = JsonOpt,
 ) -> None:
     """Score a model on its target's clean and perturbed test sets (F1 with 95% CIs, paired drop CIs)."""
-    from .perturb import get_perturbation
-    from .runner import CLEAN, evaluate, train_model
+    from xner_core.evaluation.runner import CLEAN, evaluate, train_model
+    from xner_core.perturb.registry import get_perturbation
 
     for name in perturb or []:
         if name != CLEAN:
@@ -469,7 +469,7 @@ def eval_cmd(
                         cache=cache_dir, loaded=lm, device=device, backend=backend, precision=precision)
     rows = [r for o in outcomes for r in o.rows]
     if store:
-        from .results import ResultsStore
+        from xner_core.experiments.store import ResultsStore
 
         ResultsStore(store).write(rows)
     keep = ("perturbation", "scope", "precision", "recall", "f1", "f1_low", "f1_high", "drop", "drop_low",
@@ -506,9 +506,9 @@ def predict_cmd(
     device: Optional[str] = DeviceOpt, precision: str = PrecisionOpt, as_json: bool = JsonOpt,
 ) -> None:
     """Tag one sentence with the model of a config (trained first when not cached)."""
-    from .predict import predict_text
-    from .runner import train_model
-    from .textcheck import check_sentence
+    from xner_core.corpus.textcheck import check_sentence
+    from xner_core.evaluation.runner import train_model
+    from xner_core.inference.predict import predict_text
 
     _quiet_transformers()
     text = check_sentence(text)
@@ -529,7 +529,7 @@ def predict_cmd(
 def models_ls(cache_dir: Optional[Path] = CacheOpt, verify: bool = typer.Option(False, help="check checksums"),
               as_json: bool = JsonOpt) -> None:
     """List cached models."""
-    from .runner import model_cache
+    from xner_core.evaluation.runner import model_cache
 
     rows = []
     for e in model_cache(cache_dir).entries(verify=verify):
@@ -548,7 +548,7 @@ def models_ls(cache_dir: Optional[Path] = CacheOpt, verify: bool = typer.Option(
 def models_rm(hash_prefix: str = typer.Argument(..., help="model hash or unique prefix"),
               cache_dir: Optional[Path] = CacheOpt, as_json: bool = JsonOpt) -> None:
     """Remove one cached model."""
-    from .runner import model_cache
+    from xner_core.evaluation.runner import model_cache
 
     removed = model_cache(cache_dir).remove(hash_prefix)
     emit({"removed": removed}, as_json, lambda p: f"removed {p['removed']}")
@@ -559,7 +559,7 @@ def models_gc(cache_dir: Optional[Path] = CacheOpt,
               max_gb: Optional[float] = typer.Option(None, help="then remove oldest entries beyond this size"),
               as_json: bool = JsonOpt) -> None:
     """Remove invalid entries, stale temporary directories and orphan locks (and oldest beyond --max-gb)."""
-    from .runner import model_cache
+    from xner_core.evaluation.runner import model_cache
 
     removed = model_cache(cache_dir).gc(max_bytes=int(max_gb * 2**30) if max_gb else None, verify=True)
     emit({"removed": removed}, as_json, lambda p: "\n".join(p["removed"]) or "nothing to remove")
@@ -635,7 +635,7 @@ def _print_status(payload: dict[str, Any]) -> None:
 
 
 def _status_payload(plan: Any, store: Any) -> dict[str, Any]:
-    from .grid import plan_status, status_rows
+    from xner_core.experiments.grid import plan_status, status_rows
 
     status = plan_status(plan, store)
     return {"name": plan.spec.name, "origin": plan.spec.origin, "store": str(store.path),
@@ -661,8 +661,8 @@ def grid_run(
 
     Killed and started again, it does only what is missing.
     """
-    from .grid import expand, load_spec, run_plan
-    from .results import ResultsStore
+    from xner_core.experiments.grid import expand, load_spec, run_plan
+    from xner_core.experiments.store import ResultsStore
 
     if executor not in ("local", "ray"):
         raise XnerError(f"unknown executor {executor!r}; choose one of: local, ray")
@@ -708,8 +708,8 @@ def grid_run(
 def grid_status(spec: str = SpecArg, store: Optional[Path] = StoreOpt, data_dir: Optional[Path] = DataDirOpt,
                 as_json: bool = JsonOpt) -> None:
     """Done / running / missing evaluation jobs of a grid ("running" = claimed by a live `grid run`)."""
-    from .grid import expand, load_spec
-    from .results import ResultsStore
+    from xner_core.experiments.grid import expand, load_spec
+    from xner_core.experiments.store import ResultsStore
 
     payload = _status_payload(expand(load_spec(spec), data_dir), ResultsStore(store))
     if as_json:
@@ -737,9 +737,9 @@ def results_show(
     """Show stored results as a table (F1 and drop in points, with 95% CIs)."""
     from rich.table import Table
 
-    from .grid import parse_filters
-    from .metrics import SCOPES
-    from .results import ResultsStore
+    from xner_core.evaluation.metrics import SCOPES
+    from xner_core.experiments.grid import parse_filters
+    from xner_core.experiments.store import ResultsStore
 
     where = parse_filters(filters or [])
     if scope != "all":
@@ -777,8 +777,8 @@ def results_export(
     store: Optional[Path] = StoreOpt, filters: Optional[list[str]] = FilterOpt, as_json: bool = JsonOpt,
 ) -> None:
     """Export the results table (or the rows matching --filter) to parquet or csv."""
-    from .grid import parse_filters
-    from .results import ResultsStore
+    from xner_core.experiments.grid import parse_filters
+    from xner_core.experiments.store import ResultsStore
 
     st = ResultsStore(store)
     where = parse_filters(filters or [])
@@ -792,7 +792,7 @@ def results_schema(as_json: bool = JsonOpt) -> None:
     """The results table's columns: name, SQL type, meaning."""
     from rich.table import Table
 
-    from .results import SCHEMA
+    from xner_core.experiments.store import SCHEMA
 
     rows = [{"name": c.name, "type": c.sql_type, "description": c.description} for c in SCHEMA]
     if as_json:

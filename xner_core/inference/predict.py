@@ -14,7 +14,7 @@ How a call runs:
    results are put back in the caller's order.
 4. Words that yield no sub-token (zero-width characters, odd whitespace) get "O" and keep their place.
 5. The tags are repaired to valid IOB2 (`repair_iob2`): a model may emit I-X after O or after another type;
-   that I-X becomes B-X. `xner_core.tags.spans` (like seqeval's default mode) already reads such a stray I-X
+   that I-X becomes B-X. `xner_core.corpus.tags.spans` (like seqeval's default mode) already reads such a stray I-X
    as the start of a new entity, so the repair never changes which entities a sequence denotes; it only
    makes the output valid for every downstream consumer.
 
@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, NamedTuple, Sequence, 
 
 import numpy as np
 
-from .corpus import Sentence
-from .errors import ConfigError
-from .numerics import resolve_device, resolve_precision
-from .tags import iob1_to_iob2, spans
+from xner_core.corpus.tags import iob1_to_iob2, spans
+from xner_core.corpus.wikiann import Sentence
+from xner_core.errors import ConfigError
+from xner_core.numerics import resolve_device, resolve_precision
 
 if TYPE_CHECKING:
     pass
@@ -106,7 +106,7 @@ class _Item:
 def repair_iob2(tags: Sequence[str]) -> list[str]:
     """Make a predicted tag sequence valid IOB2: an I-X after O or after another type becomes B-X.
 
-    This is exactly how `xner_core.tags.spans` and seqeval read a stray I-X (it opens a new entity), so
+    This is exactly how `xner_core.corpus.tags.spans` and seqeval read a stray I-X (it opens a new entity), so
     `spans(repair_iob2(t)) == spans(t)` for every `t`; the same rule as an IOB1 -> IOB2 conversion.
 
     Args:
@@ -271,7 +271,7 @@ def _forward(model: Any, backend: str, device: Any, precision: str = "auto"
     """Return (run(ids, mask) -> logits tensor, restore()) for a torch model or an ONNX classifier."""
     import torch
 
-    from .onnx_backend import OnnxTokenClassifier, load_onnx_int8
+    from xner_core.inference.onnx import OnnxTokenClassifier, load_onnx_int8
 
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
@@ -350,7 +350,7 @@ def predict_tags(
         stride: overlap, in sub-tokens, between consecutive windows of a too-long sentence (default: half a
             window).
         backend: "torch", or "onnx-int8" to export, quantize and cache the model for ONNX Runtime on the CPU
-            (see `xner_core.onnx_backend`; an `OnnxTokenClassifier` given as `model` implies it).
+            (see `xner_core.inference.onnx`; an `OnnxTokenClassifier` given as `model` implies it).
         precision: the torch backend's autocast (`numerics.resolve_precision`): auto = bf16 on CUDA (fp16
             without bf16 support) and on CPUs with native bf16, else fp32.
 

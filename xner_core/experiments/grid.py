@@ -44,7 +44,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence, cast
 
-from .config import (
+from xner_core.errors import ConfigError, DataError, XnerError
+from xner_core.evaluation.runner import CLEAN, EvalJob, eval_jobs, teacher_config
+from xner_core.experiments.config import (
     DATA_PROTOCOLS,
     SETTINGS,
     ExperimentConfig,
@@ -55,9 +57,7 @@ from .config import (
     model_label,
     validate_options,
 )
-from .errors import ConfigError, DataError, XnerError
-from .numerics import PRECISIONS
-from .runner import CLEAN, EvalJob, eval_jobs, teacher_config
+from xner_core.numerics import PRECISIONS
 
 log = logging.getLogger(__name__)
 PRESET_SUFFIXES: tuple[str, ...] = (".toml", ".yaml", ".yml")
@@ -248,7 +248,7 @@ def spec_from_dict(data: Mapping[str, Any], origin: str = "<spec>", default_name
     settings_raw = data.get("settings", ["native", "transfer"])
     settings = tuple(dict.fromkeys(_choice(w, path, s, SETTINGS, "setting")
                                    for path, s in _str_list(w, ("settings",), settings_raw)))
-    from .perturb import perturbation_names
+    from xner_core.perturb.registry import perturbation_names
 
     allowed_perturbations = (CLEAN, *perturbation_names())
     perts = [_choice(w, path, p, allowed_perturbations, "perturbation")
@@ -329,7 +329,7 @@ def _choice(w: _Where, path: tuple[Any, ...], value: Any, allowed: Sequence[str]
 
 def _model(w: _Where, path: tuple[Any, ...], value: Any) -> str:
     """A model is a short name, a hub id (`org/name`, or one of the aliases' ids) or a directory with config.json."""
-    from .models import HUB_MODELS, MODEL_NAMES
+    from xner_core.models.registry import HUB_MODELS, MODEL_NAMES
 
     name = _str(w, path, value)
     if name in MODEL_NAMES or name in HUB_MODELS.values():
@@ -347,7 +347,7 @@ def _model(w: _Where, path: tuple[Any, ...], value: Any) -> str:
 
 
 def _language(w: _Where, path: tuple[Any, ...], value: Any) -> str:
-    from .languages import get_language
+    from xner_core.corpus.languages import get_language
 
     if not isinstance(value, str):
         raise w.error(path, f"a language code must be a string like 'es', got {value!r}")
@@ -358,7 +358,7 @@ def _language(w: _Where, path: tuple[Any, ...], value: Any) -> str:
 
 
 def _pairs(w: _Where, value: Any) -> tuple[tuple[str, str], ...]:
-    from .languages import get_language, reference_pairs
+    from xner_core.corpus.languages import get_language, reference_pairs
 
     if value in ((), []):
         return ()
@@ -562,7 +562,7 @@ def _needed_splits(unit: _Unit, spec: GridSpec) -> list[tuple[str, tuple[str, ..
     need.append((unit.target, ("test", "train") if resplit else ("test",)))
     if unit.setting in ("distill", "tapt"):
         need.append((unit.target, ("extra", "train")))
-    from .perturb import get_perturbation
+    from xner_core.perturb.registry import get_perturbation
 
     if any("donor" in get_perturbation(p).needs for p in spec.perturbations if p != CLEAN):
         need.append((spec.donor or unit.target, ("extra", "dev")))
@@ -575,7 +575,7 @@ _ONLINE: dict[str, bool] = {}
 def hub_online() -> bool:
     """Whether WikiANN splits missing locally could come from the Hugging Face hub (probed once per process)."""
     if "hub" not in _ONLINE:
-        from . import corpus
+        from xner_core.corpus import wikiann as corpus
 
         offline = getattr(corpus, "_hub_offline", lambda: False)()
         reachable = getattr(corpus, "_hub_reachable", lambda: False)
@@ -596,7 +596,7 @@ def expand(spec: GridSpec, data_dir: str | os.PathLike[str] | None = None, onlin
         The Plan; units whose data is missing are left out and named in `plan.skipped`, e.g.
         "cs→sk skipped: no local data for cs (set XNER_DATA_DIR or go online)".
     """
-    from .corpus import wikiann_file
+    from xner_core.corpus.wikiann import wikiann_file
 
     units = _units(spec)
     local: dict[tuple[str, tuple[str, ...]], bool] = {}
@@ -1071,7 +1071,7 @@ def _eval_kwargs(spec: GridSpec) -> dict[str, Any]:
 def _run_local(needed: list[tuple[ModelGroup, list[EvalBatch]]], done: set[str], plan: Plan, writer: _Writer,
                claims: _Claims, tally: _Tally, event: Callable[..., None], data_dir: Any, cache: Any,
                device: Any) -> None:
-    from .runner import iter_evaluate, model_cache, train_model
+    from xner_core.evaluation.runner import iter_evaluate, model_cache, train_model
 
     mc = model_cache(cache)
     kwargs = _eval_kwargs(plan.spec)
@@ -1122,7 +1122,7 @@ def _run_local(needed: list[tuple[ModelGroup, list[EvalBatch]]], done: set[str],
 def _ray_train(config: ExperimentConfig, data_dir: str | None, cache: str | None, precision: str,
                *teachers: Any) -> dict[str, Any]:
     """Ray task: train (or find) one model; `teachers` are the refs of the jobs it needs (ordering only)."""
-    from .runner import model_cache, train_model
+    from xner_core.evaluation.runner import model_cache, train_model
 
     _quiet()
     cached = model_cache(cache).has(config)
@@ -1135,7 +1135,7 @@ def _ray_train(config: ExperimentConfig, data_dir: str | None, cache: str | None
 def _ray_eval(batches: list[tuple[ExperimentConfig, tuple[str, ...]]], kwargs: dict[str, Any], skip: frozenset[str],
               data_dir: str | None, cache: str | None, trained: Any) -> Any:
     """Ray streaming task: evaluate one model on each of its targets, yielding (job_id, rows, seconds) per job."""
-    from .runner import iter_evaluate, train_model
+    from xner_core.evaluation.runner import iter_evaluate, train_model
 
     _quiet()
     lm = None
@@ -1178,8 +1178,8 @@ def _run_ray(needed: list[tuple[ModelGroup, list[EvalBatch]]], done: set[str], p
         import ray
     except ImportError as exc:  # pragma: no cover
         raise ConfigError("the ray executor needs the `ray` package; pip install 'ray[default]'") from exc
-    from .paths import cache_dir as resolve_cache
-    from .paths import data_dir as resolve_data
+    from xner_core.paths import cache_dir as resolve_cache
+    from xner_core.paths import data_dir as resolve_data
 
     # Workers may run elsewhere: pass absolute paths (a cluster needs them on a shared file system).
     data_s = str(resolve_data(data_dir).expanduser().absolute())
@@ -1282,7 +1282,7 @@ def parse_filters(items: Sequence[str]) -> dict[str, Any]:
         column -> value or list of values. Raises ConfigError for a malformed item, an unknown column or a value
         of the wrong type.
     """
-    from .results import SCHEMA
+    from xner_core.experiments.store import SCHEMA
 
     types = {c.name: c.sql_type.split()[0] for c in SCHEMA}
     out: dict[str, Any] = {}

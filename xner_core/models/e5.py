@@ -34,8 +34,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .errors import ConfigError, DataError
-from .paths import cache_dir
+from xner_core.errors import ConfigError, DataError
+from xner_core.paths import cache_dir
 
 log = logging.getLogger(__name__)
 

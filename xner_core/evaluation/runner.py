@@ -25,7 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Collection, Iterator, Mapping, Sequence
 
-from .config import (
+from xner_core.corpus.wikiann import Corpus, Sentence, load_wikiann, paper_resplit, wikiann_file
+from xner_core.errors import ConfigError, DataError
+from xner_core.evaluation.metrics import SCOPES
+from xner_core.experiments.config import (
     ExperimentConfig,
     canonical_json,
     canonical_sources,
@@ -34,11 +37,8 @@ from .config import (
     make_config,
     resolved_lr,
 )
-from .corpus import Corpus, Sentence, load_wikiann, paper_resplit, wikiann_file
-from .errors import ConfigError, DataError
-from .metrics import SCOPES
-from .numerics import resolve_precision
-from .paths import cache_dir
+from xner_core.numerics import resolve_precision
+from xner_core.paths import cache_dir
 
 CLEAN = "clean"
 ProgressFn = Callable[[int, int, dict[str, Any]], None]
@@ -125,7 +125,7 @@ class EvalOutcome:
 def _needs(perturbation: str, part: str) -> bool:
     if perturbation == CLEAN:
         return False
-    from .perturb import get_perturbation
+    from xner_core.perturb.registry import get_perturbation
 
     return part in get_perturbation(perturbation).needs
 
@@ -204,7 +204,7 @@ def donor_corpus(lang: str, data_dir: str | os.PathLike[str] | None = None) -> C
 
 def model_cache(cache: str | os.PathLike[str] | None = None) -> Any:
     """The model cache under `<cache>/models`."""
-    from .modelcache import ModelCache
+    from xner_core.models.cache import ModelCache
 
     return ModelCache(cache_dir(cache) / "models")
 
@@ -231,9 +231,9 @@ def train_model(config: ExperimentConfig, *, data_dir: str | os.PathLike[str] | 
     Returns:
         The loaded model.
     """
-    from .models import load_token_classifier
-    from .numerics import resolve_device
-    from .train import options_kwargs, run_setting
+    from xner_core.models.registry import load_token_classifier
+    from xner_core.numerics import resolve_device
+    from xner_core.training.train import options_kwargs, run_setting
 
     def train_fn() -> tuple[Any, Any, dict[str, Any]]:
         data = training_data(config, data_dir)
@@ -279,7 +279,7 @@ def teacher_config(config: ExperimentConfig, source: str) -> ExperimentConfig:
 def load_model(config: ExperimentConfig, cache: str | os.PathLike[str] | None = None,
                device: Any = None) -> LoadedModel:
     """Load a cached model; raises CacheMiss (an XnerError) when it was never trained."""
-    from .modelcache import CacheMiss
+    from xner_core.models.cache import CacheMiss
 
     mc = model_cache(cache)
     if not mc.has(config):
@@ -355,7 +355,7 @@ def estimate_train_seconds(config: ExperimentConfig, data_dir: str | os.PathLike
     if config.setting == "distill":
         n += len(data.target_unlabeled) * (1 + len(data.source_train))
     if sentences_per_second is None:
-        from .numerics import device_type
+        from xner_core.numerics import device_type
 
         kind = device_type(device)
         sentences_per_second = measured_train_throughput(config.model, kind, cache)
@@ -422,8 +422,8 @@ def pair_features(config: ExperimentConfig, seen: Corpus, test: Corpus, tokenize
 
     URIEL distances are averaged over the sources; for native rows they are 0 by definition (same language).
     """
-    from .distance import DISTANCE_KINDS, source_diversity, uriel_distances
-    from .overlap import overlap_features
+    from xner_core.features.distance import DISTANCE_KINDS, source_diversity, uriel_distances
+    from xner_core.features.overlap import overlap_features
 
     feats: dict[str, Any] = dict(overlap_features(seen, test, tokenizer=tokenizer))
     sources = canonical_sources(config) or (config.target,)
@@ -457,8 +457,8 @@ def trained_precision(manifest: Mapping[str, Any]) -> str | None:
 
 
 def _versions() -> dict[str, str]:
-    from . import __version__
-    from .modelcache import library_versions
+    from xner_core import __version__
+    from xner_core.models.cache import library_versions
 
     return {**library_versions(), "xner": __version__}
 
@@ -526,7 +526,7 @@ def cache_stats() -> dict[str, dict[str, int]]:
 
 
 def _data_key(data_dir: str | os.PathLike[str] | None) -> str:
-    from .paths import data_dir as resolve_data_dir
+    from xner_core.paths import data_dir as resolve_data_dir
 
     return str(resolve_data_dir(data_dir).expanduser().absolute())
 
@@ -571,7 +571,7 @@ class _LazyEmbedder:
     def __call__(self, words: Sequence[str]) -> Any:
         with self._lock:
             if self._embedder is None:
-                from .embed import make_word_embedder
+                from xner_core.features.embed import make_word_embedder
 
                 self._embedder = make_word_embedder(self.model_name, cache=self.cache)
             return self._embedder(words)
@@ -689,9 +689,9 @@ def iter_evaluate(
     Yields:
         One EvalOutcome per condition not skipped, clean first.
     """
-    from .metrics import condition_rows
-    from .perturb import build_context, get_perturbation, perturb_corpus
-    from .predict import predict_tags
+    from xner_core.evaluation.metrics import condition_rows
+    from xner_core.inference.predict import predict_tags
+    from xner_core.perturb.registry import build_context, get_perturbation, perturb_corpus
 
     jobs = eval_jobs(config, perturbations, perturb_seed=perturb_seed, perturb_rate=perturb_rate,
                      test_limit=test_limit, embed_model=embed_model, donor=donor)
@@ -797,7 +797,7 @@ def _frac(report: Mapping[str, Any], num: str, den: str) -> float | None:
 
 def cached_configs(cache: str | os.PathLike[str] | None = None) -> list[tuple[ExperimentConfig, dict[str, Any]]]:
     """Valid cached models as (config, entry summary), newest first (for pickers in the CLI and dashboard)."""
-    from .config import config_from_dict
+    from xner_core.experiments.config import config_from_dict
 
     out = []
     for entry in model_cache(cache).entries():
@@ -829,7 +829,7 @@ def serves(config: ExperimentConfig, model: str, setting: str, source: str, targ
     Returns:
         True when the model fits.
     """
-    from .models import HUB_MODELS
+    from xner_core.models.registry import HUB_MODELS
 
     if HUB_MODELS.get(config.model, config.model) != HUB_MODELS.get(model, model) or config.setting != setting:
         return False

@@ -45,11 +45,11 @@ from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .corpus import Corpus, Sentence
-from .errors import ConfigError, DataError, choices_message
-from .overlap import context_candidate
-from .stopwords import stopwords_for
-from .tags import first_invalid, span_tags, spans
+from xner_core.corpus.stopwords import stopwords_for
+from xner_core.corpus.tags import first_invalid, span_tags, spans
+from xner_core.corpus.wikiann import Corpus, Sentence
+from xner_core.errors import ConfigError, DataError, choices_message
+from xner_core.features.overlap import context_candidate
 
 Embedder = Callable[[Sequence[str]], np.ndarray]
 Chunk = tuple[str, ...]
@@ -59,7 +59,7 @@ _NEED_TEXT: Mapping[str, str] = MappingProxyType({
     "source": "the source training set (build_context(source=...))",
     "target": "the target test set as the replacement pool (build_context(target=...))",
     "donor": "a donor-language corpus whose names are swapped in (build_context(donor=...), CLI --donor LANG)",
-    "embed": "a word embedder (build_context(embed=...), e.g. xner_core.embed.make_word_embedder)",
+    "embed": "a word embedder (build_context(embed=...), e.g. xner_core.features.embed.make_word_embedder)",
 })
 
 

@@ -30,8 +30,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .errors import ConfigError
-from .paths import cache_dir
+from xner_core.errors import ConfigError
+from xner_core.paths import cache_dir
 
 # Bump when the export recipe changes so old cache entries are not reused.
 _RECIPE = "onnx-int8-v1"

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .errors import ConfigError
-from .tags import LABELS
+from xner_core.corpus.tags import LABELS
+from xner_core.errors import ConfigError
 
 HUB_MODELS: dict[str, str] = {
     "mbert": "bert-base-multilingual-cased",
@@ -220,7 +220,7 @@ def load_token_classifier(name: str, labels: Sequence[str] = LABELS, cache: str 
         return build_tiny(labels, seed=seed)
     location = src.location
     if src.kind == "e5-small":
-        from .e5 import ensure_e5_small  # rebuilt once, cached on disk
+        from xner_core.models.e5 import ensure_e5_small  # rebuilt once, cached on disk
 
         location = str(ensure_e5_small(cache))
     kwargs = dict(num_labels=len(labels), id2label=dict(enumerate(labels)),
@@ -254,7 +254,7 @@ def load_tokenizer(name: str, cache: str | os.PathLike[str] | None = None) -> An
         return build_tiny_tokenizer()
     location = src.location
     if src.kind == "e5-small":
-        from .e5 import ensure_e5_small
+        from xner_core.models.e5 import ensure_e5_small
 
         location = str(ensure_e5_small(cache))
     try:

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from .errors import ConfigError, DataError
-from .metrics import SCOPES as SCOPES  # re-exported: the scopes a job writes one row each for
-from .paths import cache_dir, committed_results_dir
+from xner_core.errors import ConfigError, DataError
+from xner_core.evaluation.metrics import SCOPES as SCOPES  # re-exported: the scopes a job writes one row each for
+from xner_core.paths import cache_dir, committed_results_dir
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from .corpus import Corpus, Sentence
-from .errors import DataError
-from .tags import ENTITY_TYPES, LABELS, bioes_to_iob2, detect_scheme, first_invalid, iob1_to_iob2
+from xner_core.corpus.tags import ENTITY_TYPES, LABELS, bioes_to_iob2, detect_scheme, first_invalid, iob1_to_iob2
+from xner_core.corpus.wikiann import Corpus, Sentence
+from xner_core.errors import DataError
 
 SCHEMES: tuple[str, ...] = ("iob2", "iob1", "bioes", "none")
 # Prefixes accepted on input (S/E = BIOES, U/L = BILOU); everything is IOB2 after conversion.

@@ -12,7 +12,7 @@ URIEL+'s own constructor copies its data files into its install directory on fir
 site-packages is read-only. We load the released matrices straight from the package's `original_uriel/`
 folder instead and never write inside the package.
 
-Run `python -m xner_core.distance` to regenerate `data/uriel_distances.csv`.
+Run `python -m xner_core.features.distance` to regenerate `data/uriel_distances.csv`.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from .errors import DataError
-from .languages import get_language, iso3, reference_languages
-from .paths import cache_dir, repo_data_dir
+from xner_core.corpus.languages import get_language, iso3, reference_languages
+from xner_core.errors import DataError
+from xner_core.paths import cache_dir, repo_data_dir
 
 DISTANCE_KINDS: tuple[str, ...] = ("genetic", "geographic", "syntactic", "phonological", "inventory", "featural")
 TABLE_NAME = "uriel_distances.csv"

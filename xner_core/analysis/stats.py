@@ -4,7 +4,7 @@ Pure functions over pandas frames (results and plots are the two places where fr
 DESIGN.md). Nothing here imports Streamlit, so the dashboard, benchmarks and notebooks compute the same numbers.
 
 The tidy frame (`tidy_results`) puts the study's published F1 (`data/reference/paper_ner_f1.csv`) and our own
-result rows (`xner_core.results` schema) in one table with the same columns and units:
+result rows (`xner_core.experiments.store` schema) in one table with the same columns and units:
 - F1 and drops in F1 points (0-100); our rows store F1 as 0..1 and are scaled here;
 - perturbations under their registry names (the study's P1/P2/P3 are `entity_replace`, `context_replace`,
   `entity_context`), "clean" for the clean test set;
@@ -25,7 +25,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .languages import LanguagePair
+from xner_core.corpus.languages import LanguagePair
 
 CLEAN = "clean"
 # The study's condition names -> our perturbation registry names (paper-spec §4).
@@ -85,7 +85,7 @@ def read_reference_tables(data_dir: str | Path | None = None) -> dict[str, pd.Da
     Returns:
         {"published": paper_ner_f1.csv, "overlap": overlap_reference_pairs.csv, "uriel": uriel_distances.csv}.
     """
-    from .paths import repo_data_dir
+    from xner_core.paths import repo_data_dir
 
     d = Path(data_dir) if data_dir else repo_data_dir()
     return {
@@ -201,7 +201,7 @@ def row_protocols(results: pd.DataFrame) -> list[str]:
 
 def spec_protocol(spec: Any, model: str) -> str:
     """The protocol label the rows of a grid spec (`grid.load_spec`) get for `model`, e.g. to select its run."""
-    from .config import canonical_json, config_to_dict, make_config
+    from xner_core.experiments.config import canonical_json, config_to_dict, make_config
 
     # The label depends on the options and data protocol only; any target stands in for the spec's.
     cfg = make_config(model, "ca", "native", options=spec.options, data=spec.data)
@@ -231,7 +231,7 @@ def _join_features(df: pd.DataFrame, overlap: pd.DataFrame, uriel: pd.DataFrame)
     for col in ov_cols:
         df[col] = df[col].fillna(joined[col])
 
-    # URIEL: 0 for native rows (a language's distance to itself, as xner_core.runner.pair_features), else the
+    # URIEL: 0 for native rows (a language's distance to itself, as xner_core.evaluation.runner.pair_features), else the
     # mean over the sources, only when every source has a value.
     long = pd.DataFrame([(i, s, t) for i, (srcs, t) in enumerate(zip(source_lists, df["target"])) for s in srcs],
                         columns=["row", "source", "target"])
@@ -260,11 +260,11 @@ def tidy_results(
     Args:
         published: `data/reference/paper_ner_f1.csv` (source, target, model, setting, condition clean|P1|P2|P3,
             f1 in points, token_overlap).
-        ours: our result rows (`xner_core.results.SCHEMA` columns; F1 as 0..1), e.g.
+        ours: our result rows (`xner_core.experiments.store.SCHEMA` columns; F1 as 0..1), e.g.
             `committed_results()` and `ResultsStore().frame()` concatenated; None or empty for none.
         overlap: `data/overlap_reference_pairs.csv` (our overlap measures beside the study's).
         uriel: `data/uriel_distances.csv` (source, target, one column per URIEL distance kind).
-        pairs: the reference pairs (`xner_core.languages.reference_pairs()`), in the study's order.
+        pairs: the reference pairs (`xner_core.corpus.languages.reference_pairs()`), in the study's order.
 
     Returns:
         A frame with TIDY_COLUMNS: origin ("published" | "ours"), pair ("fr→br"), pair_order (1..13, 10000 for a
@@ -404,7 +404,7 @@ def diversity_view(tidy: pd.DataFrame, target: str, diversity: Mapping[str, floa
         tidy: from `tidy_results`.
         target: the target language.
         diversity: sources (comma-joined) -> diversity index (e.g. mean pairwise URIEL genetic distance from
-            `xner_core.distance.source_diversity`); None or missing = unknown.
+            `xner_core.features.distance.source_diversity`); None or missing = unknown.
 
     Returns:
         Rows (overall scope, origin ours) with columns model, setting ("multi_source", "distill" or

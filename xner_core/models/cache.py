@@ -33,10 +33,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from . import __version__
-from .config import ExperimentConfig, config_from_dict, config_hash, config_label, config_to_dict
-from .errors import ConfigError, XnerError
-from .paths import cache_dir
+from xner_core import __version__
+from xner_core.errors import ConfigError, XnerError
+from xner_core.experiments.config import ExperimentConfig, config_from_dict, config_hash, config_label, config_to_dict
+from xner_core.paths import cache_dir
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 from urllib.parse import urlparse
 
-from . import paths
-from .errors import ConfigError, DataError
-from .tags import ENTITY_TYPES, LABELS, first_invalid, iob1_to_iob2, is_valid_iob2, spans
+from xner_core import paths
+from xner_core.corpus.tags import ENTITY_TYPES, LABELS, first_invalid, iob1_to_iob2, is_valid_iob2, spans
+from xner_core.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""The `xner` command line: thin typer commands over the library."""

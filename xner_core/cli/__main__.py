@@ -1,0 +1,7 @@
+"""`python -m xner_core.cli.main`: the `xner` command line."""
+
+import sys
+
+from xner_core.cli.main import main
+
+sys.exit(main())

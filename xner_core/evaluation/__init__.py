@@ -1,0 +1,1 @@
+"""Stage 5, evaluation: seqeval metrics with bootstrap CIs, and the evaluation of a model config."""

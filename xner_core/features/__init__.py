@@ -1,0 +1,1 @@
+"""Pair features beside the pipeline: entity/vocabulary overlap, URIEL distances, word embeddings."""

@@ -1,0 +1,1 @@
+"""Stage 4, prediction: batched, length-sorted inference to word-level IOB2 (PyTorch or ONNX int8)."""

@@ -1,0 +1,1 @@
+"""Stage 2, perturbations: the registry of seeded, label-preserving perturbations and their context."""

@@ -1,0 +1,1 @@
+"""Stage 3b, fine-tuning: native, transfer, multi-source, distillation, TAPT, robust training."""
