@@ -90,8 +90,8 @@ def lab(data_dir: str, cache: Path, model: str, source: str, target: str,
     """(our median page latency, pipeline baseline median) per sentence, and the first sentence's, in seconds."""
     from transformers import pipeline
 
-    from xner_core.evaluation.runner import find_cached, load_model
-    from xner_core.perturb.registry import perturb_sentence
+    from xner_core.evaluation.modelstore import find_cached, load_model
+    from xner_core.perturb.apply import perturb_sentence
     from xner_ui.render import parse_marked_text
 
     found = {s: find_cached(model, s, source, target, cache=cache) for s in ("native", "transfer")}
@@ -106,10 +106,11 @@ def lab(data_dir: str, cache: Path, model: str, source: str, target: str,
         ours, first_visit = asyncio.run(_lab_session(server.url, texts, model, source, target))
 
     # Baseline: the same sentences and variants through HF pipelines of the same two models.
-    from xner_core.corpus.wikiann import Sentence, load_wikiann
-    from xner_core.evaluation.runner import donor_corpus
+    from xner_core.corpus.sentences import Sentence
+    from xner_core.corpus.wikiann import load_wikiann
+    from xner_core.evaluation.inputs import donor_corpus
     from xner_core.inference.predict import join_words
-    from xner_core.perturb.registry import build_context
+    from xner_core.perturb.context import build_context
 
     ctx = build_context(load_wikiann(source, "train"), load_wikiann(target, "test"), donor=donor_corpus(source),
                         lang=target)

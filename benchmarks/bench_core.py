@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from xner_core.corpus import wikiann as corpus_mod  # noqa: E402
 from xner_core.corpus.wikiann import load_wikiann, wikiann_file  # noqa: E402
 from xner_core.features.overlap import entity_chunk_overlap, entity_token_overlap, o_word_overlap, subword_overlap  # noqa: E402
-from xner_core.perturb.registry import build_context, perturb_corpus  # noqa: E402
+from xner_core.perturb.apply import perturb_corpus  # noqa: E402
+from xner_core.perturb.context import build_context  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import best_of  # noqa: E402

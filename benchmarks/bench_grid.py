@@ -5,10 +5,10 @@ conditions = 16 evaluation jobs) with the local executor in a temporary cache an
 
 1. cold: from nothing (4 models trained, then evaluated);
 2. eval-only (`--repeat` times, median): the store and predictions removed, the trained models kept and the
-   runner's in-process caches cleared, so every job recomputes its perturbation, predictions and scores;
+   evaluation's in-process caches cleared, so every job recomputes its perturbation, predictions and scores;
 3. no-op: the same plan again once everything is stored (planning and reading the store only).
 
-Compute is the time spent inside runner calls (`train_model`, each step of `iter_evaluate`: data, features,
+Compute is the time spent inside evaluation calls (`train_model`, each step of `iter_evaluate`: data, features,
 perturbation, prediction, scoring), as `RunSummary.compute_seconds` measures it; the grid's overhead is the rest
 of the wall time (planning, reading the store, claims, handing rows to the writer, waiting for the last write).
 Rows are committed on a writer thread while the next job computes; its time is reported separately
@@ -34,8 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from xner_core.evaluation import runner  # noqa: E402
-from xner_core.experiments.grid import expand, load_spec, run_plan  # noqa: E402
+from xner_core.evaluation.memo import clear_caches  # noqa: E402
+from xner_core.experiments.execute import run_plan  # noqa: E402
+from xner_core.experiments.plan import expand  # noqa: E402
+from xner_core.experiments.spec import load_spec  # noqa: E402
 from xner_core.experiments.store import ResultsStore  # noqa: E402
 
 
@@ -63,13 +65,13 @@ def main() -> None:
         def fresh_store(name: str) -> ResultsStore:
             return ResultsStore(root / f"{name}.duckdb")
 
-        runner.clear_caches()
+        clear_caches()
         cold = run_plan(plan, fresh_store("cold"), data_dir=args.data_dir, cache=cache)
         assert cold.failures == (), cold.failures
         evals = []
         for i in range(args.repeat):
             shutil.rmtree(cache / "predictions", ignore_errors=True)
-            runner.clear_caches()
+            clear_caches()
             s = run_plan(plan, fresh_store(f"eval{i}"), data_dir=args.data_dir, cache=cache)
             assert s.jobs_run == jobs and s.models_trained == 0 and s.failures == ()
             evals.append(s)

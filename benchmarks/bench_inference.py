@@ -82,8 +82,8 @@ def resolve_model(name: str, lang: str) -> str:
     cache has none)."""
     if name != "auto":
         return name
-    from xner_core.evaluation.runner import find_cached, model_cache, train_model
-    from xner_core.experiments.config import make_config
+    from xner_core.evaluation.modelstore import find_cached, model_cache, train_model
+    from xner_core.runs.config import make_config
 
     found = find_cached("e5-small", "transfer", lang, lang)
     if not found:

@@ -27,7 +27,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from xner_core.evaluation.metrics import bootstrap_ci  # noqa: E402
+from xner_core.metrics.bootstrap import bootstrap_ci  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import best_of  # noqa: E402

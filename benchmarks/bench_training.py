@@ -4,8 +4,8 @@ Both sides get the same inputs and hyperparameters:
 - the same initial model (`load_token_classifier(model, seed=seed)`, loaded afresh for each run, so the encoder
   and the new head start bit-identical);
 - the same first `--n` WikiANN train sentences of `--lang`, tokenised once per side with
-  `xner_core.training.train.encode_for_training` (labels on the first sub-token, -100 elsewhere; the same windows, and the
-  same filter dropping windows without a labeled position, as `fine_tune` applies internally);
+  `xner_core.training.encoding.encode_for_training` (labels on the first sub-token, -100 elsewhere; the same
+  windows, and the same filter dropping windows without a labeled position, as `fine_tune` applies internally);
 - AdamW (no weight decay, eps 1e-8), linear warmup over 10 % of the steps then linear decay, grad-norm clipping
   at 1.0, batch size 32, 1 epoch, the same lr and seed, and the same precision (`--precision`, default auto: bf16
   autocast on CPUs with native bf16 and on CUDA; Trainer then gets `bf16=True`, its best CPU setting there).
@@ -79,7 +79,7 @@ class RunFigures:
 
 def encode(sentences: Sequence[Any], tokenizer: Any, label2id: dict[str, int], max_length: int) -> list[Any]:
     """The training windows `fine_tune` builds: first-sub-token labels, windows with no labeled position dropped."""
-    from xner_core.training.train import IGNORE_INDEX, encode_for_training
+    from xner_core.training.encoding import IGNORE_INDEX, encode_for_training
 
     return [e for e in encode_for_training(sentences, tokenizer, label2id, max_length)
             if any(lab != IGNORE_INDEX for lab in e.labels)]
@@ -87,7 +87,7 @@ def encode(sentences: Sequence[Any], tokenizer: Any, label2id: dict[str, int], m
 
 def dev_f1(model: Any, tokenizer: Any, dev: Sequence[Any], device: Any) -> float:
     """Entity micro F1 in percent (seqeval strict IOB2) of `predict_tags` on `dev`."""
-    from xner_core.evaluation.metrics import score
+    from xner_core.metrics.scores import score
     from xner_core.inference.predict import predict_tags
 
     model.eval()
@@ -97,12 +97,14 @@ def dev_f1(model: Any, tokenizer: Any, dev: Sequence[Any], device: Any) -> float
 
 def run_ours(model: Any, tokenizer: Any, train: Sequence[Any], args: argparse.Namespace, device: Any,
              row_sparse: bool = True, precision: str | None = None) -> tuple[Any, float, float, int, float | None]:
-    """Train with `xner_core.training.train.fine_tune` (no dev set inside the loop). Returns (model, wall, train, steps, loss).
+    """Train with `xner_core.training.finetune.fine_tune` (no dev set inside the loop).
+
+    Returns (model, wall, train, steps, loss).
 
     `row_sparse=False` is the same loop with dense AdamW over the whole word-embedding matrix (the same result up
     to rounding; it shows what the row-sparse update saves).
     """
-    from xner_core.training.train import fine_tune
+    from xner_core.training.finetune import fine_tune
 
     t0 = time.perf_counter()
     res = fine_tune(model, tokenizer, list(train), None, epochs=1, lr=args.lr, batch_size=args.batch_size,
@@ -180,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     from xner_core.corpus.wikiann import load_wikiann
-    from xner_core.experiments.config import default_lr
+    from xner_core.runs.config import default_lr
     from xner_core.models.registry import load_token_classifier
     from xner_core.numerics import resolve_device
 

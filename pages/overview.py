@@ -1,7 +1,7 @@
 """Overview: F1 drop (or F1) against a pair feature, per setting and perturbation; correlations; heatmap.
 
 Shape: read state/URL -> cached core call (tidy frame) -> pure analysis/plots -> render. A click on a point
-opens that pair in the pair explorer (selection -> `analysis.selection_to_filter` -> `st.switch_page`).
+opens that pair in the pair explorer (selection -> `selection_to_filter` -> `st.switch_page`).
 """
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ from __future__ import annotations
 import streamlit as st
 
 from xner_core.analysis import plots
-from xner_core.analysis import stats as analysis
-from xner_core.perturb.registry import perturbation_names
-from xner_ui import data, page, state
+from xner_core.analysis.tidy import CLEAN, FEATURES, ORIGINS, OUTCOMES
+from xner_core.analysis.views import pivot_drops, selection_to_filter
+from xner_ui import catalog, data, page, state
 
 state.require_app()
 
-Y_LABELS = analysis.OUTCOMES
+Y_LABELS = OUTCOMES
 SETTINGS = ("native", "transfer")
 PAPER_PERTURBATIONS = ("entity_replace", "context_replace", "entity_context")
 
@@ -35,15 +35,15 @@ if not (tidy["origin"] == "ours").any():
             "add ours beside them.", icon=":material/info:")
 
 present = set(tidy["perturbation"])
-pert_options = [analysis.CLEAN] + [p for p in perturbation_names() if p in present]
+pert_options = [CLEAN] + [p for p in catalog.perturbation_names() if p in present]
 model_options = list(dict.fromkeys(tidy["model"]))
 
 c1, c2, c3 = st.columns([1, 2, 1])
 y = state.select("Show", list(Y_LABELS), "y", "drop", where=c1, radio=True,
                  format_func=lambda v: "F1 drop" if v == "drop" else "F1")
-x = state.select("Against", list(analysis.FEATURES), "x", "entity_token_overlap", where=c2,
-                 format_func=lambda v: analysis.FEATURES[v])
-origins = state.multiselect("Origin", analysis.ORIGINS, "origins", analysis.ORIGINS, where=c3)
+x = state.select("Against", list(FEATURES), "x", "entity_token_overlap", where=c2,
+                 format_func=lambda v: FEATURES[v])
+origins = state.multiselect("Origin", ORIGINS, "origins", ORIGINS, where=c3)
 c4, c5, c6 = st.columns([1, 1, 2])
 models = state.multiselect("Models", model_options, "models", model_options, where=c4)
 settings = state.multiselect("Settings", SETTINGS, "settings", SETTINGS, where=c5)
@@ -51,17 +51,17 @@ perts = state.multiselect("Perturbations", pert_options, "perturbations", PAPER_
                           format_func=plots.perturbation_title)
 
 # A drop is 0 by definition on the clean test set, so "clean" only makes sense for F1.
-shown_perts = [p for p in perts if y == "f1" or p != analysis.CLEAN]
+shown_perts = [p for p in perts if y == "f1" or p != CLEAN]
 view = data.overview_view(y, x, tuple(models), tuple(settings), tuple(shown_perts), tuple(origins),
                           state.shared().protocol)
 points = view.points
 
-st.subheader(f"{Y_LABELS[y]} vs {analysis.FEATURES[x].lower()}")
+st.subheader(f"{Y_LABELS[y]} vs {FEATURES[x].lower()}")
 if points.empty:
     st.info("No points for these filters: pick at least one model, setting, perturbation and origin.")
 else:
     event = page.chart(view.figure, "overview_scatter", f"xner_overview_{y}_vs_{x}", select=True)
-    target_filter = analysis.selection_to_filter(event)
+    target_filter = selection_to_filter(event)
     if target_filter is not None:
         st.switch_page("pages/pair_explorer.py", query_params=target_filter)
     no_x = points[points[x].isna()]
@@ -90,10 +90,10 @@ else:
     h1, h2 = st.columns(2)
     hm_model = state.select("Heatmap model", models or model_options, "hm_model", (models or model_options)[0],
                             where=h1)
-    hm_origins = [o for o in analysis.ORIGINS if o in set(points["origin"])] or list(analysis.ORIGINS)
+    hm_origins = [o for o in ORIGINS if o in set(points["origin"])] or list(ORIGINS)
     hm_origin = state.select("Heatmap origin", hm_origins, "hm_origin", hm_origins[0], where=h2, radio=True)
     cells = points[(points["model"] == hm_model) & (points["origin"] == hm_origin)]
-    pivots = {s: analysis.pivot_drops(cells[cells["setting"] == s], y, shown_perts) for s in settings}
+    pivots = {s: pivot_drops(cells[cells["setting"] == s], y, shown_perts) for s in settings}
     page.chart(plots.drop_heatmap(pivots, Y_LABELS[y]), "overview_heatmap", f"xner_heatmap_{hm_model}_{y}")
     flat = [m.reset_index().assign(setting=s) for s, m in pivots.items() if not m.empty]
     if flat:

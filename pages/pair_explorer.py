@@ -1,9 +1,10 @@
 """Pair explorer: one source→target pair (URL: ?source=fr&target=br&model=mbert).
 
 Clean vs perturbed F1 of the native and transfer models (published beside ours, CIs for ours), per-type F1
-(ours), the pair's overlap and URIEL features, and an example viewer of original vs perturbed test sentences
-computed live with `xner_core.perturb.registry`, gold entities highlighted beside the cached native and transfer models'
-predictions (`xner_ui.hooks`).
+(ours), the pair's overlap and URIEL features, and an example viewer of original vs perturbed test sentences,
+perturbed live exactly as the evaluation of the pair's transfer model perturbs them (`xner_ui.inputs`: the corpus
+that model saw, the capped test set, the evaluation's donor, encoder and seed), gold entities highlighted beside
+the cached native and transfer models' predictions (`xner_ui.hooks`).
 """
 
 from __future__ import annotations
@@ -12,25 +13,22 @@ import pandas as pd
 import streamlit as st
 
 from xner_core.analysis import plots
-from xner_core.analysis import stats as analysis
-from xner_core.corpus.languages import get_language, parse_pair
-from xner_core.corpus.wikiann import Sentence
-from xner_core.inference.predict import join_words
-from xner_core.perturb.registry import get_perturbation
-from xner_ui import data, hooks, page, render, state
+from xner_core.analysis.tidy import FEATURES
+from xner_core.analysis.views import compare_table, pair_rows
+from xner_ui import catalog, data, hooks, inputs, page, render, state
 from xner_ui.model_panel import model_panel
 
 state.require_app()
 
 sh = state.shared()
 source, target, model = sh.source, sh.target, sh.model
-pair = parse_pair(f"{source}-{target}")
-st.title(f"{get_language(source).name} → {get_language(target).name}  ({source}→{target})")
+pair = catalog.pair_info(source, target)
+st.title(f"{catalog.language_name(source)} → {catalog.language_name(target)}  ({source}→{target})")
 st.caption(f"Relation: **{pair.relation}**" + (f" · {render.md_escape(pair.note)}" if pair.note else "")
            + ". Change the pair, model or perturbation in the sidebar; the URL keeps them.")
 
 tidy = data.tidy_frame()
-rows = analysis.pair_rows(tidy, source, target)
+rows = pair_rows(tidy, source, target)
 if sh.protocol is not None:  # one of our experiments at a time (the sidebar's "Our runs")
     rows = rows[(rows["origin"] != "ours") | (rows["protocol"] == sh.protocol)]
 
@@ -40,7 +38,7 @@ if rows.empty:
             "`xner eval` for this pair.")
 else:
     page.chart(plots.pair_f1_bars(rows), "pair_bars", f"xner_pair_{source}_{target}_f1")
-    table = analysis.compare_table(rows)
+    table = compare_table(rows)
     order = {p: i for i, p in enumerate(plots.perturbation_order(table["perturbation"]))}
     table = table.sort_values(["setting", "perturbation"], key=lambda col: col.map(order) if col.name ==
                               "perturbation" else col).reset_index(drop=True)
@@ -76,7 +74,7 @@ for setting in ("transfer", "native"):
     # a feature is a property of the pair: take it from the first row that carries it (ours add sub-word overlap)
     features.append({"setting": setting, **{label: (part[col].dropna().iloc[0] if col in part and
                                                     part[col].notna().any() else None)
-                                            for col, label in analysis.FEATURES.items()}})
+                                            for col, label in FEATURES.items()}})
 if features:
     feat = pd.DataFrame(features).set_index("setting").T.astype(float).reset_index(names="feature")
     st.dataframe(feat, hide_index=True, width="stretch",
@@ -90,7 +88,7 @@ if features:
 
 st.subheader("Examples: original vs perturbed")
 pert_name = sh.perturbation
-pert = get_perturbation(pert_name)
+pert = catalog.perturbation_info(pert_name)
 st.caption(f"**{plots.perturbation_title(pert_name)}** (`{pert_name}`): {pert.description}")
 with page.guarded("the example viewer"):
     c1, c2 = st.columns([2, 1])
@@ -98,22 +96,21 @@ with page.guarded("the example viewer"):
     changed_only = state.select("Show", ["changed", "all"], "examples", "changed", where=c2, radio=True,
                                 format_func=lambda v: "changed by the perturbation" if v == "changed" else
                                 "all with entities") == "changed"
-    donor = source if "donor" in pert.needs else None  # swaps draw names from the source language's data
-    missing = data.missing_splits([(source, "train"), (target, "test")])
+    keys = [hooks.ModelKey(model, setting, source, target) for setting in hooks.SETTINGS]
+    options = inputs.eval_options()
+    config = inputs.transfer_config(model, source, target)
+    missing = inputs.missing_inputs(config, options, [pert_name])
     if missing is not None:
         st.info(missing.message, icon=":material/folder_off:")
     else:
-        keys = [hooks.ModelKey(model, setting, source, target) for setting in hooks.SETTINGS]
         model_panel(keys, allow_train=False)
-        embed_model = hooks.embed_model() if "embed" in pert.needs else None
+        config = inputs.transfer_config(model, source, target)  # the panel may have changed this session's pick
         with st.spinner("Perturbing the examples…"):
-            examples = data.examples_for(source, target, pert_name, n, seed=0, donor=donor, embed_model=embed_model,
-                                         changed_only=changed_only)
-        sents = [Sentence(tuple(e["tokens"]), tuple(e["tags"]), target, e["id"]) for e in examples]
-        perturbed = [Sentence(tuple(e["p_tokens"]), tuple(e["p_tags"]), target, e["id"]) for e in examples]
+            examples = inputs.examples_for(config, options, pert_name, n, changed_only=changed_only)
         preds = {}
         for key in keys:
-            orig, pert_pred = hooks.predictions_for(sents, key), hooks.predictions_for(perturbed, key)
+            orig = hooks.tag_words([e["tokens"] for e in examples], key)
+            pert_pred = hooks.tag_words([e["p_tokens"] for e in examples], key)
             if orig is not None and pert_pred is not None:
                 preds[key.setting] = (orig, pert_pred)
         only_changed = st.toggle("Only sentences whose prediction changed under the perturbation",
@@ -146,14 +143,13 @@ with page.guarded("the example viewer"):
                     "pair." if changed_only else "No test sentences with entities found for this pair.")
         else:
             if changed_only:
-                st.caption(f"The first {len(examples)} target test sentences changed by the perturbation "
-                           "(perturbation seed 0).")
+                shown_what = f"The first {len(examples)} target test sentences changed by the perturbation"
             else:
-                st.caption(f"The first {len(examples)} target test sentences with entities; "
-                           f"{sum(bool(e['changed']) for e in examples)} of them changed by the perturbation "
-                           "(perturbation seed 0).")
-            table = pd.DataFrame([{"id": e["id"], "original": join_words(e["tokens"]),
-                                   "perturbed": join_words(e["p_tokens"]), "gold_tags": " ".join(e["tags"]),
+                shown_what = (f"The first {len(examples)} target test sentences with entities; "
+                              f"{sum(bool(e['changed']) for e in examples)} of them changed by the perturbation")
+            st.caption(f"{shown_what}, {render.md_escape(inputs.describe(config, options))}.")
+            table = pd.DataFrame([{"id": e["id"], "original": render.sentence_text(e["tokens"]),
+                                   "perturbed": render.sentence_text(e["p_tokens"]), "gold_tags": " ".join(e["tags"]),
                                    "perturbed_tags": " ".join(e["p_tags"]),
                                    **{f"{s}_{part}": " ".join(p[k][i]) for s, p in preds.items()
                                       for k, part in enumerate(("original", "perturbed"))}}

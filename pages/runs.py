@@ -12,9 +12,8 @@ import io
 import pandas as pd
 import streamlit as st
 
-from xner_core.analysis import stats as analysis
-from xner_core.experiments.store import default_store_path
-from xner_ui import data, hooks, page, render, state
+from xner_core.analysis.views import run_counts
+from xner_ui import data, hooks, page, render, runs, state
 
 state.require_app()
 
@@ -27,7 +26,7 @@ m = st.columns(3)
 m[0].metric("Rows in the local store", f"{len(store):,}")
 m[1].metric("Committed rows (data/results)", f"{len(committed):,}")
 m[2].metric("Published rows (the study)", f"{(data.tidy_frame()['origin'] == 'published').sum():,}")
-st.caption(f"Store: `{default_store_path()}` (set `XNER_RESULTS` to use another file).")
+st.caption(f"Store: `{runs.store_path()}` (set `XNER_RESULTS` to use another file).")
 
 for title, frame, key in (("Local store", store, "store"), ("Committed results", committed, "committed")):
     st.subheader(title)
@@ -35,7 +34,7 @@ for title, frame, key in (("Local store", store, "store"), ("Committed results",
         st.info(f"No rows yet. {data.STORE_HINT} writes them"
                 + (" to the store." if key == "store" else "; `xner results export` makes a table to commit."))
         continue
-    counts = analysis.run_counts(frame)
+    counts = run_counts(frame)
     st.dataframe(counts, hide_index=True, width="stretch")
     page.download_csv(counts, f"xner_{key}_counts.csv", key=f"dl_{key}_counts", label="Counts (CSV)")
     c1, c2 = st.columns(2)
@@ -53,47 +52,29 @@ for title, frame, key in (("Local store", store, "store"), ("Committed results",
 
 st.subheader("Grid status")
 with page.guarded("the grid status"):
-    from xner_core.experiments.grid import expand, load_spec, plan_status, preset_names, status_rows
-    from xner_core.experiments.store import ResultsStore
-
-    preset = state.select("Preset", preset_names(), "grid", "paper", radio=True)
-    spec = load_spec(preset)
-    plan = expand(spec, online=False)
-    status = plan_status(plan, ResultsStore())
+    preset = state.select("Preset", runs.preset_names(), "grid", "paper", radio=True)
+    status = runs.grid_status(preset)
     g = st.columns(3)
-    g[0].metric("Done", f"{len(status.done)} / {status.total}")
-    g[1].metric("Running", len(status.running))
-    g[2].metric("Missing", len(status.missing))
-    st.caption(f"`{preset}`: {render.md_escape(spec.description)}. Jobs are evaluation jobs in the local store; "
+    g[0].metric("Done", f"{status.done} / {status.total}")
+    g[1].metric("Running", status.running)
+    g[2].metric("Missing", status.missing)
+    st.caption(f"`{preset}`: {render.md_escape(status.description)}. Jobs are evaluation jobs in the local store; "
                f"run the missing ones with `xner grid run {preset}` (it resumes where it stopped).")
-    for msg in plan.skipped:
+    for msg in status.skipped:
         st.caption(render.md_escape(msg))
-    grid_rows = pd.DataFrame(status_rows(plan, status))
-    st.dataframe(grid_rows, hide_index=True, width="stretch")
-    page.download_csv(grid_rows, f"xner_grid_{preset}_status.csv", key="dl_grid_status", label="Status (CSV)")
+    st.dataframe(status.rows, hide_index=True, width="stretch")
+    page.download_csv(status.rows, f"xner_grid_{preset}_status.csv", key="dl_grid_status", label="Status (CSV)")
 
 st.subheader("Cached models")
 with page.guarded("the model list"):
-    from xner_core.evaluation.runner import cached_configs
-
-    models = cached_configs()
-    if not models:
+    listing = runs.cached_models()
+    if listing.empty:
         st.info("No trained models in the cache yet (`xner train ...` or a grid run puts them there).")
     else:
-        from xner_core.experiments.config import config_label
-
-        in_memory = hooks.loaded_models()
-        listing = pd.DataFrame([{"model": cfg.model, "setting": cfg.setting, "config": config_label(cfg),
-                                 "hash": info["hash"], "MB": round(info["size_bytes"] / 2**20, 1),
-                                 "created": str(info["created"]), "loaded": in_memory.count(info["hash"])}
-                                for cfg, info in models])
         st.dataframe(listing, hide_index=True, width="stretch")
         st.caption(f"`loaded`: copies this server process holds in memory (shared by every session); "
-                   f"{len(in_memory)} load(s) so far.")
+                   f"{len(hooks.loaded_models())} load(s) so far.")
         page.download_csv(listing, "xner_cached_models.csv", key="dl_models", label="Models (CSV)")
 
 with st.expander("Store schema"):
-    from xner_core.experiments.store import SCHEMA
-
-    schema = pd.DataFrame([{"column": c.name, "type": c.sql_type, "description": c.description} for c in SCHEMA])
-    st.dataframe(schema, hide_index=True, width="stretch")
+    st.dataframe(runs.store_schema(), hide_index=True, width="stretch")

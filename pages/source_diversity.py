@@ -9,10 +9,9 @@ from __future__ import annotations
 import streamlit as st
 
 from xner_core.analysis import plots
-from xner_core.analysis import stats as analysis
-from xner_core.corpus.languages import get_language
-from xner_core.features.distance import DISTANCE_KINDS
-from xner_ui import data, page, state
+from xner_core.analysis.tidy import CLEAN
+from xner_core.analysis.views import diversity_view
+from xner_ui import catalog, data, page, state
 
 state.require_app()
 
@@ -27,8 +26,8 @@ targets = sorted(set(ours["target"])) or sorted({sh.target, *tidy["target"]})
 default_target = sh.target if sh.target in targets else targets[0]
 c1, c2 = st.columns(2)
 target = state.select("Target", targets, "div_target", default_target, where=c1,
-                      format_func=lambda c: f"{c} · {get_language(c).name}")
-kind = state.select("Diversity index", DISTANCE_KINDS, "kind", "genetic", where=c2,
+                      format_func=lambda c: f"{c} · {catalog.language_name(c)}")
+kind = state.select("Diversity index", catalog.DISTANCE_KINDS, "kind", "genetic", where=c2,
                     format_func=lambda k: f"mean pairwise URIEL {k} distance")
 
 if ours.empty:
@@ -45,11 +44,11 @@ else:
                      set(tidy.loc[(tidy["origin"] == "ours") & (tidy["target"] == target)
                                   & (tidy["setting"] == "transfer"), "sources"]))
     index = {s: data.diversity_index(s, kind) for s in sources}
-    frame = analysis.diversity_view(tidy, target, index)
+    frame = diversity_view(tidy, target, index)
     if frame.empty:
         st.info(f"No multi-source or distillation results for {target}; choose another target.")
     else:
-        perts = [analysis.CLEAN, sh.perturbation]
+        perts = [CLEAN, sh.perturbation]
         st.caption(f"Panels: clean and the sidebar's perturbation ({plots.perturbation_title(sh.perturbation)}).")
         page.chart(plots.diversity_scatter(frame, "n_sources", "number of source languages", perts),
                    "div_count", f"xner_diversity_{target}_count")

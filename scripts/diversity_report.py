@@ -2,7 +2,7 @@
 multi-source training and distillation from growing, more varied source sets, clean and perturbed.
 
 Reads the committed result tables (`data/results/*.parquet`) through the dashboard's tidy frame
-(`xner_core.analysis.stats.diversity_view`, the Source diversity page's data) and prints one table per target plus
+(`xner_core.analysis.views.diversity_view`, the Source diversity page's data) and prints one table per target plus
 the correlation of clean F1 with the number of sources and with their mean pairwise URIEL genetic distance.
 
 Usage: python scripts/diversity_report.py [--targets ca,an,ast] [--kind genetic]
@@ -17,7 +17,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from xner_core.analysis import stats as analysis  # noqa: E402
+from xner_core.analysis.stats import correlation  # noqa: E402
+from xner_core.analysis.tidy import read_reference_tables, tidy_results  # noqa: E402
+from xner_core.analysis.views import diversity_view  # noqa: E402
 from xner_core.corpus.languages import reference_pairs  # noqa: E402
 from xner_core.experiments.store import committed_results  # noqa: E402
 from xner_core.features.distance import source_diversity  # noqa: E402
@@ -28,13 +30,13 @@ def main() -> int:
     ap.add_argument("--targets", default="ca,an,ast")
     ap.add_argument("--kind", default="genetic", help="URIEL distance kind of the diversity index")
     args = ap.parse_args()
-    ref = analysis.read_reference_tables()
-    tidy = analysis.tidy_results(ref["published"], committed_results(), ref["overlap"], ref["uriel"],
+    ref = read_reference_tables()
+    tidy = tidy_results(ref["published"], committed_results(), ref["overlap"], ref["uriel"],
                                  reference_pairs())
     multi = tidy[tidy["setting"].isin(["multi_source", "distill"])]
     diversity = {s: source_diversity(s.split(",")).mean_distance.get(args.kind) for s in set(multi["sources"])}
     for target in [t for t in args.targets.split(",") if t]:
-        view = analysis.diversity_view(tidy, target, diversity)
+        view = diversity_view(tidy, target, diversity)
         if view.empty:
             print(f"{target}: no multi-source rows")
             continue
@@ -54,7 +56,7 @@ def main() -> int:
         clean = view[(view["perturbation"] == "clean") & (view["setting"] != "best single source")]
         for setting, part in clean.groupby("setting"):
             for x in ("n_sources", "diversity"):
-                c = analysis.correlation(part[x], part["f1"], "spearman")
+                c = correlation(part[x], part["f1"], "spearman")
                 print(f"  {setting:12s} clean F1 vs {x:9s}: Spearman {c.r:+.2f} (n={c.n}, p={c.p:.2f})")
     return 0
 

@@ -1,7 +1,7 @@
 """Results report (stages 3-5 end to end): e5-small fine-tuned on es, zero-shot to ca/an/ast, and native baselines.
 
 Produces `data/results/e5_finetune_es.csv`, the figures of the models issue's closing note, through the real code
-path: `runner.train_model` (content-addressed model cache) and `runner.evaluate` (clean test set, bootstrap CIs).
+path: `evaluation.modelstore.train_model` (content-addressed model cache) and `evaluation.evaluate.evaluate` (clean test set, bootstrap CIs).
 
 Training options are the `paper` preset's (e5-small's default lr 2e-4, 1 epoch, at most 5000 training sentences,
 1000 dev sentences, batch 32, warmup 10 %), so after `xner grid run paper` every model is already cached and
@@ -42,7 +42,7 @@ def overall_row(outcome: Any, source: str, trained_as: str) -> dict[str, Any]:
     """The report row of an evaluation outcome: its clean `overall` scope, F1 and bounds in percent.
 
     Args:
-        outcome: a clean `runner.EvalOutcome`.
+        outcome: a clean `evaluation.jobs.EvalOutcome`.
         source: the language the model was trained on.
         trained_as: config hash of the cache entry holding the weights.
 
@@ -87,9 +87,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import torch
 
-    from xner_core.evaluation.runner import evaluate, train_model
-    from xner_core.experiments.config import make_config
-    from xner_core.experiments.grid import load_spec
+    from xner_core.evaluation.evaluate import evaluate
+    from xner_core.evaluation.jobs import EvalOptions
+    from xner_core.evaluation.modelstore import train_model
+    from xner_core.runs.config import make_config
+    from xner_core.experiments.spec import load_spec
 
     spec = load_spec("paper")
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
@@ -114,8 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return lm
 
     def score(cfg: Any, lm: Any, source: str) -> dict[str, Any]:
-        out = evaluate(cfg, test_limit=args.test_limit, bootstrap=args.bootstrap, loaded=lm,
-                       embed_model=spec.embed_model)
+        out = evaluate(cfg, options=EvalOptions(test_limit=args.test_limit, bootstrap=args.bootstrap,
+                                                embed_model=spec.embed_model), loaded=lm)
         row = overall_row(out[0], source, lm.hash)
         log(f"  {row['setting']} {source}->{row['target']}: F1 {row['f1']} [{row['f1_low']}, {row['f1_high']}] "
             f"n={row['n_test']} eval {row['eval_seconds']}s")

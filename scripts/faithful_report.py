@@ -87,7 +87,7 @@ def main() -> int:
         if len(na) and 100 * na["f1"].mean() < 50:
             low.append(tgt)
     if low:
-        from xner_core.corpus.wikiann import paper_resplit
+        from xner_core.corpus.resplit import paper_resplit
 
         print("\nNative F1 below 50:")
         for tgt in low:

@@ -39,9 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("data/results/lr_sweep_e5-small.csv"))
     args = ap.parse_args(argv)
 
-    from xner_core.corpus.wikiann import paper_resplit
+    from xner_core.corpus.resplit import paper_resplit
     from xner_core.models.registry import load_token_classifier
-    from xner_core.training.train import evaluate_f1, fine_tune
+    from xner_core.training.finetune import fine_tune
+    from xner_core.training.loop import evaluate_f1
 
     train_all = paper_resplit(args.source, seed=1)[0].sentences
     if len(train_all) < args.train + args.dev:

@@ -1,7 +1,7 @@
 """Report on our run of the study's grid beside its published numbers (the experiment-grid issue's closing note).
 
 Reads the committed result tables (`data/results/*.parquet`) and the study's numbers (`data/reference/`) through
-the same tidy frame the dashboard draws (`xner_core.analysis.stats`), and writes/prints:
+the same tidy frame the dashboard draws (`xner_core.analysis.tidy`), and writes/prints:
 
 1. `data/results/paper_<model>_summary.csv`: one row per reference pair with our native and transfer F1 (clean)
    and F1 drops under P1/P2/P3 and the name swaps, beside the study's mBERT and XLM-R numbers;
@@ -23,9 +23,11 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from xner_core.analysis import stats as analysis  # noqa: E402
+from xner_core.analysis.stats import leave_one_out, robustness_gap, stats_table  # noqa: E402
+from xner_core.analysis.tidy import read_reference_tables, spec_protocol, tidy_results  # noqa: E402
+from xner_core.analysis.views import view_points  # noqa: E402
 from xner_core.corpus.languages import reference_pairs  # noqa: E402
-from xner_core.experiments.grid import load_spec  # noqa: E402
+from xner_core.experiments.spec import load_spec  # noqa: E402
 from xner_core.experiments.store import committed_results  # noqa: E402
 
 PERTS = ("entity_replace", "context_replace", "entity_context", "person_swap", "location_swap")
@@ -59,12 +61,12 @@ def main() -> int:
     ap.add_argument("--model", default="e5-small")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    ref = analysis.read_reference_tables()
+    ref = read_reference_tables()
     ours = committed_results()
-    tidy = analysis.tidy_results(ref["published"], ours, ref["overlap"], ref["uriel"], reference_pairs())
+    tidy = tidy_results(ref["published"], ours, ref["overlap"], ref["uriel"], reference_pairs())
     models = [args.model, "mbert", "xlmr"]
-    protocol = analysis.spec_protocol(load_spec("paper"), args.model)
-    points = analysis.view_points(tidy, models=models, settings=["native", "transfer"], protocol=protocol)
+    protocol = spec_protocol(load_spec("paper"), args.model)
+    points = view_points(tidy, models=models, settings=["native", "transfer"], protocol=protocol)
     print(f"our runs: {protocol}")
     points = points[points["pair_order"] < 10_000]  # the 13 reference pairs (ours has 12: no cs data)
     table = summary(points, args.model)
@@ -88,13 +90,13 @@ def main() -> int:
     transfer = points[points["setting"] == "transfer"]
     print("\nTransfer F1 (clean) vs entity-token overlap")
     for x in ("entity_token_overlap", "paper_token_overlap"):
-        st = analysis.stats_table(transfer[transfer["perturbation"] == "clean"], x, "f1", by=("origin", "model"))
+        st = stats_table(transfer[transfer["perturbation"] == "clean"], x, "f1", by=("origin", "model"))
         for _, r in st.iterrows():
             print(f"  {x:22s} {r['origin']:9s} {r['model']:9s} n={r['n']:2d} pearson r={r['pearson_r']:+.2f} "
                   f"[{r['pearson_low']:+.2f}, {r['pearson_high']:+.2f}] p={r['pearson_p']:.3f}  spearman "
                   f"{r['spearman_r']:+.2f} p={r['spearman_p']:.3f}")
     ours_clean = transfer[(transfer["perturbation"] == "clean") & (transfer["origin"] == "ours")]
-    loo = analysis.leave_one_out(ours_clean["entity_token_overlap"].tolist(), ours_clean["f1"].tolist(),
+    loo = leave_one_out(ours_clean["entity_token_overlap"].tolist(), ours_clean["f1"].tolist(),
                                  ours_clean["pair"].tolist())
     top = ", ".join(f"without {r['left_out']} r={r['r']:+.2f} (p={r['p']:.3f})" for _, r in loo.head(3).iterrows())
     print(f"  leave-one-pair-out (ours, entity_token_overlap): r ranges {loo['r'].min():+.2f} to {loo['r'].max():+.2f};"
@@ -102,14 +104,14 @@ def main() -> int:
     print("\nTransfer F1 drop vs entity-token overlap, per perturbation")
     perturbed = transfer[transfer["perturbation"] != "clean"]
     for x in ("entity_token_overlap", "paper_token_overlap"):
-        st = analysis.stats_table(perturbed, x, "drop", by=("origin", "model", "perturbation"))
+        st = stats_table(perturbed, x, "drop", by=("origin", "model", "perturbation"))
         for _, r in st.iterrows():
             print(f"  {x:22s} {r['origin']:9s} {r['model']:9s} {SHORT.get(r['perturbation'], r['perturbation']):8s}"
                   f" n={r['n']:2d} pearson r={r['pearson_r']:+.2f} [{r['pearson_low']:+.2f}, {r['pearson_high']:+.2f}]"
                   f" p={r['pearson_p']:.3f} (Holm {r['pearson_p_holm']:.3f})  spearman {r['spearman_r']:+.2f}"
                   f" p={r['spearman_p']:.3f}")
     print("\nDo transfer models lose less than native ones? (drops in F1 points, paired by pair)")
-    gap = analysis.robustness_gap(points)
+    gap = robustness_gap(points)
     for _, r in gap.iterrows():
         print(f"  {r['origin']:9s} {r['model']:9s} {SHORT.get(r['perturbation'], r['perturbation']):8s} "
               f"n={r['n_pairs']:2d} native {r['native_drop']:5.1f} transfer {r['transfer_drop']:5.1f} gap "

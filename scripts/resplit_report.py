@@ -3,7 +3,7 @@ targets have small Rahimi training splits (br, an, ast: 1000 sentences; sco, oc,
 
 Reads the committed result tables (`data/results/*.parquet`) through the dashboard's tidy frame and prints, per
 pair and data protocol, our clean transfer / native F1 and F1 drops under P1-P3 and the name swaps, the study's
-mBERT numbers beside them, and the native-vs-transfer drop comparison (`analysis.robustness_gap`) per protocol.
+mBERT numbers beside them, and the native-vs-transfer drop comparison (`robustness_gap`) per protocol.
 
 Usage: python scripts/resplit_report.py [--model e5-small]
     [--specs data/results/paper_e5-small.spec.toml data/results/paper_resplit_e5-small.spec.toml]
@@ -18,7 +18,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from xner_core.analysis import stats as analysis  # noqa: E402
+from xner_core.analysis import tidy as analysis_tidy  # noqa: E402
+from xner_core.analysis.stats import robustness_gap  # noqa: E402
+from xner_core.analysis.tidy import read_reference_tables, tidy_results  # noqa: E402
+from xner_core.analysis.views import view_points  # noqa: E402
 from xner_core.corpus.languages import reference_pairs  # noqa: E402
 from xner_core.experiments.store import committed_results  # noqa: E402
 
@@ -30,10 +33,10 @@ DEFAULT_SPECS = ("data/results/paper_e5-small.spec.toml", "data/results/paper_re
 
 def spec_protocol(path: str, model: str) -> tuple[str, list[str], str]:
     """(protocol label, pairs, data protocol) of a committed spec file, as the dashboard labels its rows."""
-    from xner_core.experiments.grid import load_spec
+    from xner_core.experiments.spec import load_spec
 
     spec = load_spec(str(ROOT / path))
-    return analysis.spec_protocol(spec, model), [f"{s}→{t}" for s, t in spec.pairs], str(spec.data)
+    return analysis_tidy.spec_protocol(spec, model), [f"{s}→{t}" for s, t in spec.pairs], str(spec.data)
 
 
 def fmt(x: object) -> str:
@@ -45,19 +48,19 @@ def main() -> int:
     ap.add_argument("--model", default="e5-small")
     ap.add_argument("--specs", nargs="+", default=list(DEFAULT_SPECS))
     args = ap.parse_args()
-    ref = analysis.read_reference_tables()
-    tidy = analysis.tidy_results(ref["published"], committed_results(), ref["overlap"], ref["uriel"],
+    ref = read_reference_tables()
+    tidy = tidy_results(ref["published"], committed_results(), ref["overlap"], ref["uriel"],
                                  reference_pairs())
     protocols = [spec_protocol(s, args.model) for s in args.specs]
     pairs = protocols[-1][1]
-    published = analysis.view_points(tidy, models=["mbert"], settings=["native", "transfer"])
+    published = view_points(tidy, models=["mbert"], settings=["native", "transfer"])
     published = published[published["origin"] == "published"]
     print("Clean F1 and drops (F1 points), transfer / native; mBERT = the study's published numbers\n")
     print("| pair | data | clean F1 | " + " | ".join(f"{SHORT[p]} drop" for p in PERTS) + " |")
     print("|---|---|---|" + "---|" * len(PERTS))
     views = {}
     for label, _, data in protocols:
-        pts = analysis.view_points(tidy, models=[args.model], settings=["native", "transfer"], protocol=label)
+        pts = view_points(tidy, models=[args.model], settings=["native", "transfer"], protocol=label)
         views[data] = pts[(pts["origin"] == "ours") & pts["pair"].isin(pairs)]
     for pair in pairs:
         for data, pts in [*views.items(), ("mBERT (study)", published)]:
@@ -74,7 +77,7 @@ def main() -> int:
             print(f"| {pair} | {data} | " + " | ".join(cells) + " |")
     print("\nDo transfer models lose less than native ones on these pairs? (mean drops, paired by pair)")
     for data, pts in views.items():
-        gap = analysis.robustness_gap(pts)
+        gap = robustness_gap(pts)
         for _, r in gap.iterrows():
             print(f"  {data:14s} {SHORT.get(r['perturbation'], r['perturbation']):4s} n={r['n_pairs']} native "
                   f"{r['native_drop']:5.1f} transfer {r['transfer_drop']:5.1f} transfer lost less in "

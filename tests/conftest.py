@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sentences import make_sentence
 
-from xner_core.corpus.wikiann import Corpus
+from xner_core.corpus.sentences import Corpus
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # "auto" precision means bf16 on CPUs with native bf16 and fp32 elsewhere: pin it so the suite's numbers are the

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from xner_core.corpus.wikiann import Sentence
+from xner_core.corpus.sentences import Sentence
 
 
 def make_sentence(text: str, tags: str, lang: str = "xx", sid: str = "") -> Sentence:

@@ -1,5 +1,5 @@
-"""Tests for xner_core.analysis.stats: the tidy frame from the real reference tables, statistics against scipy and
-numpy, pivots, and the chart-selection -> filter function."""
+"""Tests for xner_core.analysis (tidy, views, stats): the tidy frame from the real reference tables, statistics
+against scipy and numpy, pivots, and the chart-selection -> filter function."""
 
 from __future__ import annotations
 
@@ -12,19 +12,37 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from xner_core.analysis import stats as analysis
+from xner_core.analysis.stats import correlation, holm, leave_one_out, ols_fit, stats_table
+from xner_core.analysis.tidy import (
+    TIDY_COLUMNS,
+    protocol_label,
+    protocols,
+    read_reference_tables,
+    row_protocols,
+    spec_protocol,
+    tidy_results,
+)
+from xner_core.analysis.views import (
+    compare_table,
+    diversity_view,
+    pair_rows,
+    pivot_drops,
+    run_counts,
+    selection_to_filter,
+    view_points,
+)
 from xner_core.corpus.languages import reference_pairs
 from xner_core.experiments.store import COLUMN_NAMES
 
 
 @pytest.fixture(scope="module")
 def tables() -> dict[str, pd.DataFrame]:
-    return analysis.read_reference_tables()
+    return read_reference_tables()
 
 
 @pytest.fixture(scope="module")
 def tidy(tables) -> pd.DataFrame:
-    return analysis.tidy_results(tables["published"], None, tables["overlap"], tables["uriel"], reference_pairs())
+    return tidy_results(tables["published"], None, tables["overlap"], tables["uriel"], reference_pairs())
 
 
 def our_row(**kw) -> dict:
@@ -37,14 +55,14 @@ def our_row(**kw) -> dict:
 
 
 def points_of(tidy, **kw):
-    return analysis.view_points(tidy, **kw)
+    return view_points(tidy, **kw)
 
 
 # ------------------------------------------------------------------------------------------------ tidy frame
 
 
 def test_tidy_published_shape_and_columns(tidy):
-    assert list(tidy.columns) == list(analysis.TIDY_COLUMNS)
+    assert list(tidy.columns) == list(TIDY_COLUMNS)
     assert len(tidy) == 208  # 13 pairs x 2 models x 2 settings x 4 conditions
     assert set(tidy["origin"]) == {"published"}
     assert set(tidy["perturbation"]) == {"clean", "entity_replace", "context_replace", "entity_context"}
@@ -109,7 +127,7 @@ def test_tidy_with_our_rows(tables):
         our_row(job_id="d", sources="es,fr", setting="multi_source", perturbation="clean"),
         our_row(job_id="e", sources="de", target="ca", perturbation="clean"),
     ])
-    tidy = analysis.tidy_results(tables["published"], ours, tables["overlap"], tables["uriel"], reference_pairs())
+    tidy = tidy_results(tables["published"], ours, tables["overlap"], tables["uriel"], reference_pairs())
     mine = tidy[tidy["origin"] == "ours"].set_index("job_id")
     assert len(mine) == 5
     assert mine.loc["a", "f1"] == pytest.approx(80.0)
@@ -134,13 +152,13 @@ def test_tidy_rejects_unknown_condition(tables):
     bad = tables["published"].copy()
     bad.loc[0, "condition"] = "P9"
     with pytest.raises(ValueError, match="P9"):
-        analysis.tidy_results(bad, None, tables["overlap"], tables["uriel"], reference_pairs())
+        tidy_results(bad, None, tables["overlap"], tables["uriel"], reference_pairs())
 
 
 def test_view_points_averages_repeated_runs(tables):
     ours = pd.DataFrame([our_row(job_id="s0", perturbation="entity_replace", f1=0.70, clean_f1=0.8, drop=0.10),
                          our_row(job_id="s1", perturbation="entity_replace", f1=0.60, clean_f1=0.8, drop=0.20)])
-    tidy = analysis.tidy_results(tables["published"], ours, tables["overlap"], tables["uriel"], reference_pairs())
+    tidy = tidy_results(tables["published"], ours, tables["overlap"], tables["uriel"], reference_pairs())
     pts = points_of(tidy, origins=["ours"])
     assert len(pts) == 1
     assert pts.iloc[0]["drop"] == pytest.approx(15.0)
@@ -151,13 +169,13 @@ def test_view_points_spread_across_seeds(tables):
     drops = [0.10, 0.20, 0.15]
     ours = pd.DataFrame([our_row(job_id=f"s{s}", seed=s, perturbation="entity_replace", f1=0.8 - d, clean_f1=0.8,
                                  drop=d) for s, d in enumerate(drops)])
-    tidy = analysis.tidy_results(tables["published"], ours, tables["overlap"], tables["uriel"], reference_pairs())
+    tidy = tidy_results(tables["published"], ours, tables["overlap"], tables["uriel"], reference_pairs())
     pt = points_of(tidy, origins=["ours"]).iloc[0]
     assert (pt["runs"], pt["seeds"]) == (3, 3)
     assert pt["drop"] == pytest.approx(15.0)
     assert pt["drop_sd"] == pytest.approx(float(np.std([10.0, 20.0, 15.0], ddof=1)))
     assert pt["clean_f1_sd"] == pytest.approx(0.0)
-    one = points_of(analysis.tidy_results(tables["published"], ours.head(1), tables["overlap"], tables["uriel"],
+    one = points_of(tidy_results(tables["published"], ours.head(1), tables["overlap"], tables["uriel"],
                                           reference_pairs()), origins=["ours"]).iloc[0]
     assert one["seeds"] == 1 and np.isnan(one["drop_sd"])  # one run has no spread
 
@@ -179,8 +197,8 @@ def transfer_p1(tidy) -> pd.DataFrame:
 
 def test_pearson_and_spearman_match_scipy(transfer_p1):
     x, y = transfer_p1["paper_token_overlap"], transfer_p1["drop"]
-    p = analysis.correlation(x, y, "pearson")
-    s = analysis.correlation(x, y, "spearman")
+    p = correlation(x, y, "pearson")
+    s = correlation(x, y, "spearman")
     ref_p = stats.pearsonr(x, y)
     ref_s = stats.spearmanr(x, y)
     assert p.r == pytest.approx(ref_p.statistic, abs=1e-12)
@@ -195,7 +213,7 @@ def test_pearson_and_spearman_match_scipy(transfer_p1):
         assert c.high == pytest.approx(math.tanh(z + stats.norm.ppf(0.975) * se), abs=1e-12)
         assert c.p == pytest.approx(2 * stats.norm.sf(abs(z) / se), rel=1e-12)
     # the bootstrap option keeps scipy's p-values
-    b = analysis.correlation(x, y, "pearson", interval="bootstrap")
+    b = correlation(x, y, "pearson", interval="bootstrap")
     assert b.p == pytest.approx(ref_p.pvalue, rel=1e-9) and b.interval == "bootstrap"
 
 
@@ -206,7 +224,7 @@ def test_every_reported_interval_excludes_zero_exactly_when_p_is_below_alpha(n, 
     rng = np.random.default_rng(seed)
     x = rng.normal(size=n)
     y = slope * x + noise * rng.normal(size=n)
-    c = analysis.correlation(x, y, method, level=level)
+    c = correlation(x, y, method, level=level)
     if not np.isfinite(c.p) or abs(c.p - (1 - level)) < 1e-9:
         return  # undefined, or exactly on the boundary
     assert (c.low > 0 or c.high < 0) == (c.p < 1 - level)
@@ -214,7 +232,7 @@ def test_every_reported_interval_excludes_zero_exactly_when_p_is_below_alpha(n, 
 
 def test_stats_table_intervals_agree_with_their_p_values(tidy):
     pts = points_of(tidy, perturbations=["entity_replace", "context_replace", "entity_context"])
-    table = analysis.stats_table(pts, "paper_token_overlap", "drop")
+    table = stats_table(pts, "paper_token_overlap", "drop")
     assert len(table) >= 8
     for m in ("pearson", "spearman"):
         ok = table[f"{m}_p"].notna()
@@ -225,7 +243,7 @@ def test_stats_table_intervals_agree_with_their_p_values(tidy):
 def test_bootstrap_ci_equals_a_plain_loop(transfer_p1):
     x = transfer_p1["paper_token_overlap"].to_numpy()
     y = transfer_p1["drop"].to_numpy()
-    got = analysis.correlation(x, y, "spearman", n_boot=300, seed=7, interval="bootstrap")
+    got = correlation(x, y, "spearman", n_boot=300, seed=7, interval="bootstrap")
     rng = np.random.default_rng(7)
     idx = rng.integers(0, len(x), size=(300, len(x)))
     boots = []
@@ -241,20 +259,20 @@ def test_bootstrap_ci_equals_a_plain_loop(transfer_p1):
 
 def test_correlation_is_deterministic_and_nan_when_undefined():
     x, y = [0.1, 0.4, 0.2, 0.8, 0.5], [1.0, 3.0, 2.5, 7.0, 4.0]
-    assert analysis.correlation(x, y, seed=3) == analysis.correlation(x, y, seed=3)
+    assert correlation(x, y, seed=3) == correlation(x, y, seed=3)
     for xs, ys in (([1, 1, 1, 1], [1, 2, 3, 4]), ([1, 2], [3, 4]), ([1, 2, float("nan")], [1, 2, 3])):
-        c = analysis.correlation(xs, ys)
+        c = correlation(xs, ys)
         assert math.isnan(c.r) and math.isnan(c.low) and math.isnan(c.p)
     with pytest.raises(ValueError, match="kendall"):
-        analysis.correlation(x, y, "kendall")
+        correlation(x, y, "kendall")
     with pytest.raises(ValueError, match="fisher, bootstrap"):
-        analysis.correlation(x, y, interval="bca")
+        correlation(x, y, interval="bca")
 
 
 def test_ols_matches_linregress_and_band_contains_line(transfer_p1):
     x = transfer_p1["paper_token_overlap"].to_numpy()
     y = transfer_p1["drop"].to_numpy()
-    fit = analysis.ols_fit(x, y)
+    fit = ols_fit(x, y)
     ref = stats.linregress(x, y)
     assert fit.slope == pytest.approx(ref.slope, rel=1e-10)
     assert fit.intercept == pytest.approx(ref.intercept, rel=1e-10)
@@ -266,19 +284,19 @@ def test_ols_matches_linregress_and_band_contains_line(transfer_p1):
     n = len(x)
     s = math.sqrt(((y - (ref.intercept + ref.slope * x)) ** 2).sum() / (n - 2))
     t = stats.t.ppf(0.975, n - 2)
-    at_mean = analysis.ols_fit(x, y, grid=[x.mean()])
+    at_mean = ols_fit(x, y, grid=[x.mean()])
     assert at_mean.upper[0] - at_mean.lower[0] == pytest.approx(2 * t * s / math.sqrt(n), rel=1e-10)
     assert (hi - lo).min() >= at_mean.upper[0] - at_mean.lower[0] - 1e-12
 
 
 def test_ols_none_when_x_constant():
-    assert analysis.ols_fit([1, 1, 1], [1, 2, 3]) is None
-    assert analysis.ols_fit([1, 2], [1, 2]) is None
+    assert ols_fit([1, 1, 1], [1, 2, 3]) is None
+    assert ols_fit([1, 2], [1, 2]) is None
 
 
 def test_stats_table(tidy):
     pts = points_of(tidy, models=["mbert", "xlmr"], perturbations=["entity_replace", "entity_context"])
-    table = analysis.stats_table(pts, "paper_token_overlap", "drop", n_boot=200)
+    table = stats_table(pts, "paper_token_overlap", "drop", n_boot=200)
     assert len(table) == 2 * 2 * 2  # settings x perturbations x models
     assert (table["n"] == 13).all()
     one = table[(table["setting"] == "transfer") & (table["perturbation"] == "entity_replace")
@@ -286,7 +304,7 @@ def test_stats_table(tidy):
     sub = pts[(pts["setting"] == "transfer") & (pts["perturbation"] == "entity_replace") & (pts["model"] == "mbert")]
     assert one["pearson_r"] == pytest.approx(stats.pearsonr(sub["paper_token_overlap"], sub["drop"]).statistic)
     # URIEL distances of native rows are all 0: r undefined, no line.
-    native = analysis.stats_table(points_of(tidy, settings=["native"], models=["mbert"],
+    native = stats_table(points_of(tidy, settings=["native"], models=["mbert"],
                                             perturbations=["entity_replace"]), "uriel_genetic", "drop")
     assert native["pearson_r"].isna().all() and native["slope"].isna().all()
 
@@ -297,21 +315,21 @@ def test_stats_table(tidy):
 def test_pivot_drops(tidy):
     pts = points_of(tidy, models=["mbert"], settings=["native"],
                     perturbations=["entity_replace", "context_replace", "entity_context"])
-    m = analysis.pivot_drops(pts, "drop", ["entity_replace", "context_replace", "entity_context"])
+    m = pivot_drops(pts, "drop", ["entity_replace", "context_replace", "entity_context"])
     assert m.shape == (13, 3)
     assert list(m.index) == [p.label for p in reference_pairs()]
     assert list(m.columns) == ["entity_replace", "context_replace", "entity_context"]
     assert m.loc["fr→br", "entity_context"] == pytest.approx(12.9)
     assert m.loc["ar→fa", "context_replace"] == pytest.approx(29.5)
-    assert analysis.pivot_drops(pts.iloc[0:0]).empty
+    assert pivot_drops(pts.iloc[0:0]).empty
 
 
 def test_pair_rows_and_compare_table(tidy):
-    rows = analysis.pair_rows(tidy, "es", "ca")
+    rows = pair_rows(tidy, "es", "ca")
     assert set(rows["setting"]) == {"native", "transfer"}
     assert set(rows["target"]) == {"ca"}
     assert len(rows) == 16
-    table = analysis.compare_table(rows)
+    table = compare_table(rows)
     assert set(table.columns) == {"setting", "perturbation", "mbert · published", "xlmr · published"}
     cell = table[(table["setting"] == "transfer") & (table["perturbation"] == "clean")]["mbert · published"]
     assert cell.iloc[0] == pytest.approx(85.1)
@@ -325,8 +343,8 @@ def test_diversity_view(tables):
         our_row(job_id="m1", sources="es,fr", setting="multi_source", perturbation="clean", f1=0.85),
         our_row(job_id="d1", sources="es,fr,it", setting="distill", perturbation="clean", f1=0.83),
     ])
-    tidy = analysis.tidy_results(tables["published"], ours, tables["overlap"], tables["uriel"], reference_pairs())
-    view = analysis.diversity_view(tidy, "ca", {"es,fr": 0.3, "es,fr,it": 0.35})
+    tidy = tidy_results(tables["published"], ours, tables["overlap"], tables["uriel"], reference_pairs())
+    view = diversity_view(tidy, "ca", {"es,fr": 0.3, "es,fr,it": 0.35})
     assert set(view["setting"]) == {"multi_source", "distill", "best single source"}
     best = view[view["setting"] == "best single source"]
     assert set(best["sources"]) == {"es"}  # es beats fr on clean F1
@@ -334,15 +352,15 @@ def test_diversity_view(tables):
     assert view.set_index("sources").loc["es,fr,it", "n_sources"] == 3
     assert view.set_index("sources").loc["es,fr", "diversity"] == pytest.approx(0.3)
     assert math.isnan(best["diversity"].iloc[0])
-    assert analysis.diversity_view(tidy, "br", {}).empty
+    assert diversity_view(tidy, "br", {}).empty
 
 
 def test_run_counts():
     rows = pd.DataFrame([our_row(job_id="a"), our_row(job_id="a", scope="PER"),
                          our_row(job_id="b", perturbation="entity_replace"),
                          our_row(job_id="c", target="an")])
-    counts = analysis.run_counts(rows)
-    proto = analysis.protocol_label(rows["options"].iloc[0], rows["data_protocol"].iloc[0], rows["test_limit"].iloc[0])
+    counts = run_counts(rows)
+    proto = protocol_label(rows["options"].iloc[0], rows["data_protocol"].iloc[0], rows["test_limit"].iloc[0])
     assert counts.to_dict("records") == [
         {"protocol": proto, "model": "e5-small", "target": "an", "setting": "transfer", "rows": 1, "jobs": 1,
          "perturbations": 1},
@@ -351,9 +369,9 @@ def test_run_counts():
     ]
     # The same target and setting made another way (here: the pooled re-split data) is counted apart.
     other = pd.concat([rows, pd.DataFrame([our_row(job_id="d", data_protocol="paper-resplit")])])
-    split = analysis.run_counts(other)
+    split = run_counts(other)
     assert len(split) == 3 and split["protocol"].nunique() == 2
-    assert analysis.run_counts(pd.DataFrame()).empty
+    assert run_counts(pd.DataFrame()).empty
 
 
 # ------------------------------------------------------------------------------------------------- selection
@@ -382,7 +400,7 @@ POINT = {"curve_number": 2, "point_number": 0, "point_index": 0, "x": 0.2, "y": 
     ({"points": [{**POINT, "customdata": ["fr"]}]}, None),
 ])
 def test_selection_to_filter(event, expected):
-    assert analysis.selection_to_filter(event) == expected
+    assert selection_to_filter(event) == expected
 
 
 def test_robustness_gap_pairs_native_and_transfer_drops():
@@ -413,22 +431,22 @@ def _opts(cap: int) -> str:
 
 
 def test_protocol_label_names_how_a_row_was_made():
-    assert analysis.protocol_label(_opts(5000), "wikiann-rahimi", 2000) == \
+    assert protocol_label(_opts(5000), "wikiann-rahimi", 2000) == \
         "wikiann-rahimi · ≤5000 train · 1 epoch · test ≤2000"
-    assert analysis.protocol_label('{"epochs":3,"lr":2e-05,"max_train_sentences":null,"robust":"adversarial",'
+    assert protocol_label('{"epochs":3,"lr":2e-05,"max_train_sentences":null,"robust":"adversarial",'
                                    '"batch_size":8}', "paper-resplit", None) == \
         "paper-resplit · all train · 3 epochs · lr 2e-05 · robust adversarial · batch 8 · full test"
 
 
 def test_spec_protocol_is_the_label_its_rows_get():
-    from xner_core.experiments.grid import load_spec
+    from xner_core.experiments.spec import load_spec
 
-    assert analysis.spec_protocol(load_spec("paper"), "e5-small") == \
+    assert spec_protocol(load_spec("paper"), "e5-small") == \
         "wikiann-rahimi · ≤5000 train · 1 epoch · test ≤2000"
-    assert analysis.spec_protocol(load_spec("diversity"), "e5-small").startswith("wikiann-rahimi · ≤2000 train")
+    assert spec_protocol(load_spec("diversity"), "e5-small").startswith("wikiann-rahimi · ≤2000 train")
     rows = pd.DataFrame([our_row(options=_opts(5000), data_protocol="wikiann-rahimi", test_limit=2000),
                          our_row(options=_opts(2000), data_protocol=None, test_limit=None)])
-    assert analysis.row_protocols(rows) == ["wikiann-rahimi · ≤5000 train · 1 epoch · test ≤2000",
+    assert row_protocols(rows) == ["wikiann-rahimi · ≤5000 train · 1 epoch · test ≤2000",
                                             "wikiann-rahimi · ≤2000 train · 1 epoch · full test"]
 
 
@@ -437,13 +455,13 @@ def test_runs_made_differently_are_never_averaged(tables):
                     perturbation=p, f1=f1, clean_f1=clean, drop=clean - f1)
             for cap, limit, clean in ((5000, 2000, 0.80), (2000, 1000, 0.70))
             for p, f1 in (("clean", clean), ("entity_replace", clean - 0.05))]
-    tidy = analysis.tidy_results(tables["published"], pd.DataFrame(rows), tables["overlap"], tables["uriel"],
+    tidy = tidy_results(tables["published"], pd.DataFrame(rows), tables["overlap"], tables["uriel"],
                                  reference_pairs())
-    assert set(analysis.protocols(tidy)) == {"wikiann-rahimi · ≤5000 train · 1 epoch · test ≤2000",
+    assert set(protocols(tidy)) == {"wikiann-rahimi · ≤5000 train · 1 epoch · test ≤2000",
                                              "wikiann-rahimi · ≤2000 train · 1 epoch · test ≤1000"}
-    mixed = analysis.view_points(tidy, origins=["ours"], perturbations=["clean"])
+    mixed = view_points(tidy, origins=["ours"], perturbations=["clean"])
     assert sorted(mixed["f1"]) == [70.0, 80.0]  # two points, not one average of 75
-    first = analysis.view_points(tidy, perturbations=["clean"], protocol="wikiann-rahimi · ≤5000 train · 1 epoch · "
+    first = view_points(tidy, perturbations=["clean"], protocol="wikiann-rahimi · ≤5000 train · 1 epoch · "
                                                                         "test ≤2000")
     assert first[first["origin"] == "ours"]["f1"].tolist() == [80.0]
     assert (first["origin"] == "published").sum() > 0  # the study's rows stay
@@ -456,35 +474,35 @@ def test_diversity_best_single_source_comes_from_the_same_protocol(tables):
                             test_limit=1000, f1=clean, clean_f1=clean))
     rows.append(our_row(job_id="m", sources="es,fr", setting="multi_source", options=_opts(2000),
                         data_protocol="wikiann-rahimi", test_limit=1000, f1=0.75, clean_f1=0.75))
-    tidy = analysis.tidy_results(tables["published"], pd.DataFrame(rows), tables["overlap"], tables["uriel"],
+    tidy = tidy_results(tables["published"], pd.DataFrame(rows), tables["overlap"], tables["uriel"],
                                  reference_pairs())
-    view = analysis.diversity_view(tidy, "ca", {"es,fr": 0.4})
+    view = diversity_view(tidy, "ca", {"es,fr": 0.4})
     best = view[view["setting"] == "best single source"]
     assert best["f1"].tolist() == [70.0] and set(view["protocol"]) == {
         "wikiann-rahimi · ≤2000 train · 1 epoch · test ≤1000"}
 
 
 def test_holm_adjusts_in_order_and_keeps_nan():
-    got = analysis.holm([0.01, 0.04, float("nan"), 0.03, 0.5])
+    got = holm([0.01, 0.04, float("nan"), 0.03, 0.5])
     # m = 4 finite: sorted 0.01, 0.03, 0.04, 0.5 -> 0.04, 0.09, max(0.09, 0.08), max(0.09, 0.5)
     assert got[0] == pytest.approx(0.04) and got[3] == pytest.approx(0.09) and got[1] == pytest.approx(0.09)
     assert got[4] == pytest.approx(0.5) and math.isnan(got[2])
-    assert analysis.holm([0.9, 0.8]) == [1.0, 1.0]
-    assert analysis.holm([]) == []
+    assert holm([0.9, 0.8]) == [1.0, 1.0]
+    assert holm([]) == []
 
 
 def test_leave_one_out_names_the_high_leverage_pair():
     x = [0.1, 0.2, 0.3, 0.4, 0.5, 0.95]
     y = [1.0, 0.8, 1.1, 0.9, 1.0, 5.0]  # flat except one extreme point
-    loo = analysis.leave_one_out(x, y, list("abcdef"))
+    loo = leave_one_out(x, y, list("abcdef"))
     assert loo.iloc[0]["left_out"] == "f" and loo.iloc[0]["shift"] < -0.5  # without f the correlation vanishes
     assert len(loo) == 6 and (loo["n"] == 5).all()
     with pytest.raises(ValueError, match="same length"):
-        analysis.leave_one_out(x, y, list("abc"))
+        leave_one_out(x, y, list("abc"))
 
 
 def test_stats_table_holm_column(tidy):
     pts = points_of(tidy, perturbations=["entity_replace", "context_replace", "entity_context"])
-    table = analysis.stats_table(pts, "paper_token_overlap", "drop")
+    table = stats_table(pts, "paper_token_overlap", "drop")
     assert (table["pearson_p_holm"] >= table["pearson_p"] - 1e-12).all()
-    assert table["pearson_p_holm"].tolist() == pytest.approx(analysis.holm(table["pearson_p"].tolist()))
+    assert table["pearson_p_holm"].tolist() == pytest.approx(holm(table["pearson_p"].tolist()))

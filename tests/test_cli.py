@@ -17,12 +17,22 @@ from sentences import make_sentence
 from xner_core.cli.main import main
 from xner_core.corpus.conll import read_conll, write_conll
 from xner_core.corpus.languages import get_language, reference_pairs
-from xner_core.corpus.wikiann import Corpus, available_languages, corpus_stats, load_wikiann, split_sizes
-from xner_core.evaluation import runner
-from xner_core.evaluation.metrics import bootstrap_ci, error_breakdown, score, scores_table
-from xner_core.experiments.config import make_config
+from xner_core.corpus.resplit import split_sizes
+from xner_core.corpus.sentences import Corpus, corpus_stats
+from xner_core.corpus.wikiann import available_languages, load_wikiann
+from xner_core.metrics.bootstrap import bootstrap_ci
+from xner_core.metrics.breakdown import error_breakdown
+from xner_core.evaluation.evaluate import evaluate
+from xner_core.evaluation.inputs import donor_corpus
+from xner_core.evaluation.jobs import EvalOptions
+from xner_core.evaluation.memo import clear_caches
+from xner_core.evaluation.modelstore import model_cache, train_model
+from xner_core.metrics.scores import score, scores_table
+from xner_core.runs.config import make_config
 from xner_core.features.overlap import overlap_features
-from xner_core.perturb.registry import PERTURBATIONS, build_context, perturb_corpus, perturbation_names
+from xner_core.perturb.apply import perturb_corpus
+from xner_core.perturb.context import build_context
+from xner_core.perturb.registry import PERTURBATIONS, perturbation_names
 
 pytestmark = pytest.mark.data
 
@@ -66,9 +76,9 @@ def data(wikiann_dir: Path) -> list[str]:
 def trained(wikiann_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A cache holding the tiny es->ca transfer model of CFG (trained through the library)."""
     cache = tmp_path_factory.mktemp("cli-cache")
-    runner.clear_caches()
+    clear_caches()
     cfg = make_config(**CFG)
-    lm = runner.train_model(cfg, data_dir=wikiann_dir, cache=cache)
+    lm = train_model(cfg, data_dir=wikiann_dir, cache=cache)
     return {"cache": cache, "config": cfg, "model": lm, "data": wikiann_dir,
             "args": ["--data-dir", str(wikiann_dir), "--cache-dir", str(cache)]}
 
@@ -125,7 +135,7 @@ def test_perturb_report_and_file(capsys, data, wikiann_dir, tmp_path):
 
 def test_perturb_against_capped_native_or_resplit_data(capsys, data, wikiann_dir, tmp_path):
     """--max-train / --setting / --data pick the seen data and test set a model of that config has."""
-    from xner_core.corpus.wikiann import paper_resplit
+    from xner_core.corpus.resplit import paper_resplit
 
     tgt = load_wikiann("ca", "test", wikiann_dir, limit=60)
     cases = [
@@ -155,12 +165,12 @@ def test_perturb_against_capped_native_or_resplit_data(capsys, data, wikiann_dir
 
 @pytest.mark.parametrize("donor", [None, "an"])
 def test_perturb_location_swap_uses_the_runner_donor_corpus(capsys, data, wikiann_dir, tmp_path, donor):
-    """`xner perturb` draws names from what `xner eval` uses: runner.donor_corpus, default donor = target."""
+    """`xner perturb` draws names from what `xner eval` uses: evaluation.inputs.donor_corpus, default donor = target."""
     out = tmp_path / "loc.conll"
     argv = ["perturb", "es", "ca", "location_swap", "--limit", "80", "--seed", "3", "--out", str(out), *data]
     got = run_json(capsys, argv + (["--donor", donor] if donor else []))
     tgt = load_wikiann("ca", "test", wikiann_dir, limit=80)
-    donor_c = runner.donor_corpus(donor or "ca", wikiann_dir)  # the extra split, not the train split
+    donor_c = donor_corpus(donor or "ca", wikiann_dir)  # the extra split, not the train split
     want = perturb_corpus("location_swap", tgt, build_context(None, tgt, donor=donor_c, lang="ca"), seed=3)
     assert got["report"] == jsonish(want.report.as_dict()) and want.report.entities_changed > 0
     written = read_conll(out).corpus
@@ -241,12 +251,12 @@ def test_train_finds_the_cached_model_and_options_change_the_hash(capsys, traine
     got = run_json(capsys, ["train", *TRAIN, *trained["args"]])
     cfg = trained["config"]
     assert got["hash"] == cfg.hash == trained["model"].hash
-    assert got["path"] == str(runner.model_cache(trained["cache"]).path(cfg)) and Path(got["path"]).is_dir()
+    assert got["path"] == str(model_cache(trained["cache"]).path(cfg)) and Path(got["path"]).is_dir()
     # a training option given on the command line is part of the config: new hash, equal to make_config's
     warm = run_json(capsys, ["train", *TRAIN, "--warmup", "0.2", "--max-length", "64", *trained["args"]])
     want = make_config(**CFG, warmup_ratio=0.2, max_length=64)
     assert warm["hash"] == want.hash != cfg.hash
-    assert runner.model_cache(trained["cache"]).has(want)
+    assert model_cache(trained["cache"]).has(want)
     frozen = make_config(**CFG, freeze_embeddings=True, early_stopping_patience=1)
     assert frozen.hash != cfg.hash  # (not trained: the hash alone is what the options feed)
 
@@ -254,8 +264,8 @@ def test_train_finds_the_cached_model_and_options_change_the_hash(capsys, traine
 def test_eval_matches_runner_evaluate_and_scores_the_perturb_file(capsys, trained, tmp_path):
     args = ["--perturb", "location_swap", "--perturb-seed", "3", "--test-limit", "40", "--bootstrap", "20"]
     rows = run_json(capsys, ["eval", *TRAIN, *args, *trained["args"]])
-    outcomes = runner.evaluate(trained["config"], ["location_swap"], perturb_seed=3, test_limit=40, bootstrap=20,
-                               data_dir=trained["data"], cache=trained["cache"], loaded=trained["model"])
+    outcomes = evaluate(trained["config"], ["location_swap"], EvalOptions(perturb_seed=3, test_limit=40, bootstrap=20),
+                        data_dir=trained["data"], cache=trained["cache"], loaded=trained["model"])
     want = [r for o in outcomes for r in o.rows]
     assert [(r["perturbation"], r["scope"]) for r in rows] == [(r["perturbation"], r["scope"]) for r in want]
     for got, exp in zip(rows, want):
@@ -287,10 +297,10 @@ def test_predict(capsys, trained):
 def test_models_ls_rm_gc(capsys, wikiann_dir, tmp_path):
     cache = tmp_path / "cache"
     cfg = make_config(**{**CFG, "max_train_sentences": 30, "max_dev_sentences": 0})
-    runner.train_model(cfg, data_dir=wikiann_dir, cache=cache)
+    train_model(cfg, data_dir=wikiann_dir, cache=cache)
     args = ["--cache-dir", str(cache)]
     rows = run_json(capsys, ["models", "ls", *args])
-    entries = runner.model_cache(cache).entries()
+    entries = model_cache(cache).entries()
     assert [r["hash"] for r in rows] == [e.hash for e in entries] == [cfg.hash]
     assert rows[0]["model"] == "tiny" and rows[0]["target"] == "ca" and rows[0]["valid"] is True
     # gc removes what ModelCache.gc removes: here only the orphan lock left by training, never the valid model

@@ -1,4 +1,4 @@
-"""Tests for xner_core.experiments.config: validation, canonical identity, golden hashes, dict round trips."""
+"""Tests for xner_core.runs.config: validation, canonical identity, golden hashes, dict round trips."""
 
 from __future__ import annotations
 
@@ -12,13 +12,11 @@ from pathlib import Path
 import pytest
 
 from xner_core.errors import ConfigError
-from xner_core.experiments.config import (
+from xner_core.runs.config import (
     DATA_PROTOCOLS,
     SCHEMA_VERSION,
-    SETTINGS,
     TARGET_FREE_SETTINGS,
     ExperimentConfig,
-    TrainOptions,
     canonical_dict,
     canonical_json,
     canonical_sources,
@@ -31,6 +29,7 @@ from xner_core.experiments.config import (
     resolved_lr,
     validate,
 )
+from xner_core.training.settings import SETTINGS, TrainOptions
 
 # Golden values, computed once (xner 0.1.0, SCHEMA_VERSION 3: target left out of transfer/multi_source identities;
 # robust_epsilon default 1.0). If one of these fails, every cached model and result id changes: bump SCHEMA_VERSION
@@ -47,7 +46,7 @@ GOLDEN_B_JSON = (
 )
 
 _GOLDEN_SNIPPET = """
-from xner_core.experiments.config import make_config, config_hash
+from xner_core.runs.config import make_config, config_hash
 a = make_config("xlmr", "ca", "transfer", sources="es", seed=0)
 b = make_config("e5-small", "ca", "distill", sources=["it", "fr", "es"], seed=3, data="paper-resplit", epochs=3,
                 lr=3e-5, distill_weights="similarity", distill_temperature=2.0, robust="smoothing",
@@ -176,7 +175,7 @@ DIFFERENT = [
     ("tapt_steps read by tapt",
      dict(model="xlmr", target="ca", setting="tapt", sources="es", tapt_steps=10),
      dict(model="xlmr", target="ca", setting="tapt", sources="es", tapt_steps=20)),
-    # tapt's masked-LM text is runner.unlabeled_target(target, distill_unlabeled, ...)
+    # tapt's masked-LM text is evaluation.inputs.unlabeled_target(target, distill_unlabeled, ...)
     ("distill_unlabeled read by tapt",
      dict(model="xlmr", target="ca", setting="tapt", sources="es", tapt_steps=10),
      dict(model="xlmr", target="ca", setting="tapt", sources="es", tapt_steps=10, distill_unlabeled="train")),
@@ -434,7 +433,7 @@ def test_label() -> None:
 
 
 def test_model_label_names_what_the_model_was_trained_on():
-    from xner_core.experiments.config import model_label
+    from xner_core.runs.config import model_label
 
     assert model_label(make_config("e5-small", "ca", "transfer", sources="es")) == "e5-small es transfer seed 0"
     assert model_label(make_config("e5-small", "an", "transfer", sources="es")) == "e5-small es transfer seed 0"

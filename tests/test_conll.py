@@ -10,7 +10,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from xner_core.corpus.conll import ConllResult, read_conll, write_conll
-from xner_core.corpus.wikiann import Corpus, Sentence, load_wikiann
+from xner_core.corpus.sentences import Corpus, Sentence
+from xner_core.corpus.wikiann import load_wikiann
 from xner_core.errors import DataError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "conll"
@@ -289,7 +290,7 @@ def test_round_trip_real_wikiann(wikiann_dir: Path, tmp_path: Path):
 
 def test_predictions_file_reads_back():
     from xner_core.corpus.conll import predictions_conll
-    from xner_core.corpus.wikiann import Corpus, Sentence
+    from xner_core.corpus.sentences import Corpus, Sentence
 
     corpus = Corpus((Sentence(("Joan", "viu"), ("B-PER", "O"), "ca", "a"),), "ca", "test")
     text = predictions_conll(corpus, {"native_pred": [["B-PER", "O"]], "transfer_pred": [["B-LOC", "O"]]})

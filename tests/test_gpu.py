@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from xner_core.evaluation.runner import load_model, train_model
-from xner_core.experiments.config import make_config
+from xner_core.evaluation.modelstore import load_model, train_model
+from xner_core.runs.config import make_config
 from xner_core.inference.predict import predict_tags
 from xner_core.numerics import resolve_device
 

@@ -15,21 +15,15 @@ from pathlib import Path
 import pytest
 
 from xner_core.errors import ConfigError, DataError
-from xner_core.evaluation import runner
-from xner_core.experiments.config import config_hash
-from xner_core.experiments.grid import (
-    GridSpec,
-    claims_dir,
-    expand,
-    gpu_request,
-    load_spec,
-    parse_filters,
-    parse_spec,
-    plan_status,
-    preset_names,
-    run_plan,
-)
-from xner_core.experiments.store import COLUMN_NAMES, SCHEMA, ResultsStore
+from xner_core.evaluation.memo import clear_caches
+from xner_core.evaluation.predictions import load_predictions
+from xner_core.runs.config import config_hash
+from xner_core.experiments.execute import run_plan
+from xner_core.experiments.plan import expand
+from xner_core.experiments.ray_executor import gpu_request
+from xner_core.experiments.spec import GridSpec, load_spec, parse_spec, preset_names
+from xner_core.experiments.status import claims_dir, plan_status
+from xner_core.experiments.store import COLUMN_NAMES, SCHEMA, ResultsStore, parse_filters
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}  # same thread count as this process: same numbers
@@ -367,7 +361,7 @@ def killed_and_resumed(wikiann_dir, tmp_path_factory):
     after_kill = _read_frame(store)
     plan = expand(load_spec("smoke"), wikiann_dir, online=False)
     status = plan_status(plan, store)
-    runner.clear_caches()
+    clear_caches()
     summary = run_plan(plan, store, data_dir=wikiann_dir, cache=cache)
     return {"cache": cache, "store": store, "plan": plan, "after_kill": after_kill, "status": status,
             "summary": summary, "data": wikiann_dir, "root": root}
@@ -412,7 +406,7 @@ def test_resumed_results_equal_an_uninterrupted_run(killed_and_resumed, tmp_path
     # The uninterrupted run starts from an empty cache: it trains every model again in this process (the killed
     # run trained some in another), recomputes every perturbation, prediction and score, and must give the same
     # values (not only the same number of rows).
-    runner.clear_caches()
+    clear_caches()
     fresh = ResultsStore(tmp_path / "fresh.duckdb")
     s = run_plan(killed_and_resumed["plan"], fresh, data_dir=killed_and_resumed["data"], cache=tmp_path / "cache")
     assert s.jobs_run == 16 and s.models_trained == s.models_used > 0
@@ -518,10 +512,10 @@ def test_ray_executor_on_smoke(wikiann_dir, tmp_path):
     df = store.frame()
     assert len(df) == 64 and not df.duplicated(["job_id", "scope"]).any()
     # what the driver stored is what the workers computed: re-score each job from the predictions they saved
-    from xner_core.evaluation.metrics import score
+    from xner_core.metrics.scores import score
 
     for job in plan.eval_jobs:
-        saved = runner.load_predictions(job.id, cache)
+        saved = load_predictions(job.id, cache)
         assert saved is not None and len(saved) == plan.spec.test_limit
         f1 = score([s["gold"] for s in saved], [s["pred"] for s in saved]).overall.f1
         stored = df[(df.job_id == job.id) & (df.scope == "overall")]

@@ -1,4 +1,5 @@
-"""Tests for xner_core.evaluation.metrics: hand cases, differentials against seqeval and conlleval, bootstrap, breakdown."""
+"""Tests for xner_core.metrics.scores, .bootstrap and .breakdown: hand cases, differentials against seqeval
+and conlleval, bootstrap, breakdown."""
 
 from __future__ import annotations
 
@@ -15,21 +16,16 @@ from seqeval.scheme import IOB2
 
 from xner_core.corpus.tags import ENTITY_TYPES, LABELS, is_valid_iob2, spans
 from xner_core.errors import ConfigError, DataError
-from xner_core.evaluation import metrics as M
-from xner_core.evaluation.metrics import (
+from xner_core.metrics.bootstrap import (
+    _RESAMPLE_CHUNK,
     DropCI,
-    ErrorCounts,
-    MetricsInputError,
-    TypeScore,
+    _resampled_totals,
     bootstrap_ci,
     bootstrap_from_counts,
-    breakdown_table,
-    error_breakdown,
     paired_bootstrap_drop,
-    score,
-    scores_table,
-    sentence_counts,
 )
+from xner_core.metrics.breakdown import ErrorCounts, breakdown_table, error_breakdown
+from xner_core.metrics.scores import MetricsInputError, TypeScore, _chunks, score, scores_table, sentence_counts
 
 pytestmark = pytest.mark.filterwarnings("ignore")  # seqeval's UndefinedMetricWarning on empty classes
 
@@ -203,7 +199,7 @@ def _conlleval_counts(gold, pred) -> dict[str, tuple[int, int, int]]:
 
     conlleval reads token lines in order with a sentence break counted as an O line, keeps one 'the current
     chunks agree so far' flag, and counts a correct chunk when both chunks end together with equal types. It never
-    builds chunk sets, so it is an independent check of the set-based counting in xner_core.evaluation.metrics.
+    builds chunk sets, so it is an independent check of the set-based counting in xner_core.metrics.scores.
     """
 
     def split(tag: str) -> tuple[str, str]:
@@ -268,9 +264,9 @@ def test_default_mode_matches_conlleval(pair):
 @given(st.lists(st.sampled_from(LABELS), max_size=12))
 def test_chunking_agrees_with_tags_spans(tags):
     as_tuples = [(s.start, s.end, s.etype) for s in spans(tags)]
-    assert M._chunks(tags, strict=False, sent=0) == as_tuples
+    assert _chunks(tags, strict=False, sent=0) == as_tuples
     if is_valid_iob2(tags):  # the two modes differ only on invalid IOB2
-        assert M._chunks(tags, strict=True, sent=0) == as_tuples
+        assert _chunks(tags, strict=True, sent=0) == as_tuples
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -348,11 +344,11 @@ def test_resampled_totals_packing_is_exact(max_count):
     # large counts leave room for one field per word.
     rng = np.random.default_rng(5)
     cols = rng.integers(0, max_count + 1, size=(300, 6), dtype=np.int64)
-    got = M._resampled_totals(cols, 150, seed=11)
+    got = _resampled_totals(cols, 150, seed=11)
     draws = np.random.default_rng(11)
     expected = []
-    for b0 in range(0, 150, M._RESAMPLE_CHUNK):
-        idx = draws.integers(0, 300, size=(min(M._RESAMPLE_CHUNK, 150 - b0), 300), dtype=np.int32)
+    for b0 in range(0, 150, _RESAMPLE_CHUNK):
+        idx = draws.integers(0, 300, size=(min(_RESAMPLE_CHUNK, 150 - b0), 300), dtype=np.int32)
         expected.append(cols[idx].sum(axis=1))
     assert np.array_equal(got, np.concatenate(expected))
 
@@ -525,7 +521,8 @@ def test_error_breakdown_invariants(pair):
 
 
 def test_condition_rows_clean_and_perturbed():
-    from xner_core.evaluation.metrics import condition_rows, paired_bootstrap_drop, score
+    from xner_core.metrics.bootstrap import condition_rows, paired_bootstrap_drop
+    from xner_core.metrics.scores import score
 
     gold = [["B-PER", "O", "B-LOC"], ["B-ORG", "I-ORG", "O"], ["O", "B-LOC", "O"]] * 5
     clean_pred = [["B-PER", "O", "B-LOC"], ["B-ORG", "I-ORG", "O"], ["O", "O", "O"]] * 5

@@ -1,4 +1,4 @@
-"""Tests for xner_core.models.cache: atomic saves, checksum verification, the per-config lock, listing and gc."""
+"""Tests for xner_core.runs.modelcache: atomic saves, checksum verification, the per-config lock, listing and gc."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from xner_core.errors import ConfigError, XnerError
-from xner_core.experiments.config import config_hash, config_to_dict, make_config
-from xner_core.models.cache import CacheCorrupt, CacheMiss, ModelCache
+from xner_core.runs.config import config_hash, config_to_dict, make_config
+from xner_core.runs.modelcache import CacheCorrupt, CacheMiss, ModelCache
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -263,8 +263,8 @@ def test_save_rejects_bad_extra_manifest(cache: ModelCache, tiny_model) -> None:
 _WORKER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from xner_core.experiments.config import config_hash, make_config
-    from xner_core.models.cache import ModelCache, inspect_entry
+    from xner_core.runs.config import config_hash, make_config
+    from xner_core.runs.modelcache import ModelCache, inspect_entry
 
     root, counter, me, other, mode = (Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]),
                                       sys.argv[5])

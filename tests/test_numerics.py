@@ -15,7 +15,7 @@ from xner_core import numerics
 from xner_core.errors import ConfigError
 from xner_core.inference.predict import predict_tags
 from xner_core.models.registry import build_tiny, build_tiny_tokenizer, tiny_vocabulary
-from xner_core.training.train import fine_tune
+from xner_core.training.finetune import fine_tune
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -122,8 +122,8 @@ def test_tiny_vocabulary_is_sorted_data_not_a_trainer_run():
 
 _TRAIN_SCRIPT = """
 import hashlib, json, sys
-from xner_core.experiments.config import make_config
-from xner_core.evaluation.runner import train_model, model_cache
+from xner_core.runs.config import make_config
+from xner_core.evaluation.modelstore import model_cache, train_model
 config = make_config(sys.argv[1], "an", "transfer", sources=("es",), max_train_sentences=int(sys.argv[2]),
                      max_dev_sentences=20, epochs=1, seed=1, batch_size=16)
 out = {}

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sentences import make_sentence
 
+from xner_core.corpus.sentences import Corpus, Sentence
 from xner_core.corpus.stopwords import stopwords_for
-from xner_core.corpus.wikiann import Corpus, Sentence
 from xner_core.features.overlap import (
     ChunkOverlap,
     TokenOverlap,
@@ -190,9 +190,11 @@ def test_has_punct_or_symbol():
 
 def test_one_p2_candidate_definition_for_overlap_and_perturb():
     # perturb uses overlap's predicate itself (no second copy that could drift)
-    import xner_core.perturb.registry as perturb
+    import xner_core.perturb.context as perturb_context
+    import xner_core.perturb.plan as perturb_plan
 
-    assert perturb.context_candidate is context_candidate
+    assert perturb_context.context_candidate is context_candidate
+    assert perturb_plan.context_candidate is context_candidate
     stops = stopwords_for("ca")
     words = ["casa", "°C", "└─", "l'any", "de", "x", "Ciutat", "a+b", "1893", "«x»", "ñu"]
     target = corpus([(" ".join(words), " ".join(["O"] * len(words)))], "ca")
@@ -337,7 +339,8 @@ def test_real_es_ca_p2_overlap_equals_what_context_replace_targets(wikiann_dir):
     import numpy as np
 
     from xner_core.corpus.wikiann import load_wikiann
-    from xner_core.perturb.registry import build_context, perturb_corpus
+    from xner_core.perturb.apply import perturb_corpus
+    from xner_core.perturb.context import build_context
 
     def fake_embed(words):  # eligibility does not depend on the embedder; keep the test offline and fast
         return np.stack([np.random.default_rng(int.from_bytes(hashlib.blake2b(w.encode(), digest_size=8).digest(),

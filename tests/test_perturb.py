@@ -17,25 +17,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sentences import make_sentence
 
+from xner_core.corpus.sentences import Corpus, Sentence
 from xner_core.corpus.tags import ENTITY_TYPES, is_valid_iob2, span_tags, spans
-from xner_core.corpus.wikiann import Corpus, Sentence
 from xner_core.errors import ConfigError, DataError
-from xner_core.perturb.registry import (
-    PERTURBATIONS,
-    Change,
-    PerturbContext,
-    PerturbReport,
-    PerturbResult,
-    build_context,
-    chunk_key,
-    context_candidate,
-    get_perturbation,
-    perturb_corpus,
-    perturb_sentence,
-    perturbation_names,
-    restore_case,
-    typo,
-)
+from xner_core.features.overlap import context_candidate
+from xner_core.perturb.apply import perturb_corpus, perturb_sentence
+from xner_core.perturb.context import PerturbContext, build_context, chunk_key
+from xner_core.perturb.noise import typo
+from xner_core.perturb.plan import restore_case
+from xner_core.perturb.records import Change, PerturbReport, PerturbResult
+from xner_core.perturb.registry import PERTURBATIONS, get_perturbation, perturbation_names
 
 
 def fake_embed(words: Sequence[str]) -> np.ndarray:

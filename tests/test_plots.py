@@ -9,7 +9,9 @@ import plotly.io
 import pytest
 
 from xner_core.analysis import plots
-from xner_core.analysis import stats as analysis
+from xner_core.analysis.stats import ols_fit
+from xner_core.analysis.tidy import read_reference_tables, tidy_results
+from xner_core.analysis.views import pair_rows, pivot_drops, selection_to_filter, view_points
 from xner_core.corpus.languages import reference_pairs
 
 PAPER = ["entity_replace", "context_replace", "entity_context"]
@@ -18,8 +20,8 @@ ALL_PAIRS = {p.label for p in reference_pairs()}
 
 @pytest.fixture(scope="module")
 def tidy() -> pd.DataFrame:
-    t = analysis.read_reference_tables()
-    return analysis.tidy_results(t["published"], None, t["overlap"], t["uriel"], reference_pairs())
+    t = read_reference_tables()
+    return tidy_results(t["published"], None, t["overlap"], t["uriel"], reference_pairs())
 
 
 def traces(fig, kind):
@@ -27,7 +29,7 @@ def traces(fig, kind):
 
 
 def test_overlap_scatter_points_per_panel(tidy):
-    pts = analysis.view_points(tidy, perturbations=PAPER)
+    pts = view_points(tidy, perturbations=PAPER)
     fig = plots.overlap_scatter(pts, "paper_token_overlap", "drop", "x", "y", perturbations=PAPER)
     markers = traces(fig, "points")
     # 3 perturbation rows x 2 setting columns x 2 models (mbert, xlmr) = 12 series of 13 pairs each.
@@ -44,7 +46,7 @@ def test_overlap_scatter_points_per_panel(tidy):
 
 
 def test_overlap_scatter_values_match_the_rows(tidy):
-    pts = analysis.view_points(tidy, models=["mbert"], settings=["transfer"], perturbations=["entity_replace"])
+    pts = view_points(tidy, models=["mbert"], settings=["transfer"], perturbations=["entity_replace"])
     fig = plots.overlap_scatter(pts, "paper_token_overlap", "drop", "x", "y")
     (marker,) = traces(fig, "points")
     by_pair = {cd[6]: (x, y) for cd, x, y in zip(marker.customdata, marker.x, marker.y)}
@@ -52,7 +54,7 @@ def test_overlap_scatter_values_match_the_rows(tidy):
     assert by_pair["es→ast"] == pytest.approx((0.477, 5.3))
     (line,) = traces(fig, "fit")
     (band,) = traces(fig, "band")
-    fit = analysis.ols_fit(pts["paper_token_overlap"], pts["drop"])
+    fit = ols_fit(pts["paper_token_overlap"], pts["drop"])
     assert np.allclose(line.y, fit.y) and line.meta["slope"] == pytest.approx(fit.slope)
     n = len(line.x)
     upper, lower = np.asarray(band.y[:n]), np.asarray(band.y[n:][::-1])
@@ -60,7 +62,7 @@ def test_overlap_scatter_values_match_the_rows(tidy):
 
 
 def test_our_overlap_drops_cs_sk_for_transfer_only(tidy):
-    pts = analysis.view_points(tidy, models=["mbert"], perturbations=["entity_replace"])
+    pts = view_points(tidy, models=["mbert"], perturbations=["entity_replace"])
     fig = plots.overlap_scatter(pts, "entity_token_overlap", "drop", "x", "y")
     pairs = {t.meta["setting"]: {row[6] for row in t.customdata} for t in traces(fig, "points")}
     assert pairs["native"] == ALL_PAIRS
@@ -68,7 +70,7 @@ def test_our_overlap_drops_cs_sk_for_transfer_only(tidy):
 
 
 def test_scatter_point_selection_round_trip(tidy):
-    pts = analysis.view_points(tidy, models=["xlmr"], settings=["native"], perturbations=["entity_context"])
+    pts = view_points(tidy, models=["xlmr"], settings=["native"], perturbations=["entity_context"])
     fig = plots.overlap_scatter(pts, "unique_chunk_overlap", "drop", "x", "y")
     (marker,) = traces(fig, "points")
     i = [row[6] for row in marker.customdata].index("nl→af")
@@ -76,11 +78,11 @@ def test_scatter_point_selection_round_trip(tidy):
     event = {"selection": {"points": [{"curve_number": 2, "point_index": i, "x": marker.x[i], "y": marker.y[i],
                                        "customdata": list(marker.customdata[i])}],
                            "point_indices": [i], "box": [], "lasso": []}}
-    assert analysis.selection_to_filter(event) == {"source": "nl", "target": "af", "model": "xlmr"}
+    assert selection_to_filter(event) == {"source": "nl", "target": "af", "model": "xlmr"}
 
 
 def test_overlap_scatter_error_bars_only_for_seed_spread(tidy):
-    pts = analysis.view_points(tidy, perturbations=["entity_replace"], settings=["transfer"], models=["mbert"])
+    pts = view_points(tidy, perturbations=["entity_replace"], settings=["transfer"], models=["mbert"])
     fig = plots.overlap_scatter(pts, "paper_token_overlap", "drop", "x", "y")
     assert all(t.error_y.array is None for t in traces(fig, "points"))  # the study's single runs: no bars
     spread = pts.assign(drop_sd=np.linspace(0.5, 1.5, len(pts)))
@@ -96,8 +98,8 @@ def test_overlap_scatter_empty():
 
 
 def test_drop_heatmap_values(tidy):
-    pts = analysis.view_points(tidy, models=["mbert"], perturbations=PAPER)
-    pivots = {s: analysis.pivot_drops(pts[pts["setting"] == s], "drop", PAPER) for s in ("native", "transfer")}
+    pts = view_points(tidy, models=["mbert"], perturbations=PAPER)
+    pivots = {s: pivot_drops(pts[pts["setting"] == s], "drop", PAPER) for s in ("native", "transfer")}
     fig = plots.drop_heatmap(pivots)
     hm = traces(fig, "heatmap")
     assert [t.meta["setting"] for t in hm] == ["native", "transfer"]
@@ -110,7 +112,7 @@ def test_drop_heatmap_values(tidy):
 
 
 def test_pair_f1_bars(tidy):
-    rows = analysis.pair_rows(tidy, "fr", "br")
+    rows = pair_rows(tidy, "fr", "br")
     fig = plots.pair_f1_bars(rows)
     bars = traces(fig, "bars")
     assert {(t.meta["setting"], t.meta["series"]) for t in bars} == {

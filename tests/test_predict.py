@@ -17,8 +17,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xner_core.corpus.tags import LABEL2ID, LABELS, is_valid_iob2, spans
-from xner_core.corpus.wikiann import Sentence
+from xner_core.corpus.sentences import Sentence
+from xner_core.corpus.tags import LABEL2ID, LABELS, is_valid_iob2, repair_iob2, spans
 from xner_core.errors import ConfigError
 from xner_core.inference.predict import (
     EntitySpan,
@@ -29,7 +29,6 @@ from xner_core.inference.predict import (
     predict_entities,
     predict_tags,
     predict_text,
-    repair_iob2,
     split_words,
 )
 from xner_core.models.registry import build_tiny

@@ -1,4 +1,4 @@
-"""Runner (config -> cached model -> perturbed test sets -> rows) with the tiny model on the real WikiANN data.
+"""Evaluation (config -> cached model -> perturbed test sets -> rows) with the tiny model on the real WikiANN data.
 
 Small caps keep it fast: 150 training sentences, 60 test sentences, 50 bootstrap resamples. The models are trained
 once per module into a temporary cache.
@@ -7,28 +7,29 @@ once per module into a temporary cache.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from xner_core.evaluation import runner
-from xner_core.evaluation.runner import (
-    CLEAN,
-    EvalJob,
-    cached_configs,
-    eval_jobs,
-    evaluate,
-    iter_evaluate,
-    load_model,
-    load_predictions,
-    train_model,
-    training_data,
+from xner_core.evaluation import inputs
+from xner_core.evaluation.evaluate import evaluate, iter_evaluate
+from xner_core.evaluation.inputs import training_data
+from xner_core.evaluation.jobs import CLEAN, EvalJob, EvalOptions, eval_jobs
+from xner_core.evaluation.memo import cache_stats, clear_caches
+from xner_core.evaluation.modelstore import cached_configs, find_cached, load_model, serves, train_model
+from xner_core.evaluation.predictions import load_predictions
+from xner_core.evaluation.throughput import (
+    CUDA_SPEEDUP,
+    DEFAULT_TRAIN_THROUGHPUT,
+    estimate_train_seconds,
+    measured_train_throughput,
 )
-from xner_core.experiments.config import config_hash, make_config
+from xner_core.runs.config import config_hash, make_config
 from xner_core.experiments.store import COLUMN_NAMES, SCHEMA, SCOPES
 
 CAPS = dict(max_train_sentences=150, max_dev_sentences=30, batch_size=16)
-EVAL = dict(test_limit=60, embed_model="tiny", bootstrap=50, donor="an")
+EVAL = EvalOptions(test_limit=60, embed_model="tiny", bootstrap=50, donor="an")
 PERTS = ("entity_replace", "context_replace", "location_swap")
 REQUIRED = [c.name for c in SCHEMA if "NOT NULL" in c.sql_type]
 
@@ -41,7 +42,7 @@ def cfg(target: str = "ca", setting: str = "transfer", sources=("es",), seed: in
 def env(wikiann_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """A cache with the es transfer model (trained for ca) and the ca native model."""
     cache = tmp_path_factory.mktemp("runner-cache")
-    runner.clear_caches()
+    clear_caches()
     messages: list[str] = []
     es_ca = train_model(cfg("ca"), data_dir=wikiann_dir, cache=cache, status=messages.append)
     native = train_model(cfg("ca", "native"), data_dir=wikiann_dir, cache=cache)
@@ -68,7 +69,7 @@ def test_eval_job_id_carries_the_target_and_what_changes_numbers():
 
 
 def test_eval_jobs_lists_clean_first_without_duplicates():
-    jobs = eval_jobs(cfg(), ["entity_replace", CLEAN, "entity_replace", "person_swap"], donor=None)
+    jobs = eval_jobs(cfg(), ["entity_replace", CLEAN, "entity_replace", "person_swap"], EvalOptions(donor=None))
     assert [j.perturbation for j in jobs] == [CLEAN, "entity_replace", "person_swap"]
     assert jobs[2].donor == "ca"  # a swap defaults to the target's own names
 
@@ -80,7 +81,7 @@ def test_training_data_and_test_set_follow_the_caps(env):
     assert data.target_train == () and data.target_unlabeled == ()
     native = training_data(cfg("ca", "native"), env["data"])
     assert native.source_train == () and len(native.target_train) == 150
-    assert len(runner.test_corpus(cfg("ca"), 60, env["data"])) == 60
+    assert len(inputs.test_corpus(cfg("ca"), 60, env["data"])) == 60
 
 
 def test_transfer_model_is_shared_across_targets(env):
@@ -95,7 +96,7 @@ def test_transfer_model_is_shared_across_targets(env):
 
 
 def test_evaluate_rows_follow_the_schema(env):
-    outs = evaluate(cfg("ca"), PERTS, data_dir=env["data"], cache=env["cache"], loaded=env["es_ca"], **EVAL)
+    outs = evaluate(cfg("ca"), PERTS, data_dir=env["data"], cache=env["cache"], loaded=env["es_ca"], options=EVAL)
     assert [o.job.perturbation for o in outs] == [CLEAN, *PERTS]
     clean = outs[0].rows[0]
     for o in outs:
@@ -122,7 +123,7 @@ def test_evaluate_rows_follow_the_schema(env):
 
 
 def test_same_model_on_another_target_gives_rows_of_that_target(env):
-    outs = evaluate(cfg("an"), [], data_dir=env["data"], cache=env["cache"], loaded=env["es_ca"], **EVAL)
+    outs = evaluate(cfg("an"), [], data_dir=env["data"], cache=env["cache"], loaded=env["es_ca"], options=EVAL)
     row = outs[0].rows[0]
     ca_clean = EvalJob(cfg("ca"), CLEAN, test_limit=60, embed_model="tiny", donor="an")
     assert row["target"] == "an" and row["config_hash"] == env["es_ca"].hash
@@ -131,20 +132,20 @@ def test_same_model_on_another_target_gives_rows_of_that_target(env):
 
 def test_iter_evaluate_skips_done_jobs(env):
     full = {o.job.perturbation: o for o in evaluate(cfg("ca"), PERTS, data_dir=env["data"], cache=env["cache"],
-                                                   loaded=env["es_ca"], **EVAL)}
+                                                   loaded=env["es_ca"], options=EVAL)}
     ids = {p: o.job.id for p, o in full.items()}
     # the clean job is done: only the perturbed ones come back, with the same drops (clean is the reference)
     got = list(iter_evaluate(cfg("ca"), PERTS, data_dir=env["data"], cache=env["cache"], loaded=env["es_ca"],
-                             skip={ids[CLEAN]}, **EVAL))
+                             skip={ids[CLEAN]}, options=EVAL))
     assert [o.job.perturbation for o in got] == list(PERTS)
     for o in got:
         assert o.rows[0]["drop"] == pytest.approx(full[o.job.perturbation].rows[0]["drop"])
         assert o.rows[0]["f1_low"] == pytest.approx(full[o.job.perturbation].rows[0]["f1_low"])
     # every job done: nothing is loaded or trained (this config was never trained)
     untrained = cfg("ca", seed=7)
-    all_ids = {j.id for j in eval_jobs(untrained, PERTS, test_limit=60, embed_model="tiny", donor="an")}
+    all_ids = {j.id for j in eval_jobs(untrained, PERTS, EVAL)}
     assert list(iter_evaluate(untrained, PERTS, data_dir=env["data"], cache=env["cache"], skip=all_ids,
-                              **EVAL)) == []
+                              options=EVAL)) == []
     assert not (Path(env["cache"]) / "models" / config_hash(untrained)).exists()
 
 
@@ -160,32 +161,33 @@ def test_stored_predictions_are_reused_only_at_their_precision(env, monkeypatch,
         calls.append(kwargs.get("precision", "auto"))
         return original(*args, **kwargs)
 
-    # the runner imports predict_tags where it calls it, so the patch reaches it
+    # the evaluation imports predict_tags where it calls it, so the patch reaches it
     monkeypatch.setattr(predict_module, "predict_tags", counting)
-    fp = evaluate(config, (), data_dir=env["data"], cache=tmp_path, loaded=lm, precision="fp32", **EVAL)
-    again = evaluate(config, (), data_dir=env["data"], cache=tmp_path, loaded=lm, precision="fp32", **EVAL)
+    fp32, bf16 = replace(EVAL, precision="fp32"), replace(EVAL, precision="bf16")
+    fp = evaluate(config, (), fp32, data_dir=env["data"], cache=tmp_path, loaded=lm)
+    again = evaluate(config, (), fp32, data_dir=env["data"], cache=tmp_path, loaded=lm)
     assert calls == ["fp32"]  # the second run read the stored fp32 predictions
-    bf = evaluate(config, (), data_dir=env["data"], cache=tmp_path, loaded=lm, precision="bf16", **EVAL)
+    bf = evaluate(config, (), bf16, data_dir=env["data"], cache=tmp_path, loaded=lm)
     assert calls == ["fp32", "bf16"]  # another precision is predicted again, not read from the fp32 file
     assert fp[0].rows[0]["eval_dtype"] == again[0].rows[0]["eval_dtype"] == "fp32"
     assert bf[0].rows[0]["eval_dtype"] == "bf16" and bf[0].rows[0]["train_dtype"] == "fp32"
 
 
 def test_shared_parts_are_built_once_per_seen_and_test_set(env):
-    runner.clear_caches()
-    kwargs = dict(data_dir=env["data"], cache=env["cache"], **EVAL)
+    clear_caches()
+    kwargs = dict(data_dir=env["data"], cache=env["cache"], options=EVAL)
     first = evaluate(cfg("ca"), PERTS, loaded=env["es_ca"], **kwargs)
-    stats = runner.cache_stats()
+    stats = cache_stats()
     assert stats["contexts"]["misses"] == 1 and stats["contexts"]["size"] == 1  # one for all three perturbations
     # the same model on the same test set again (e.g. the next seed): context and perturbed sets are reused
     again = evaluate(cfg("ca"), PERTS, loaded=env["es_ca"], **kwargs)
-    stats = runner.cache_stats()
+    stats = cache_stats()
     assert stats["contexts"]["misses"] == 1 and stats["perturbed"]["misses"] == len(PERTS)
     assert stats["perturbed"]["hits"] == len(PERTS) and stats["features"]["hits"] == 1
     assert all(_same(a.rows, b.rows) for a, b in zip(again, first))
     # a different seen corpus (native: the ca train set) gets its own context
     evaluate(cfg("ca", "native"), ["entity_replace"], loaded=env["native"], **kwargs)
-    assert runner.cache_stats()["contexts"]["misses"] == 2
+    assert cache_stats()["contexts"]["misses"] == 2
 
 
 def _same(a, b) -> bool:
@@ -204,9 +206,9 @@ def _same(a, b) -> bool:
 
 
 def test_cached_context_gives_the_same_numbers_as_a_fresh_one(env):
-    kwargs = dict(data_dir=env["data"], cache=env["cache"], **EVAL)
+    kwargs = dict(data_dir=env["data"], cache=env["cache"], options=EVAL)
     warm = evaluate(cfg("ca"), PERTS, loaded=env["es_ca"], **kwargs)
-    runner.clear_caches()
+    clear_caches()
     cold = evaluate(cfg("ca"), PERTS, loaded=env["es_ca"], **kwargs)
     assert all(_same(a.rows, b.rows) for a, b in zip(warm, cold))
     assert [o.sentences for o in warm] == [o.sentences for o in cold]
@@ -215,22 +217,22 @@ def test_cached_context_gives_the_same_numbers_as_a_fresh_one(env):
 def test_find_cached_serves_pairs_the_models_fit(env):
     es, native = env["es_ca"].config, env["native"].config
     # the es transfer model (trained while targeting ca) serves every es→X pair; the native one only ca
-    assert [c.hash for c, _ in runner.find_cached("tiny", "transfer", "es", "ast", cache=env["cache"])] == [es.hash]
-    assert [c.hash for c, _ in runner.find_cached("tiny", "native", "es", "ca", cache=env["cache"])] == [native.hash]
-    assert runner.find_cached("tiny", "native", "es", "ast", cache=env["cache"]) == []
-    assert runner.find_cached("tiny", "transfer", "fr", "ca", cache=env["cache"]) == []
-    assert runner.find_cached("e5-small", "transfer", "es", "ca", cache=env["cache"]) == []
-    assert runner.serves(make_config("mbert", "ca", "native"), "bert-base-multilingual-cased", "native", "es", "ca")
+    assert [c.hash for c, _ in find_cached("tiny", "transfer", "es", "ast", cache=env["cache"])] == [es.hash]
+    assert [c.hash for c, _ in find_cached("tiny", "native", "es", "ca", cache=env["cache"])] == [native.hash]
+    assert find_cached("tiny", "native", "es", "ast", cache=env["cache"]) == []
+    assert find_cached("tiny", "transfer", "fr", "ca", cache=env["cache"]) == []
+    assert find_cached("e5-small", "transfer", "es", "ca", cache=env["cache"]) == []
+    assert serves(make_config("mbert", "ca", "native"), "bert-base-multilingual-cased", "native", "es", "ca")
     multi = make_config("tiny", "ca", "multi_source", sources=("es", "fr"))
-    assert runner.serves(multi, "tiny", "multi_source", "fr", "ca") and not runner.serves(multi, "tiny",
+    assert serves(multi, "tiny", "multi_source", "fr", "ca") and not serves(multi, "tiny",
                                                                                             "multi_source", "it", "ca")
 
 
 def test_find_cached_puts_the_preferred_config_first(env):
     other = train_model(cfg("ca", "native", seed=7), data_dir=env["data"], cache=env["cache"])
-    natives = runner.find_cached("tiny", "native", "es", "ca", cache=env["cache"])
+    natives = find_cached("tiny", "native", "es", "ca", cache=env["cache"])
     assert [c.hash for c, _ in natives] == [other.config.hash, env["native"].config.hash]  # newest first
-    preferred = runner.find_cached("tiny", "native", "es", "ca", prefer=env["native"].config, cache=env["cache"])
+    preferred = find_cached("tiny", "native", "es", "ca", prefer=env["native"].config, cache=env["cache"])
     assert [c.hash for c, _ in preferred] == [env["native"].config.hash, other.config.hash]
 
 
@@ -242,16 +244,50 @@ def test_training_estimate_uses_the_throughput_this_machine_measured(env, tmp_pa
         shutil.copytree(Path(env["cache"]) / "models" / lm.hash, cache / "models" / lm.hash)
     measured = [lm.manifest["timings"]["sentences_per_second"] for lm in (env["es_ca"], env["native"])]
     assert all(lm.manifest["timings"]["device"] == "cpu" for lm in (env["es_ca"], env["native"]))
-    assert runner.measured_train_throughput("tiny", "cpu", cache) == pytest.approx(sum(measured) / 2)
-    assert runner.measured_train_throughput("tiny", "cuda", cache) is None
-    assert runner.measured_train_throughput("e5-small", "cpu", cache) is None
+    assert measured_train_throughput("tiny", "cpu", cache) == pytest.approx(sum(measured) / 2)
+    assert measured_train_throughput("tiny", "cuda", cache) is None
+    assert measured_train_throughput("e5-small", "cpu", cache) is None
     config = cfg("an")
     n = len(training_data(config, env["data"]).source_train[0][1])
-    assert runner.estimate_train_seconds(config, env["data"], cache=cache, device="cpu") == pytest.approx(
+    assert estimate_train_seconds(config, env["data"], cache=cache, device="cpu") == pytest.approx(
         n / (sum(measured) / 2))
     # Nothing measured yet (an empty cache): the documented default throughput.
     empty = tmp_path / "empty-cache"
-    assert runner.estimate_train_seconds(config, env["data"], cache=empty, device="cpu") == pytest.approx(
-        n / runner.DEFAULT_TRAIN_THROUGHPUT["tiny"])
-    assert runner.estimate_train_seconds(config, env["data"], cache=empty, device="cuda") == pytest.approx(
-        n / (runner.DEFAULT_TRAIN_THROUGHPUT["tiny"] * runner.CUDA_SPEEDUP))
+    assert estimate_train_seconds(config, env["data"], cache=empty, device="cpu") == pytest.approx(
+        n / DEFAULT_TRAIN_THROUGHPUT["tiny"])
+    assert estimate_train_seconds(config, env["data"], cache=empty, device="cuda") == pytest.approx(
+        n / (DEFAULT_TRAIN_THROUGHPUT["tiny"] * CUDA_SPEEDUP))
+
+
+@pytest.mark.parametrize("name", ["entity_replace", "context_replace", "location_swap"])
+def test_pair_explorer_shows_the_sentences_the_evaluation_scored(env, monkeypatch, name):
+    """The pair explorer's examples (through the xner_ui function the page calls) are the perturbed test sentences
+    the evaluation scored: same seen corpus (the model's training cap), test cap, donor, encoder and seed."""
+    from xner_core.evaluation.inputs import evaluation_inputs, perturb_test
+    from xner_ui import inputs as ui_inputs
+
+    monkeypatch.setenv("XNER_DATA_DIR", str(env["data"]))
+    monkeypatch.setenv("XNER_CACHE_DIR", str(env["cache"]))
+    config = cfg("ca")
+    options = replace(EVAL, test_limit=400, bootstrap=0)  # enough sentences for P1/P2 to find what es shares
+    outcome = evaluate(config, [name], options, data_dir=env["data"], cache=env["cache"], loaded=env["es_ca"])[1]
+    saved = load_predictions(outcome.job.id, env["cache"])
+    test = inputs.test_corpus(config, options.test_limit, env["data"])
+    row = {s.id: i for i, s in enumerate(test)}
+    examples = ui_inputs.examples_for(config, options, name, n=len(test))
+    # every test sentence with an entity, in order, each exactly as scored and as stored with its predictions
+    assert [e["id"] for e in examples] == [s.id for s in test if any(t != "O" for t in s.tags)]
+    assert any(e["changed"] for e in examples)
+    for e in examples:
+        i = row[e["id"]]
+        assert (tuple(e["p_tokens"]), tuple(e["p_tags"])) == (outcome.sentences[i].tokens, outcome.sentences[i].tags)
+        assert (e["p_tokens"], e["p_tags"]) == (saved[i]["tokens"], saved[i]["gold"])
+        assert (tuple(e["tokens"]), tuple(e["tags"])) == (test[i].tokens, test[i].tags)
+    changed = ui_inputs.examples_for(config, options, name, n=len(test), changed_only=True)
+    assert changed and all(e["changed"] for e in changed) and {e["id"] for e in changed} <= set(row)
+    if name == "entity_replace":
+        # The page used to take the whole es train split as the seen corpus: P1 then also replaced entities the
+        # model never saw in its 150 training sentences, so it showed sentences the evaluation did not score.
+        whole = evaluation_inputs(make_config("tiny", "ca", "transfer", sources=("es",), max_train_sentences=None),
+                                  options, [name], data_dir=env["data"], cache=env["cache"])
+        assert perturb_test(whole, name).corpus.sentences != outcome.sentences

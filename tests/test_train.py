@@ -1,5 +1,6 @@
-"""Tests for xner_core.training.train: label alignment, windows, batching, reproducibility, learning, every setting,
-robust training, distillation, similarity weights and masked-LM adaptation (tiny models, CPU, one thread)."""
+"""Tests for xner_core.training (encoding, loop, objective, finetune, distill, similarity, tapt, dispatch): label
+alignment, windows, batching, reproducibility, learning, every setting, robust training, distillation, similarity
+weights and masked-LM adaptation (tiny models, CPU, one thread)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,26 @@ from pathlib import Path
 import pytest
 import torch
 
+from xner_core.corpus.sentences import Sentence
 from xner_core.corpus.tags import LABEL2ID
-from xner_core.corpus.wikiann import Sentence
 from xner_core.errors import ConfigError, DataError
 from xner_core.models.registry import build_tiny
-from xner_core.training import train as T
+from xner_core.training import loop
+from xner_core.training.dispatch import run_setting
+from xner_core.training.distill import distill, teacher_soft_labels
+from xner_core.training.encoding import (
+    IGNORE_INDEX,
+    _epoch_order,
+    _windows,
+    encode_for_training,
+    length_grouped_batches,
+)
+from xner_core.training.finetune import fine_tune
+from xner_core.training.loop import evaluate_f1
+from xner_core.training.objective import _smooth_ids
+from xner_core.training.settings import TrainOptions
+from xner_core.training.similarity import language_posteriors, similarity_weights
+from xner_core.training.tapt import _mask_tokens, mlm_adapt
 
 torch.set_num_threads(1)
 
@@ -81,6 +97,12 @@ def same_state(a: dict, b: dict) -> bool:
 FAST = dict(epochs=2, lr=5e-3, batch_size=8, warmup_ratio=0.1, seed=0)
 
 
+def run_options(**overrides) -> TrainOptions:
+    """`run_setting`'s options: FAST's, balanced sampling on (its keyword default before it took TrainOptions)."""
+    base = {k: v for k, v in FAST.items() if k != "seed"}
+    return TrainOptions(**{**base, "balanced_sampling": True, **overrides})
+
+
 # ------------------------------------------------------------------------------------------------ encoding
 
 
@@ -90,7 +112,7 @@ def tok():
 
 
 def first_positions(labels) -> list[int]:
-    return [i for i, lab in enumerate(labels) if lab != T.IGNORE_INDEX]
+    return [i for i, lab in enumerate(labels) if lab != IGNORE_INDEX]
 
 
 def test_labels_sit_on_first_subtoken_of_multi_piece_words(tok):
@@ -98,7 +120,7 @@ def test_labels_sit_on_first_subtoken_of_multi_piece_words(tok):
     pieces = [tok(w, add_special_tokens=False)["input_ids"] for w in words]
     assert len(pieces[2]) > 1 and len(pieces[4]) > 1, "precondition: these words split into several pieces"
     sent = Sentence(tuple(words), ("O", "O", "B-PER", "O", "B-LOC", "O"))
-    (enc,) = T.encode_for_training([sent], tok, LABEL2ID, 128)
+    (enc,) = encode_for_training([sent], tok, LABEL2ID, 128)
     expected_ids = [tok.cls_token_id] + [i for p in pieces for i in p] + [tok.sep_token_id]
     assert list(enc.input_ids) == expected_ids
     # First piece of each word carries its label; continuation pieces and specials are ignored.
@@ -107,7 +129,7 @@ def test_labels_sit_on_first_subtoken_of_multi_piece_words(tok):
         starts.append(starts[-1] + len(p))
     assert first_positions(enc.labels) == starts
     assert [enc.labels[i] for i in starts] == [LABEL2ID[t] for t in sent.tags]
-    assert enc.labels[0] == enc.labels[-1] == T.IGNORE_INDEX
+    assert enc.labels[0] == enc.labels[-1] == IGNORE_INDEX
 
 
 @pytest.mark.parametrize("blank", [" ", "\u3000", "\t", ""])
@@ -115,7 +137,7 @@ def test_word_with_zero_pieces_does_not_shift_labels(tok, blank):
     words = ["met", "Gosta", blank, "in", "Arlen", "."]
     tags = ("O", "B-PER", "O", "O", "B-LOC", "O")
     assert tok(blank, add_special_tokens=False)["input_ids"] == [], "precondition: the word yields no piece"
-    (enc,) = T.encode_for_training([Sentence(tuple(words), tags)], tok, LABEL2ID, 128)
+    (enc,) = encode_for_training([Sentence(tuple(words), tags)], tok, LABEL2ID, 128)
     labeled = [enc.labels[i] for i in first_positions(enc.labels)]
     assert labeled == [LABEL2ID[t] for i, t in enumerate(tags) if i != 2]
     assert tok.convert_ids_to_tokens(enc.input_ids[first_positions(enc.labels)[3]]) == "Arlen"
@@ -124,7 +146,7 @@ def test_word_with_zero_pieces_does_not_shift_labels(tok, blank):
 def test_long_sentence_is_split_into_windows_of_whole_words(tok):
     sent = synth(1, 3)[0]
     long = Sentence(sent.tokens * 6, sent.tags * 6, "xx", "long")
-    windows = T.encode_for_training([long], tok, LABEL2ID, 16)
+    windows = encode_for_training([long], tok, LABEL2ID, 16)
     assert len(windows) > 2
     assert all(len(w) <= 16 for w in windows)
     # Consecutive, non-overlapping word ranges covering the sentence; every word labeled exactly once.
@@ -140,9 +162,9 @@ def test_long_sentence_is_split_into_windows_of_whole_words(tok):
 def test_single_overlong_word_gets_its_own_truncated_window(tok):
     huge = "Gosta" * 20  # many pieces
     sent = Sentence(("met", huge, "in", "Arlen"), ("O", "B-PER", "O", "B-LOC"))
-    windows = T.encode_for_training([sent], tok, LABEL2ID, 8)
+    windows = encode_for_training([sent], tok, LABEL2ID, 8)
     assert all(len(w) <= 8 for w in windows)
-    assert [lab for w in windows for lab in w.labels if lab != T.IGNORE_INDEX] == [0, 1, 0, 5]
+    assert [lab for w in windows for lab in w.labels if lab != IGNORE_INDEX] == [0, 1, 0, 5]
 
 
 @pytest.mark.parametrize("windows_in, budget, expected", [
@@ -152,15 +174,15 @@ def test_single_overlong_word_gets_its_own_truncated_window(tok):
     ([1, 1, 1, 1], 2, [(0, 2), (2, 4)]),
 ])
 def test_window_splitting_table(windows_in, budget, expected):
-    assert T._windows(windows_in, budget) == expected
+    assert _windows(windows_in, budget) == expected
 
 
 def test_encoding_errors(tok):
     with pytest.raises(DataError, match="B-MISC"):
-        T.encode_for_training([Sentence(("x",), ("B-MISC",), "xx", "s1")], tok, LABEL2ID, 16)
+        encode_for_training([Sentence(("x",), ("B-MISC",), "xx", "s1")], tok, LABEL2ID, 16)
     with pytest.raises(ConfigError, match="max_length"):
-        T.encode_for_training(synth(1, 0), tok, LABEL2ID, 2)
-    assert T.encode_for_training([Sentence((), ())], tok, LABEL2ID, 16) == []
+        encode_for_training(synth(1, 0), tok, LABEL2ID, 2)
+    assert encode_for_training([Sentence((), ())], tok, LABEL2ID, 16) == []
 
 
 # ------------------------------------------------------------------------------------------------ batching
@@ -171,20 +193,20 @@ def test_length_grouped_batches_cover_each_index_once_and_group_lengths():
     lengths = [rng.randint(3, 60) for _ in range(230)]
     order = list(range(230))
     rng.shuffle(order)
-    batches = T.length_grouped_batches(order, lengths, 8, torch.Generator().manual_seed(1), megabatch=5)
+    batches = length_grouped_batches(order, lengths, 8, torch.Generator().manual_seed(1), megabatch=5)
     assert sorted(i for b in batches for i in b) == list(range(230))
     # Inside a mega-batch the examples are sorted by length, so a batch spans a narrow length range.
     for start in range(0, 230, 40):
         mega = sorted(order[start:start + 40], key=lambda i: -lengths[i])
         expected = [mega[j:j + 8] for j in range(0, len(mega), 8)]
         assert all(b in batches for b in expected)
-    again = T.length_grouped_batches(order, lengths, 8, torch.Generator().manual_seed(1), megabatch=5)
+    again = length_grouped_batches(order, lengths, 8, torch.Generator().manual_seed(1), megabatch=5)
     assert again == batches
 
 
 def test_balanced_epoch_order_oversamples_small_groups():
     groups = [list(range(0, 10)), list(range(10, 13)), list(range(13, 18))]
-    order = T._epoch_order(18, groups, torch.Generator().manual_seed(0))
+    order = _epoch_order(18, groups, torch.Generator().manual_seed(0))
     counts = [sum(1 for i in order if i in g) for g in groups]
     assert counts == [10, 10, 10]
     assert set(order) == set(range(18))  # every sentence of every group is seen
@@ -205,7 +227,7 @@ def test_same_seed_gives_bit_identical_weights_and_other_seed_does_not(data):
     runs = []
     for seed in (0, 0, 1):
         model, tok = tiny()
-        T.fine_tune(model, tok, data["train"][:40], None, **{**FAST, "seed": seed})
+        fine_tune(model, tok, data["train"][:40], None, **{**FAST, "seed": seed})
         runs.append(state(model))
     assert same_state(runs[0], runs[1])
     assert not same_state(runs[0], runs[2])
@@ -215,9 +237,9 @@ def test_same_seed_gives_bit_identical_weights_and_other_seed_does_not(data):
 def learned(data):
     """A tiny model fine-tuned on the synthetic pattern (also the teacher of the distillation test)."""
     model, tok = tiny()
-    before = T.evaluate_f1(model, tok, data["dev"], device="cpu")
-    res = T.fine_tune(model, tok, data["train"], data["dev"], epochs=8, lr=5e-3, batch_size=8, warmup_ratio=0.1,
-                      seed=0)
+    before = evaluate_f1(model, tok, data["dev"], device="cpu")
+    res = fine_tune(model, tok, data["train"], data["dev"], epochs=8, lr=5e-3, batch_size=8, warmup_ratio=0.1,
+                    seed=0)
     return res, tok, before
 
 
@@ -228,7 +250,7 @@ def test_tiny_model_learns_the_pattern(data, learned):
     assert res.best_dev_f1 is not None and res.best_dev_f1 > 0.8 > before
     assert res.best_dev_f1 == max(h.dev_f1 for h in res.history)
     # The returned model is the best epoch's: evaluating it again gives the best F1.
-    assert T.evaluate_f1(res.model, tok, data["dev"], device="cpu") == pytest.approx(res.best_dev_f1)
+    assert evaluate_f1(res.model, tok, data["dev"], device="cpu") == pytest.approx(res.best_dev_f1)
     assert res.train_seconds > 0 and res.sentences_per_second > 0
     assert res.steps == 8 * math.ceil(80 / 8)
     assert not res.model.training
@@ -242,10 +264,10 @@ def test_best_epoch_weights_are_restored_and_early_stopping_stops(data, monkeypa
         snapshots.append(state(model))
         return next(scripted)
 
-    monkeypatch.setattr(T, "evaluate_f1", fake_eval)
+    monkeypatch.setattr(loop, "evaluate_f1", fake_eval)
     model, tok = tiny()
-    res = T.fine_tune(model, tok, data["train"][:16], data["dev"][:4], **{**FAST, "epochs": 5},
-                      early_stopping_patience=2)
+    res = fine_tune(model, tok, data["train"][:16], data["dev"][:4], **{**FAST, "epochs": 5},
+                    early_stopping_patience=2)
     assert [h.dev_f1 for h in res.history] == [0.5, 0.9, 0.4, 0.3]  # stopped after two epochs without gain
     assert res.best_epoch == 2 and res.best_dev_f1 == 0.9
     assert same_state(state(res.model), snapshots[1])
@@ -255,8 +277,8 @@ def test_best_epoch_weights_are_restored_and_early_stopping_stops(data, monkeypa
 def test_progress_reports_every_step_in_order(data):
     calls = []
     model, tok = tiny()
-    T.fine_tune(model, tok, data["train"][:20], None, **{**FAST, "batch_size": 6, "warmup_ratio": 0.5},
-                progress=lambda step, total, info: calls.append((step, total, dict(info))))
+    fine_tune(model, tok, data["train"][:20], None, **{**FAST, "batch_size": 6, "warmup_ratio": 0.5},
+              progress=lambda step, total, info: calls.append((step, total, dict(info))))
     total = 2 * math.ceil(20 / 6)
     assert [c[0] for c in calls] == list(range(1, total + 1))
     assert {c[1] for c in calls} == {total}
@@ -271,7 +293,7 @@ def test_freeze_embeddings_keeps_word_embeddings(data):
     model, tok = tiny()
     emb = model.get_input_embeddings().weight.detach().clone()
     other = model.classifier.weight.detach().clone()
-    T.fine_tune(model, tok, data["train"][:16], None, **FAST, freeze_embeddings=True)
+    fine_tune(model, tok, data["train"][:16], None, **FAST, freeze_embeddings=True)
     assert torch.equal(model.get_input_embeddings().weight, emb)
     assert not torch.equal(model.classifier.weight, other)
     assert model.get_input_embeddings().weight.requires_grad  # restored afterwards
@@ -292,8 +314,8 @@ def test_row_sparse_embedding_updates_equal_dense_adamw(data, options):
     runs = {}
     for rows in (False, True):
         model, tok = tiny()
-        res = T.fine_tune(model, tok, data["train"][:40], data["dev"], **{**FAST, "epochs": 3}, **options,
-                          row_sparse_embeddings=rows)
+        res = fine_tune(model, tok, data["train"][:40], data["dev"], **{**FAST, "epochs": 3}, **options,
+                        row_sparse_embeddings=rows)
         runs[rows] = (state(model), res)
     (dense, rd), (sparse, rs) = runs[False], runs[True]
     assert _max_diff(dense, sparse) < 1e-4
@@ -310,8 +332,8 @@ def test_row_sparse_distillation_equals_dense(data, learned):
     out = []
     for rows in (False, True):
         student, _ = tiny(seed=7)
-        T.distill(student, tok, [teacher], unlabeled(data["train"][:32]), epochs=2, lr=5e-3, batch_size=8,
-                  warmup_ratio=0.1, seed=0, row_sparse_embeddings=rows)
+        distill(student, tok, [teacher], unlabeled(data["train"][:32]), epochs=2, lr=5e-3, batch_size=8,
+                warmup_ratio=0.1, seed=0, row_sparse_embeddings=rows)
         out.append(state(student))
     assert _max_diff(*out) < 1e-4
 
@@ -319,12 +341,12 @@ def test_row_sparse_distillation_equals_dense(data, learned):
 @pytest.mark.parametrize("robust", ["adversarial", "smoothing"])
 def test_robust_training_changes_training_and_is_reproducible(data, robust):
     plain, tok = tiny()
-    T.fine_tune(plain, tok, data["train"][:24], None, **FAST)
+    fine_tune(plain, tok, data["train"][:24], None, **FAST)
     runs = []
     for _ in range(2):
         model, tok = tiny()
-        res = T.fine_tune(model, tok, data["train"][:24], None, **FAST, robust=robust, robust_epsilon=1.0,
-                          robust_rate=0.2)
+        res = fine_tune(model, tok, data["train"][:24], None, **FAST, robust=robust, robust_epsilon=1.0,
+                        robust_rate=0.2)
         assert all(math.isfinite(h.loss) for h in res.history)
         runs.append(state(model))
     assert same_state(runs[0], runs[1])
@@ -334,7 +356,7 @@ def test_robust_training_changes_training_and_is_reproducible(data, robust):
 def test_adversarial_step_with_frozen_embeddings(data):
     model, tok = tiny()
     emb = model.get_input_embeddings().weight.detach().clone()
-    T.fine_tune(model, tok, data["train"][:16], None, **FAST, robust="adversarial", freeze_embeddings=True)
+    fine_tune(model, tok, data["train"][:16], None, **FAST, robust="adversarial", freeze_embeddings=True)
     assert torch.equal(model.get_input_embeddings().weight, emb)
 
 
@@ -344,12 +366,12 @@ def test_smoothing_replaces_only_real_non_special_tokens():
     special = torch.tensor([0, 1, 2, 3, 4])
     candidates = torch.arange(100, 120)
     gen = torch.Generator().manual_seed(0)
-    all_out = T._smooth_ids(ids, mask, special, candidates, 1.0, gen)
+    all_out = _smooth_ids(ids, mask, special, candidates, 1.0, gen)
     eligible = mask.bool() & ~torch.isin(ids, special)
     assert torch.equal(all_out[~eligible], ids[~eligible])
     assert bool(((all_out[eligible] >= 100) & (all_out[eligible] < 120)).all())
     big = torch.randint(5, 50, (200, 50))
-    changed = (T._smooth_ids(big, torch.ones_like(big), special, candidates, 0.3, gen) != big).float().mean()
+    changed = (_smooth_ids(big, torch.ones_like(big), special, candidates, 0.3, gen) != big).float().mean()
     assert 0.25 < float(changed) < 0.35
 
 
@@ -358,11 +380,11 @@ def test_option_errors(data):
     for kwargs, pattern in [({"robust": "gaussian"}, "adversarial"), ({"epochs": 0}, "epochs"),
                             ({"lr": None}, "resolved_lr"), ({"warmup_ratio": 1.5}, "warmup_ratio")]:
         with pytest.raises(ConfigError, match=pattern):
-            T.fine_tune(model, tok, data["train"][:4], None, **{**FAST, **kwargs})
+            fine_tune(model, tok, data["train"][:4], None, **{**FAST, **kwargs})
     with pytest.raises(ConfigError, match="not both"):
-        T.fine_tune(model, tok, data["train"][:4], None, balanced_groups=[data["es"]], **FAST)
+        fine_tune(model, tok, data["train"][:4], None, balanced_groups=[data["es"]], **FAST)
     with pytest.raises(DataError, match="no training sentences"):
-        T.fine_tune(model, tok, [], None, **FAST)
+        fine_tune(model, tok, [], None, **FAST)
 
 
 # ------------------------------------------------------------------------------------------------ distillation
@@ -371,26 +393,26 @@ def test_option_errors(data):
 def test_teacher_soft_labels_weighted_average(data):
     (t1, tok), (t2, _) = tiny(1), tiny(2)
     text = data["target_unlabeled"][:6]
-    w1, s1 = T.teacher_soft_labels([t1], tok, text, device="cpu")
-    _, s2 = T.teacher_soft_labels([t2], tok, text, device="cpu")
-    _, mix = T.teacher_soft_labels([t1, t2], tok, text, weights=[3, 1], device="cpu")
-    _, only1 = T.teacher_soft_labels([t1, t2], tok, text, weights=[1, 0], device="cpu")
+    w1, s1 = teacher_soft_labels([t1], tok, text, device="cpu")
+    _, s2 = teacher_soft_labels([t2], tok, text, device="cpu")
+    _, mix = teacher_soft_labels([t1, t2], tok, text, weights=[3, 1], device="cpu")
+    _, only1 = teacher_soft_labels([t1, t2], tok, text, weights=[1, 0], device="cpu")
     for i, w in enumerate(w1):
         assert s1[i].shape == (len(first_positions(w.labels)), 7)
         assert torch.allclose(s1[i].exp().sum(-1), torch.ones(s1[i].shape[0]), atol=1e-5)
         assert torch.allclose(mix[i].exp(), 0.75 * s1[i].exp() + 0.25 * s2[i].exp(), atol=1e-6)
         assert torch.allclose(only1[i], s1[i], atol=1e-6)
     with pytest.raises(ConfigError, match="weight"):
-        T.teacher_soft_labels([t1, t2], tok, text, weights=[1.0])
+        teacher_soft_labels([t1, t2], tok, text, weights=[1.0])
 
 
 def test_student_learns_from_teacher_on_unlabeled_text(data, learned):
     teacher, tok = learned[0].model, learned[1]
-    assert T.evaluate_f1(teacher, tok, data["dev"], device="cpu") > 0.8
+    assert evaluate_f1(teacher, tok, data["dev"], device="cpu") > 0.8
     student, _ = tiny(seed=7)
-    res = T.distill(student, tok, [teacher], unlabeled(data["train"]), epochs=8, lr=5e-3, batch_size=8,
-                    warmup_ratio=0.1, seed=0)
-    assert T.evaluate_f1(res.model, tok, data["dev"], device="cpu") > 0.8
+    res = distill(student, tok, [teacher], unlabeled(data["train"]), epochs=8, lr=5e-3, batch_size=8,
+                  warmup_ratio=0.1, seed=0)
+    assert evaluate_f1(res.model, tok, data["dev"], device="cpu") > 0.8
     assert res.history[-1].loss < res.history[0].loss
     assert res.info["distill_weights"] == (1.0,)
 
@@ -416,12 +438,12 @@ def test_every_setting_runs(data, setting, extra):
     model, tok = tiny()
     before = state(model)
     stages = set()
-    res = T.run_setting(
+    res = run_setting(
         setting, model, tok,
         source_train={lang: data[lang] for lang in langs}, target_train=data["train"][:20],
         target_dev=data["dev"][:10], target_unlabeled=data["target_unlabeled"][:20],
-        source_dev={"es": data["dev"][:5]},
-        progress=lambda step, total, info: stages.add(info["stage"]), **FAST, **extra,
+        source_dev={"es": data["dev"][:5]}, options=run_options(**extra), seed=FAST["seed"],
+        progress=lambda step, total, info: stages.add(info["stage"]),
     )
     assert res.model is model and not same_state(before, state(model))
     assert len(res.history) == 2 and res.train_seconds > 0 and res.info["total_seconds"] >= res.train_seconds
@@ -446,8 +468,9 @@ def test_distill_with_given_teachers_skips_teacher_training(data):
     teacher, tok = tiny(3)
     model, _ = tiny()
     stages = set()
-    res = T.run_setting("distill", model, tok, teachers=[teacher], target_unlabeled=data["target_unlabeled"][:10],
-                        progress=lambda s, t, info: stages.add(info["stage"]), **FAST)
+    res = run_setting("distill", model, tok, teachers=[teacher], target_unlabeled=data["target_unlabeled"][:10],
+                      progress=lambda s, t, info: stages.add(info["stage"]), options=run_options(),
+                      seed=FAST["seed"])
     assert stages == {"student"} and res.info["teacher_seconds"] == {}
 
 
@@ -456,22 +479,13 @@ def test_distill_with_given_teachers_skips_teacher_training(data):
     ("transfer", {"source_train": {"es": [1], "pt": [1]}}, ConfigError, "exactly 1"),
     ("native", {}, DataError, "target_train"),
     ("distill", {"source_train": {"es": [1]}}, DataError, "unlabeled"),
-    ("native", {"distill_weights": "entropy"}, ConfigError, "similarity"),
+    ("native", {"options": run_options(distill_weights="entropy")}, ConfigError, "similarity"),
+    ("native", {"options": TrainOptions()}, ConfigError, "resolved_lr"),  # lr None: the caller resolves it
 ])
 def test_run_setting_errors(setting, kwargs, error, pattern):
     model, tok = tiny()
     with pytest.raises(error, match=pattern):
-        T.run_setting(setting, model, tok, **kwargs)
-
-
-def test_options_kwargs_picks_known_fields():
-    class Opts:
-        epochs = 3
-        lr = 1e-4
-        robust = "smoothing"
-        max_train_sentences = 100  # data selection: not a training option
-
-    assert T.options_kwargs(Opts()) == {"epochs": 3, "lr": 1e-4, "robust": "smoothing"}
+        run_setting(setting, model, tok, **{"options": run_options(), **kwargs})
 
 
 # ------------------------------------------------------------------------------------------------ similarity
@@ -495,17 +509,17 @@ CA = ["L'ajuntament de la ciutat va aprovar ahir el nou pressupost per a les esc
 
 def test_similarity_weights_rank_closest_source_first_handwritten():
     sources = {"de": DE, "ar": AR, "es": ES}
-    post = T.language_posteriors(CA, sources)
+    post = language_posteriors(CA, sources)
     assert max(post, key=post.get) == "es" and sum(post.values()) == pytest.approx(1.0)
-    weights = T.similarity_weights(CA, sources)
+    weights = similarity_weights(CA, sources)
     assert weights.index(max(weights)) == 2 and sum(weights) == pytest.approx(1.0)
     assert weights[2] > weights[0] and weights[2] > weights[1]
     # Higher temperature flattens the weights toward uniform.
-    flat = T.similarity_weights(CA, sources, temperature=100.0)
+    flat = similarity_weights(CA, sources, temperature=100.0)
     assert max(flat) - min(flat) < max(weights) - min(weights)
     # Sentences, strings and token lists are accepted alike.
     as_sent = [Sentence(tuple(s.split()), ("O",) * len(s.split())) for s in CA]
-    assert T.similarity_weights(as_sent, sources) == pytest.approx(weights)
+    assert similarity_weights(as_sent, sources) == pytest.approx(weights)
 
 
 def _read_wikiann(path: Path, n: int) -> list[list[str]]:
@@ -528,9 +542,9 @@ def _read_wikiann(path: Path, n: int) -> list[list[str]]:
 def test_similarity_weights_on_wikiann(wikiann_dir):
     sources = {lang: _read_wikiann(wikiann_dir / lang / "train.gz", 1000) for lang in ("ar", "de", "es")}
     target = _read_wikiann(wikiann_dir / "ca" / "dev.gz", 300)
-    post = T.language_posteriors(target, sources)
+    post = language_posteriors(target, sources)
     assert post["es"] > post["de"] > post["ar"]
-    weights = T.similarity_weights(target, sources)
+    weights = similarity_weights(target, sources)
     assert weights[2] == max(weights)
 
 
@@ -541,8 +555,8 @@ def test_mlm_adapt_updates_encoder_only_and_learns(data):
     model, tok = tiny()
     before = state(model)
     losses = []
-    out = T.mlm_adapt(model, tok, data["target_unlabeled"], steps=40, lr=5e-3, batch_size=16, seed=0,
-                      progress=lambda s, t, info: losses.append((s, t, info["loss"])))
+    out = mlm_adapt(model, tok, data["target_unlabeled"], steps=40, lr=5e-3, batch_size=16, seed=0,
+                    progress=lambda s, t, info: losses.append((s, t, info["loss"])))
     assert out is model
     after = state(model)
     assert [s for s, _, _ in losses] == list(range(1, 41)) and {t for _, t, _ in losses} == {40}
@@ -552,18 +566,18 @@ def test_mlm_adapt_updates_encoder_only_and_learns(data):
     assert torch.equal(after["classifier.weight"], before["classifier.weight"])  # head untouched
     # Reproducible for a seed.
     again, _ = tiny()
-    T.mlm_adapt(again, tok, data["target_unlabeled"], steps=40, lr=5e-3, batch_size=16, seed=0)
+    mlm_adapt(again, tok, data["target_unlabeled"], steps=40, lr=5e-3, batch_size=16, seed=0)
     assert same_state(after, state(again))
 
 
 def test_mlm_adapt_from_directory_returns_token_classifier(data, tmp_path):
     model, tok = tiny()
     model.save_pretrained(tmp_path)
-    out = T.mlm_adapt(str(tmp_path), tok, data["target_unlabeled"][:10], steps=2, lr=1e-3, batch_size=4)
+    out = mlm_adapt(str(tmp_path), tok, data["target_unlabeled"][:10], steps=2, lr=1e-3, batch_size=4)
     assert type(out).__name__ == "BertForTokenClassification"
     assert out.config.id2label[5] == "B-LOC"
     assert not torch.equal(out.bert.embeddings.word_embeddings.weight, model.bert.embeddings.word_embeddings.weight)
-    assert T.mlm_adapt(model, tok, data["target_unlabeled"], steps=0) is model
+    assert mlm_adapt(model, tok, data["target_unlabeled"], steps=0) is model
 
 
 def test_mask_tokens_picks_real_positions_and_at_least_one_per_row():
@@ -571,8 +585,8 @@ def test_mask_tokens_picks_real_positions_and_at_least_one_per_row():
     mask = (ids != 0).long()
     special = torch.tensor([0, 1, 2, 3, 4])
     for seed in range(20):
-        inputs, labels = T._mask_tokens(ids, mask, special, 4, 100, 0.15, torch.Generator().manual_seed(seed))
-        picked = labels != T.IGNORE_INDEX
+        inputs, labels = _mask_tokens(ids, mask, special, 4, 100, 0.15, torch.Generator().manual_seed(seed))
+        picked = labels != IGNORE_INDEX
         assert bool(picked.any(dim=1).all())
         assert not bool((picked & ~(mask.bool() & ~torch.isin(ids, special))).any())
         assert torch.equal(labels[picked], ids[picked])

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from xner_core.analysis import stats as analysis
 from xner_core.analysis.plots import IMAGE_FORMATS, perturbation_title
+from xner_core.analysis.tidy import protocols
 from xner_core.corpus.languages import reference_pairs
 from xner_core.models.registry import MODEL_NAMES
 from xner_core.perturb.registry import perturbation_names
@@ -70,7 +70,7 @@ def _sidebar() -> tuple[state.Shared, object]:
                                        format_func=pair_label)
     pert = state.select("Perturbation", perturbation_names(), "perturbation", "entity_replace", where=side,
                         format_func=lambda n: f"{n} · {perturbation_title(n)}")
-    protos = analysis.protocols(tidy)
+    protos = protocols(tidy)
     protocol = protos[0] if protos else None
     if len(protos) > 1:
         protocol = state.select("Our runs", protos, "protocol", protos[0], where=side,

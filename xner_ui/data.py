@@ -1,11 +1,11 @@
-"""Cached core calls of the dashboard (the only module of the UI that touches files and the results store).
+"""Cached core calls of the dashboard: result tables and the views over them, local data checks, environment.
 
 Two cache layers, keyed by ids, never by objects (DESIGN.md convention 4):
 - `st.cache_data` for tables (results, example sentences): a copy per caller, safe between sessions. The results
   are keyed by a *stamp* of the committed files and the store file (names, sizes, mtimes), so a finished grid run
   shows up on the next rerun without a server restart, and an unchanged store costs only a few `stat` calls.
-- `st.cache_resource` for shared read-only objects (perturbation contexts holding whole corpora), one copy per
-  process for every session.
+- `st.cache_resource` for shared read-only objects, one copy per process for every session (the evaluation
+  inputs the pages perturb are in `xner_ui.inputs`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from xner_core.analysis import stats as analysis
+from xner_core.analysis.stats import stats_table
+from xner_core.analysis.tidy import FEATURES, OUTCOMES, read_reference_tables, tidy_results
+from xner_core.analysis.views import view_points
 from xner_core.errors import DataError, XnerError
 from xner_core.paths import cache_dir, committed_results_dir, data_dir
 
@@ -69,18 +71,18 @@ def our_results() -> tuple[pd.DataFrame, pd.DataFrame, str | None]:
 def _tidy(stamp: tuple[Any, ...]) -> pd.DataFrame:
     from xner_core.corpus.languages import reference_pairs
 
-    tables = analysis.read_reference_tables()
+    tables = read_reference_tables()
     committed, store, _ = _our_results(stamp)
     parts = [f for f in (committed, store) if not f.empty]
     ours = pd.concat(parts, ignore_index=True) if parts else None
     if ours is not None and "job_id" in ours.columns:
         # A committed row may also be in the local store: keep the store's (newer) copy.
         ours = ours.drop_duplicates(subset=["job_id", "scope"], keep="last")
-    return analysis.tidy_results(tables["published"], ours, tables["overlap"], tables["uriel"], reference_pairs())
+    return tidy_results(tables["published"], ours, tables["overlap"], tables["uriel"], reference_pairs())
 
 
 def tidy_frame() -> pd.DataFrame:
-    """The tidy frame of `analysis.tidy_results`: published numbers + ours, with pair features."""
+    """The tidy frame of `tidy_results`: published numbers + ours, with pair features."""
     return _tidy(results_stamp())
 
 
@@ -100,9 +102,9 @@ def overview_view(y: str, x: str, models: tuple[str, ...], settings: tuple[str, 
 
     Args:
         y: "drop" or "f1".
-        x: a feature column of `analysis.FEATURES`.
+        x: a feature column of `FEATURES`.
         models, settings, perturbations, origins: the filters.
-        protocol: which of our runs (`analysis.protocol_label`); None: all.
+        protocol: which of our runs (`xner_core.analysis.tidy.protocol_label`); None: all.
 
     Returns:
         An OverviewView.
@@ -115,11 +117,11 @@ def _overview_view(stamp: tuple[Any, ...], y: str, x: str, models: tuple[str, ..
                    perturbations: tuple[str, ...], origins: tuple[str, ...], protocol: str | None) -> OverviewView:
     from xner_core.analysis import plots
 
-    points = analysis.view_points(_tidy(stamp), models=models, settings=settings, perturbations=perturbations,
+    points = view_points(_tidy(stamp), models=models, settings=settings, perturbations=perturbations,
                                   origins=origins, protocol=protocol)
-    figure = plots.overlap_scatter(points, x, y, analysis.FEATURES[x], analysis.OUTCOMES[y], settings=settings,
+    figure = plots.overlap_scatter(points, x, y, FEATURES[x], OUTCOMES[y], settings=settings,
                                    perturbations=perturbations)
-    stats = analysis.stats_table(points, x, y)
+    stats = stats_table(points, x, y)
     return OverviewView(points, figure, stats)
 
 
@@ -166,91 +168,6 @@ def missing_splits(needs: list[tuple[str, str]]) -> Missing | None:
         + ". Set `XNER_DATA_DIR` to a directory with `<lang>/{train,dev,test}.gz` files "
           "(here: `../shared/data/wikiann`, which `make app` sets) and reload the page."
     )
-
-
-@st.cache_resource(show_spinner="Loading the pair's WikiANN data…", max_entries=6)
-def perturb_context(source: str, target_lang: str, target_split: str, lang: str, donor: str | None,
-                    data_dir_key: str, embed_model: str | None = None) -> Any:
-    """A `PerturbContext` (source train set, target split as replacement pool, donor names, the word embedder of
-    the encoder `embed_model` when given), one per process for all sessions.
-
-    `data_dir_key` only keys the cache (a changed XNER_DATA_DIR gives a new context).
-    """
-    from xner_core.corpus.wikiann import load_wikiann
-    from xner_core.evaluation.runner import donor_corpus
-    from xner_core.perturb.registry import build_context
-    from xner_ui.hooks import embedder_for
-
-    src = load_wikiann(source, "train")
-    tgt = load_wikiann(target_lang, target_split)
-    don = donor_corpus(donor) if donor else None
-    embed = embedder_for(embed_model) if embed_model else None
-    return build_context(src, tgt, donor=don, embed=embed, lang=lang)
-
-
-def context_for(source: str, target: str, lang: str | None = None, donor: str | None = None,
-                embed_model: str | None = None) -> Any:
-    """The perturbation context of a pair (source train -> target test), cached per process.
-
-    Args:
-        source: source language (its train split).
-        target: target language (its test split is the replacement pool).
-        lang: language for stopwords (default: target).
-        donor: donor language for person/location swaps.
-        embed_model: the encoder whose word embeddings the context perturbations use (`hooks.embed_model()`).
-
-    Returns:
-        The PerturbContext.
-    """
-    return perturb_context(source, target, "test", lang or target, donor, str(data_dir()), embed_model)
-
-
-def examples_for(source: str, target: str, perturbation: str, n: int, seed: int = 0,
-                 donor: str | None = None, embed_model: str | None = None,
-                 changed_only: bool = False) -> list[dict[str, Any]]:
-    """Perturb the first `n` target test sentences that have an entity, exactly as the evaluation does.
-
-    Args:
-        source: the pair's source language (its train set is what "shared"/"seen" means).
-        target: the target language (its test set is the sentence source and the replacement pool).
-        perturbation: a registry name.
-        n: how many sentences.
-        seed: perturbation seed.
-        donor: donor language for person/location swaps.
-        embed_model: the encoder whose word embeddings P2/P3 use (`hooks.embed_model()`).
-        changed_only: keep only sentences the perturbation changed (P1 changes only sentences with an entity
-            shared with the source, often a minority).
-
-    Returns:
-        One dict per sentence: id, tokens, tags, p_tokens, p_tags, changed (indices in the perturbed sentence),
-        kinds (change kinds). Cached per (arguments, data directory).
-    """
-    return _example_variants(source, target, perturbation, n, seed, str(data_dir()), donor, embed_model,
-                             changed_only)
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def _example_variants(source: str, target: str, perturbation: str, n: int, seed: int, data_dir_key: str,
-                      donor: str | None, embed_model: str | None, changed_only: bool) -> list[dict[str, Any]]:
-    from xner_core.perturb.registry import perturb_sentence
-    from xner_ui.render import changed_positions
-
-    ctx = perturb_context(source, target, "test", target, donor, data_dir_key, embed_model)
-    out: list[dict[str, Any]] = []
-    for i, sent in enumerate(ctx.target):
-        if len(out) >= n:
-            break
-        if all(t == "O" for t in sent.tags):
-            continue  # sentences without entities show nothing for entity perturbations
-        res = perturb_sentence(perturbation, sent, ctx, seed=seed, index=i)
-        if changed_only and not res.changes:
-            continue
-        new = res.corpus[0]
-        out.append({"id": sent.id, "tokens": list(sent.tokens), "tags": list(sent.tags),
-                    "p_tokens": list(new.tokens), "p_tags": list(new.tags),
-                    "changed": sorted(changed_positions(res.changes)),
-                    "kinds": sorted({c.kind for c in res.changes})})
-    return out
 
 
 # ---------------------------------------------------------------------------------------------- environment

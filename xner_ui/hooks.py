@@ -1,8 +1,8 @@
 """Model hooks of the dashboard: the ONE place pages get model outputs from.
 
 Which model answers for a (model, setting, source, target) choice: a fine-tuned model in the on-disk model cache
-(`xner_core.evaluation.runner.find_cached`), the one the committed results were made with first (the `paper` preset's
-training options), else the newest. A session can pick another cached one (`pick`) or train the missing one
+(`xner_core.evaluation.modelstore.find_cached`), the one the committed results were made with first (the `paper`
+preset's training options), else the newest. A session can pick another cached one (`pick`) or train the missing one
 (`train`), which the sentence lab offers with a progress bar and a time estimate.
 
 Sharing between sessions: a model is loaded once per process (`st.cache_resource`, keyed by its config hash,
@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 
 import streamlit as st
 
-from xner_core.corpus.wikiann import Sentence
+from xner_core.corpus.sentences import Sentence
 from xner_core.paths import cache_dir
 
 EMBED_ENV = "XNER_EMBED_MODEL"
@@ -59,7 +59,7 @@ def embed_model() -> str:
 
 @st.cache_resource(show_spinner=False, max_entries=2)
 def _embedder(name: str, cache_key: str) -> Callable[[Sequence[str]], Any]:
-    from xner_core.evaluation.runner import lazy_word_embedder
+    from xner_core.evaluation.memo import lazy_word_embedder
 
     return lazy_word_embedder(name, cache_key)
 
@@ -69,17 +69,13 @@ def embedder_for(name: str) -> Callable[[Sequence[str]], Any]:
     return _embedder(name, str(cache_dir()))
 
 
-def word_embedder() -> Callable[[Sequence[str]], Any]:
-    """The word embedder of the context perturbations (the encoder `embed_model()` names)."""
-    return embedder_for(embed_model())
-
-
 # ------------------------------------------------------------------------------------------- cached models
 
 
 @st.cache_resource(show_spinner=False)
-def _paper_options() -> Any:
-    from xner_core.experiments.grid import load_spec
+def paper_spec() -> Any:
+    """The `paper` preset (a GridSpec): the training and evaluation options of the committed results."""
+    from xner_core.experiments.spec import load_spec
 
     return load_spec("paper")
 
@@ -96,9 +92,9 @@ def preferred_config(key: ModelKey, max_train_sentences: int | None = None) -> A
     """
     import dataclasses
 
-    from xner_core.experiments.config import make_config
+    from xner_core.runs.config import make_config
 
-    spec = _paper_options()
+    spec = paper_spec()
     options = spec.options
     if max_train_sentences is not None:
         options = dataclasses.replace(options, max_train_sentences=max_train_sentences)
@@ -119,8 +115,8 @@ def _models_stamp() -> tuple[str, int]:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _choices(stamp: tuple[str, int], model: str, setting: str, source: str, target: str) -> list[dict[str, Any]]:
-    from xner_core.evaluation.runner import find_cached
-    from xner_core.experiments.config import model_label
+    from xner_core.evaluation.modelstore import find_cached
+    from xner_core.runs.config import model_label
 
     key = ModelKey(model, setting, source, target)
     try:
@@ -163,6 +159,21 @@ def picked(key: ModelKey) -> str | None:
     return hashes[0] if hashes else None
 
 
+def cached_config(config_hash: str) -> Any:
+    """The ExperimentConfig of the cached model `config_hash` (None when it is no longer cached)."""
+    for cfg, info in _cached_configs(_models_stamp()):
+        if info["hash"] == config_hash:
+            return cfg
+    return None
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _cached_configs(stamp: tuple[str, int]) -> list[tuple[Any, dict[str, Any]]]:
+    from xner_core.evaluation.modelstore import cached_configs
+
+    return cached_configs(stamp[0])
+
+
 @dataclass
 class _Shared:
     """A loaded model shared by every session of the process, used under its lock."""
@@ -187,7 +198,7 @@ def loaded_models() -> list[str]:
 @st.cache_resource(show_spinner="Loading the model…", max_entries=6)
 def _loaded(config_hash: str, cache_key: str) -> _Shared:
     from xner_core.errors import DataError
-    from xner_core.evaluation.runner import cached_configs, load_model
+    from xner_core.evaluation.modelstore import cached_configs, load_model
 
     for cfg, info in cached_configs(cache_key):
         if info["hash"] == config_hash:
@@ -217,10 +228,21 @@ def predictions_for(sentences: Sequence[Sentence], key: ModelKey) -> list[list[s
     Returns:
         One tag list per sentence, or None when no such model is cached (pages then say how to get one).
     """
+    return tag_words([s.tokens for s in sentences], key)
+
+
+def tag_words(words: Sequence[Sequence[str]], key: ModelKey) -> list[list[str]] | None:
+    """`predictions_for` on word lists: one IOB2 tag list per sentence, or None when no such model is cached."""
     config_hash = picked(key)
     if config_hash is None:
         return None
-    return _predict(config_hash, str(cache_dir()), tuple(tuple(s.tokens) for s in sentences))
+    return tag_with(config_hash, words)
+
+
+def tag_with(config_hash: str, words: Sequence[Sequence[str]], cache_key: str | None = None) -> list[list[str]]:
+    """Word-level IOB2 predictions of the cached model `config_hash` (of the cache `cache_key`, default the
+    current one), one list per sentence; cached per (model, words)."""
+    return _predict(config_hash, cache_key or str(cache_dir()), tuple(tuple(w) for w in words))
 
 
 def subword_pieces(words: Sequence[str], key: ModelKey) -> list[list[str]] | None:
@@ -252,7 +274,7 @@ def subword_pieces(words: Sequence[str], key: ModelKey) -> list[list[str]] | Non
 
 def hub_unreachable(model: str) -> str | None:
     """Why `model` cannot be trained here (a hub model without network access), else None."""
-    from xner_core.experiments.grid import hub_online
+    from xner_core.experiments.plan import hub_online
     from xner_core.models.registry import HUB_MODELS, resolve_source
 
     try:
@@ -267,7 +289,7 @@ def hub_unreachable(model: str) -> str | None:
 
 def estimate_seconds(key: ModelKey, max_train_sentences: int | None = None) -> float:
     """Rough training time of `preferred_config(key, max_train_sentences)` on this machine."""
-    from xner_core.evaluation.runner import estimate_train_seconds
+    from xner_core.evaluation.throughput import estimate_train_seconds
 
     return estimate_train_seconds(preferred_config(key, max_train_sentences))
 
@@ -289,8 +311,8 @@ def train(key: ModelKey, max_train_sentences: int | None = None,
     Returns:
         The config hash of the cached model.
     """
-    from xner_core.evaluation.runner import train_model
-    from xner_core.experiments.config import config_hash
+    from xner_core.evaluation.modelstore import train_model
+    from xner_core.runs.config import config_hash
 
     config = preferred_config(key, max_train_sentences)
     train_model(config, progress=progress, status=status)

@@ -11,8 +11,10 @@ import html
 import re
 from typing import Iterable, Sequence
 
+from xner_core.corpus.sentences import Sentence
 from xner_core.corpus.tags import ENTITY_TYPES, spans
-from xner_core.inference.predict import split_words
+from xner_core.errors import DataError
+from xner_core.inference.predict import join_words, split_words
 
 # Background / border colour per entity type (colour-blind-safe pairs: blue, orange, green).
 ENTITY_COLOURS: dict[str, tuple[str, str]] = {
@@ -127,6 +129,40 @@ def parse_marked_text(text: str) -> tuple[list[str], list[str]]:
     words.extend(rest)
     tags.extend(["O"] * len(rest))
     return words, tags
+
+
+def user_sentence(text: str, lang: str, max_chars: int = 500, sentence_id: str = "lab-0") -> tuple[Sentence | None,
+                                                                                                     str | None]:
+    """A typed sentence (with optional entity markup) as a Sentence, after the core's text checks.
+
+    Args:
+        text: the user's text (untrusted).
+        lang: its language code.
+        max_chars: longest accepted text.
+        sentence_id: the id the sentence gets.
+
+    Returns:
+        (sentence, None); (None, the check's message) for a rejected text; (None, None) for a text without words.
+    """
+    from xner_core.corpus.textcheck import check_sentence
+
+    try:
+        words, tags = parse_marked_text(check_sentence(text, max_chars=max_chars))
+    except DataError as exc:
+        return None, str(exc)
+    if not words:
+        return None, None
+    return Sentence(tuple(words), tuple(tags), lang, sentence_id), None
+
+
+def relabel(sentence: Sentence, lang: str) -> Sentence:
+    """The same tokens, tags and id under another language code (a drawn test sentence shown as `lang`)."""
+    return Sentence(sentence.tokens, sentence.tags, lang, sentence.id)
+
+
+def sentence_text(words: Sequence[str]) -> str:
+    """Words joined back into readable text (no space before closing punctuation; `predict.join_words`)."""
+    return join_words(words)
 
 
 def changed_positions(changes: Iterable[object]) -> set[int]:

@@ -91,3 +91,27 @@ def test_upload_scores_with_cached_models(tiny_models):
     downloads = {b.key: b for b in at.get("download_button")}
     assert {"dl_scores", "dl_pred_clean", "dl_pred_entity_mask"} <= set(downloads)
 
+
+
+def test_upload_work_is_cached_between_reruns(no_data, monkeypatch):
+    # Parsing and perturbing are keyed by the file's content hash and the choices: reruns (any widget change)
+    # reuse them. Unique content, so no earlier test's cache entry answers.
+    import uuid
+
+    import xner_core.corpus.conll as conll
+    import xner_core.evaluation.inputs as inputs
+
+    calls: list[str] = []
+    read, perturb = conll.read_conll, inputs.perturb_test
+    monkeypatch.setattr(conll, "read_conll", lambda *a, **k: calls.append("read") or read(*a, **k))
+    monkeypatch.setattr(inputs, "perturb_test", lambda *a, **k: calls.append("perturb") or perturb(*a, **k))
+    at = open_page(PAGE, {"upload_pert": "entity_mask"})
+    upload(at, "cached.conll", f"{uuid.uuid4().hex}\tB-PER\nvive\tO\n".encode())
+    assert_clean_run(at)
+    assert calls == ["read", "perturb"]
+    at.run()
+    at.selectbox(key="qp_upload_pert").set_value("char_noise").run()
+    assert_clean_run(at)
+    assert calls == ["read", "perturb", "perturb"]  # a new perturbation: the parsed file is reused
+    at.selectbox(key="qp_upload_pert").set_value("entity_mask").run()
+    assert calls == ["read", "perturb", "perturb"]  # back to the first choice: both cached

@@ -1,4 +1,4 @@
-"""Stage 7, plots: pure Plotly figure builders over the tidy frames of `xner_core.analysis.stats`.
+"""Stage 7, plots: pure Plotly figure builders over the tidy and view frames of `xner_core.analysis`.
 
 Every builder takes frames and labels and returns a `plotly.graph_objects.Figure`; none reads files or imports
 Streamlit, so the dashboard, the CLI and notebooks draw the same figures. Points carry
@@ -15,7 +15,9 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from xner_core.analysis.stats import CLEAN, CUSTOM_FIELDS, ols_fit
+from xner_core.analysis.stats import ols_fit
+from xner_core.analysis.tidy import CLEAN
+from xner_core.analysis.views import CUSTOM_FIELDS
 
 # Fixed colours per model so a model keeps its colour across charts; others cycle through the fallback list.
 MODEL_COLOURS: Mapping[str, str] = {"mbert": "#1f77b4", "xlmr": "#ff7f0e", "e5-small": "#2ca02c", "tiny": "#7f7f7f"}

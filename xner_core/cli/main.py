@@ -9,15 +9,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import typer
 
 from xner_core.errors import XnerError
-from xner_core.experiments.config import TrainOptions
+from xner_core.jsonable import jsonable
 from xner_core.numerics import check_precision
+from xner_core.training.settings import TrainOptions
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Cross-lingual NER robustness explorer.")
 LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -67,27 +67,12 @@ ProtocolOpt = typer.Option("wikiann-rahimi", "--data", help="wikiann-rahimi (bal
 JsonOpt = typer.Option(False, "--json", help="print machine-readable JSON")
 
 
-def _jsonable(obj: Any) -> Any:
-    """Convert dataclasses, tuples and paths into JSON-friendly values."""
-    if is_dataclass(obj) and not isinstance(obj, type):
-        return {k: _jsonable(v) for k, v in asdict(obj).items()}
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
-        return obj.item()
-    return obj
-
-
 def emit(payload: Any, as_json: bool, render: Callable[[Any], str] | None = None) -> None:
     """Print `payload` as JSON or through `render` (a plain-text renderer)."""
     if as_json:
-        typer.echo(json.dumps(_jsonable(payload), ensure_ascii=False, indent=2))
+        typer.echo(json.dumps(jsonable(payload), ensure_ascii=False, indent=2))
     else:
-        typer.echo(render(payload) if render else json.dumps(_jsonable(payload), ensure_ascii=False, indent=2))
+        typer.echo(render(payload) if render else json.dumps(jsonable(payload), ensure_ascii=False, indent=2))
 
 
 def _language(code: str, role: str) -> str:
@@ -123,7 +108,9 @@ def data_stats(
     as_json: bool = JsonOpt,
 ) -> None:
     """Sentence, token and entity counts of a language's WikiANN splits."""
-    from xner_core.corpus.wikiann import available_languages, corpus_stats, load_wikiann, split_sizes
+    from xner_core.corpus.resplit import split_sizes
+    from xner_core.corpus.sentences import corpus_stats
+    from xner_core.corpus.wikiann import available_languages, load_wikiann
     from xner_core.paths import data_dir as resolve_data_dir
 
     lang = _language(lang, "language")
@@ -132,7 +119,7 @@ def data_stats(
         local = available_languages(data_dir)
         raise XnerError(f"no local WikiANN files for {lang!r} under {resolve_data_dir(data_dir)}; languages with "
                         f"local data: {', '.join(local) or 'none'}")
-    out = {s: _jsonable(corpus_stats(load_wikiann(lang, s, data_dir))) for s in splits}
+    out = {s: jsonable(corpus_stats(load_wikiann(lang, s, data_dir))) for s in splits}
     emit(out, as_json, lambda d: "\n\n".join(f"[{lang} {s}]\n" + _kv_table(_flat(v)) for s, v in d.items()))
 
 
@@ -155,7 +142,7 @@ def data_languages(data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOp
     rows = []
     for code in available_languages(data_dir):
         lang = get_language(code)
-        rows.append(_jsonable(lang))
+        rows.append(jsonable(lang))
     emit(rows, as_json, lambda rs: "\n".join(f"{r['code']:<4} {r['name']:<14} {r['family']:<16} {r['script']}"
                                              for r in rs))
 
@@ -165,7 +152,7 @@ def data_pairs(as_json: bool = JsonOpt) -> None:
     """The 13 source->target pairs of the reference study."""
     from xner_core.corpus.languages import reference_pairs
 
-    rows = [_jsonable(p) for p in reference_pairs()]
+    rows = [jsonable(p) for p in reference_pairs()]
     emit(rows, as_json, lambda rs: "\n".join(f"{r['source']}->{r['target']:<4} {r['relation']}" for r in rs))
 
 
@@ -227,37 +214,30 @@ def perturb(
 ) -> None:
     """Perturb a target test set relative to a source training set and report what changed.
 
-    The seen training data and the test set are built as `xner eval` builds them for a model of that setting,
-    training cap and data protocol (`runner.seen_corpus`, `runner.test_corpus`); name swaps draw from the same
-    donor corpus (`runner.donor_corpus`, default donor = the target). So with the same --setting, --max-train,
-    --data, --limit, seed, rate and donor, the file written with --out is the perturbed test set eval scores.
+    The seen training data, the test set, the donor corpus and the perturbation context come from the builder
+    `xner eval` uses (`evaluation.inputs.evaluation_inputs`, default donor = the target), for a model of that
+    setting, training cap and data protocol. So with the same --setting, --max-train, --data, --limit, seed, rate
+    and donor, the file written with --out is the perturbed test set eval scores.
     """
     from xner_core.corpus.conll import write_conll
-    from xner_core.evaluation.runner import donor_corpus as runner_donor_corpus
-    from xner_core.evaluation.runner import seen_corpus, test_corpus
-    from xner_core.experiments.config import make_config
-    from xner_core.perturb.registry import build_context, get_perturbation, perturb_corpus
+    from xner_core.evaluation.inputs import evaluation_inputs, perturb_test
+    from xner_core.evaluation.jobs import EvalOptions
+    from xner_core.perturb.registry import get_perturbation
+    from xner_core.runs.config import make_config
 
-    pert = get_perturbation(name)
+    get_perturbation(name)
     source, target = _language(source, "source"), _language(target, "target")
     if setting not in ("transfer", "native"):
         raise XnerError(f"--setting {setting!r} is not one of: transfer, native (multi-source and distilled "
                         "models: perturb against each source with --setting transfer)")
     if max_train < 0:
         raise XnerError(f"--max-train must be 0 (the whole split) or a positive number of sentences, not {max_train}")
-    donor_lang = _language(donor, "donor") if donor else target  # eval's default (runner.eval_jobs)
+    donor_lang = _language(donor, "donor") if donor else None  # None: the target, as eval (EvalOptions.donor_for)
     config = make_config("e5-small", target, setting, sources=(source,) if setting == "transfer" else (),
                          max_train_sentences=max_train or None, data=data)
-    src = seen_corpus(config, data_dir)
-    tgt = test_corpus(config, limit, data_dir)
-    donor_corpus = runner_donor_corpus(donor_lang, data_dir) if "donor" in pert.needs else None
-    embed = None
-    if "embed" in pert.needs:
-        from xner_core.features.embed import make_word_embedder
-
-        embed = make_word_embedder(embed_model)
-    ctx = build_context(src, tgt, donor=donor_corpus, embed=embed, lang=target)
-    result = perturb_corpus(name, tgt, ctx, seed=seed, rate=rate)
+    options = EvalOptions(perturb_seed=seed, perturb_rate=rate, test_limit=limit, embed_model=embed_model,
+                          donor=donor_lang)
+    result = perturb_test(evaluation_inputs(config, options, [name], data_dir=data_dir), name)
     if out:
         write_conll(result.corpus, out)
     payload = {"report": result.report.as_dict(), "out": str(out) if out else None}
@@ -284,7 +264,9 @@ def score_cmd(
 ) -> None:
     """Entity-level P/R/F1 (seqeval, strict IOB2) with a bootstrap CI and an error breakdown."""
     from xner_core.corpus.conll import read_conll
-    from xner_core.evaluation.metrics import bootstrap_ci, error_breakdown, score, scores_table
+    from xner_core.metrics.bootstrap import bootstrap_ci
+    from xner_core.metrics.breakdown import error_breakdown
+    from xner_core.metrics.scores import score, scores_table
 
     g = read_conll(gold).corpus
     p = read_conll(pred).corpus
@@ -294,7 +276,7 @@ def score_cmd(
         if gs.tokens != ps.tokens:
             raise XnerError(f"sentence {i + 1}: gold and predicted tokens differ; score the same tokenisation")
     s = score(g.tags, p.tags)
-    payload: dict[str, Any] = {"scores": scores_table(s), "errors": _jsonable(error_breakdown(g.tags, p.tags))}
+    payload: dict[str, Any] = {"scores": scores_table(s), "errors": jsonable(error_breakdown(g.tags, p.tags))}
     if bootstrap > 0:
         lo, hi = bootstrap_ci(g.tags, p.tags, n_resamples=bootstrap, seed=seed)
         payload["f1_ci95"] = [lo, hi]
@@ -353,7 +335,7 @@ def _config(model: str, setting: str, source: Optional[list[str]], target: str, 
             balanced: bool, distill_weights: str, tapt_steps: int, early_stopping: Optional[int], warmup: float,
             max_length: int, freeze_embeddings: bool, robust_epsilon: float, robust_rate: float) -> Any:
     """The experiment config of train/eval/predict; `make_config` validates (errors exit 2 with its message)."""
-    from xner_core.experiments.config import make_config
+    from xner_core.runs.config import make_config
 
     sources = tuple(s for item in (source or []) for s in item.split(",") if s.strip())
     return make_config(model, target, setting, sources=sources, seed=seed, data=data, epochs=epochs, lr=lr,
@@ -404,7 +386,7 @@ def train_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Fine-tune (or fetch from the cache) the model of one experiment config; prints its hash and cache path."""
-    from xner_core.evaluation.runner import model_cache, train_model
+    from xner_core.evaluation.modelstore import model_cache, train_model
 
     _quiet_transformers()
     cfg = _config(model, setting, source, target, seed, data, epochs=epochs, lr=lr, batch_size=batch_size,
@@ -448,7 +430,9 @@ def eval_cmd(
     device: Optional[str] = DeviceOpt, precision: str = PrecisionOpt, as_json: bool = JsonOpt,
 ) -> None:
     """Score a model on its target's clean and perturbed test sets (F1 with 95% CIs, paired drop CIs)."""
-    from xner_core.evaluation.runner import CLEAN, evaluate, train_model
+    from xner_core.evaluation.evaluate import evaluate
+    from xner_core.evaluation.jobs import CLEAN, EvalOptions
+    from xner_core.evaluation.modelstore import train_model
     from xner_core.perturb.registry import get_perturbation
 
     for name in perturb or []:
@@ -464,9 +448,10 @@ def eval_cmd(
                   robust_epsilon=robust_epsilon, robust_rate=robust_rate)
     check_precision(precision)
     lm = train_model(cfg, data_dir=data_dir, cache=cache_dir, device=device, precision=precision)
-    outcomes = evaluate(cfg, perturb or [], perturb_seed=perturb_seed, perturb_rate=rate, test_limit=test_limit,
-                        embed_model=embed_model, donor=donor, bootstrap=bootstrap, data_dir=data_dir,
-                        cache=cache_dir, loaded=lm, device=device, backend=backend, precision=precision)
+    options = EvalOptions(perturb_seed=perturb_seed, perturb_rate=rate, test_limit=test_limit,
+                          embed_model=embed_model, donor=donor, bootstrap=bootstrap, backend=backend,
+                          precision=precision)
+    outcomes = evaluate(cfg, perturb or [], options, data_dir=data_dir, cache=cache_dir, loaded=lm, device=device)
     rows = [r for o in outcomes for r in o.rows]
     if store:
         from xner_core.experiments.store import ResultsStore
@@ -507,7 +492,7 @@ def predict_cmd(
 ) -> None:
     """Tag one sentence with the model of a config (trained first when not cached)."""
     from xner_core.corpus.textcheck import check_sentence
-    from xner_core.evaluation.runner import train_model
+    from xner_core.evaluation.modelstore import train_model
     from xner_core.inference.predict import predict_text
 
     _quiet_transformers()
@@ -529,7 +514,7 @@ def predict_cmd(
 def models_ls(cache_dir: Optional[Path] = CacheOpt, verify: bool = typer.Option(False, help="check checksums"),
               as_json: bool = JsonOpt) -> None:
     """List cached models."""
-    from xner_core.evaluation.runner import model_cache
+    from xner_core.evaluation.modelstore import model_cache
 
     rows = []
     for e in model_cache(cache_dir).entries(verify=verify):
@@ -548,7 +533,7 @@ def models_ls(cache_dir: Optional[Path] = CacheOpt, verify: bool = typer.Option(
 def models_rm(hash_prefix: str = typer.Argument(..., help="model hash or unique prefix"),
               cache_dir: Optional[Path] = CacheOpt, as_json: bool = JsonOpt) -> None:
     """Remove one cached model."""
-    from xner_core.evaluation.runner import model_cache
+    from xner_core.evaluation.modelstore import model_cache
 
     removed = model_cache(cache_dir).remove(hash_prefix)
     emit({"removed": removed}, as_json, lambda p: f"removed {p['removed']}")
@@ -559,7 +544,7 @@ def models_gc(cache_dir: Optional[Path] = CacheOpt,
               max_gb: Optional[float] = typer.Option(None, help="then remove oldest entries beyond this size"),
               as_json: bool = JsonOpt) -> None:
     """Remove invalid entries, stale temporary directories and orphan locks (and oldest beyond --max-gb)."""
-    from xner_core.evaluation.runner import model_cache
+    from xner_core.evaluation.modelstore import model_cache
 
     removed = model_cache(cache_dir).gc(max_bytes=int(max_gb * 2**30) if max_gb else None, verify=True)
     emit({"removed": removed}, as_json, lambda p: "\n".join(p["removed"]) or "nothing to remove")
@@ -635,7 +620,7 @@ def _print_status(payload: dict[str, Any]) -> None:
 
 
 def _status_payload(plan: Any, store: Any) -> dict[str, Any]:
-    from xner_core.experiments.grid import plan_status, status_rows
+    from xner_core.experiments.status import plan_status, status_rows
 
     status = plan_status(plan, store)
     return {"name": plan.spec.name, "origin": plan.spec.origin, "store": str(store.path),
@@ -661,7 +646,9 @@ def grid_run(
 
     Killed and started again, it does only what is missing.
     """
-    from xner_core.experiments.grid import expand, load_spec, run_plan
+    from xner_core.experiments.execute import run_plan
+    from xner_core.experiments.plan import expand
+    from xner_core.experiments.spec import load_spec
     from xner_core.experiments.store import ResultsStore
 
     if executor not in ("local", "ray"):
@@ -693,7 +680,7 @@ def grid_run(
     finally:
         if bar is not None:
             bar.stop()
-    payload = {**_jsonable(summary), "store": str(st.path), "overhead_seconds": summary.overhead_seconds}
+    payload = {**jsonable(summary), "store": str(st.path), "overhead_seconds": summary.overhead_seconds}
     emit(payload, as_json, lambda p: (
         f"grid {plan.spec.name}: {p['jobs_run']} jobs run, {p['jobs_done_before']} already done, "
         f"{p['jobs_total']} in the plan; {p['rows_written']} rows written to {p['store']}\n"
@@ -708,7 +695,8 @@ def grid_run(
 def grid_status(spec: str = SpecArg, store: Optional[Path] = StoreOpt, data_dir: Optional[Path] = DataDirOpt,
                 as_json: bool = JsonOpt) -> None:
     """Done / running / missing evaluation jobs of a grid ("running" = claimed by a live `grid run`)."""
-    from xner_core.experiments.grid import expand, load_spec
+    from xner_core.experiments.plan import expand
+    from xner_core.experiments.spec import load_spec
     from xner_core.experiments.store import ResultsStore
 
     payload = _status_payload(expand(load_spec(spec), data_dir), ResultsStore(store))
@@ -737,9 +725,8 @@ def results_show(
     """Show stored results as a table (F1 and drop in points, with 95% CIs)."""
     from rich.table import Table
 
-    from xner_core.evaluation.metrics import SCOPES
-    from xner_core.experiments.grid import parse_filters
-    from xner_core.experiments.store import ResultsStore
+    from xner_core.experiments.store import ResultsStore, parse_filters
+    from xner_core.metrics.bootstrap import SCOPES
 
     where = parse_filters(filters or [])
     if scope != "all":
@@ -777,8 +764,7 @@ def results_export(
     store: Optional[Path] = StoreOpt, filters: Optional[list[str]] = FilterOpt, as_json: bool = JsonOpt,
 ) -> None:
     """Export the results table (or the rows matching --filter) to parquet or csv."""
-    from xner_core.experiments.grid import parse_filters
-    from xner_core.experiments.store import ResultsStore
+    from xner_core.experiments.store import ResultsStore, parse_filters
 
     st = ResultsStore(store)
     where = parse_filters(filters or [])

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from xner_core.corpus.sentences import Corpus, Sentence
 from xner_core.corpus.tags import ENTITY_TYPES, LABELS, bioes_to_iob2, detect_scheme, first_invalid, iob1_to_iob2
-from xner_core.corpus.wikiann import Corpus, Sentence
 from xner_core.errors import DataError
 
 SCHEMES: tuple[str, ...] = ("iob2", "iob1", "bioes", "none")

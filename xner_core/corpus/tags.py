@@ -92,6 +92,23 @@ def iob1_to_iob2(tags: Sequence[str]) -> list[str]:
     return out
 
 
+def repair_iob2(tags: Sequence[str]) -> list[str]:
+    """Make a tag sequence valid IOB2: an I-X after O or after another type becomes B-X.
+
+    This is exactly how `spans` and seqeval read a stray I-X (it opens a new entity), so
+    `spans(repair_iob2(t)) == spans(t)` for every `t`; the same rule as an IOB1 -> IOB2 conversion. Applied to model
+    predictions (a model may emit a stray I-X) and to loaded WikiANN sentences (its ja/zh and one el sentence contain
+    such chunks): it keeps the entity reading and restores the IOB2 contract.
+
+    Args:
+        tags: tags that may hold stray I- tags.
+
+    Returns:
+        A valid IOB2 sequence of the same length.
+    """
+    return iob1_to_iob2(tags)
+
+
 def bioes_to_iob2(tags: Sequence[str]) -> list[str]:
     """Convert BIOES/BILOU (S-/U- single, E-/L- end) to IOB2."""
     out: list[str] = []

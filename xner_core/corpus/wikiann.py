@@ -1,100 +1,26 @@
-"""Stage 1, corpus: Sentence/Corpus types and readers (WikiANN local files or the HF hub, CoNLL user files).
+"""Stage 1, corpus: the WikiANN readers: local files (`<data_dir>/<lang>/<split>[.gz]`), HF rows, the hub.
 
-A Sentence is tokens + IOB2 tags of equal length, with its language code and a stable id.
+Sentences are tokens + IOB2 tags (`xner_core.corpus.sentences`); stray I- tags are repaired to IOB2 on load. Loaded
+corpora are kept in an in-process LRU cache bounded by entries and total tokens.
 """
 
 from __future__ import annotations
 
 import gzip
-import math
 import os
-import random
 import re
 import socket
 import threading
 import zlib
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 from urllib.parse import urlparse
 
 from xner_core import paths
-from xner_core.corpus.tags import ENTITY_TYPES, LABELS, first_invalid, iob1_to_iob2, is_valid_iob2, spans
+from xner_core.corpus.sentences import Corpus, Sentence
+from xner_core.corpus.tags import LABELS, first_invalid, repair_iob2
 from xner_core.errors import ConfigError, DataError
-
-
-@dataclass(frozen=True)
-class Sentence:
-    """One tagged sentence. `tags` may be all "O" for unlabeled text."""
-
-    tokens: tuple[str, ...]
-    tags: tuple[str, ...]
-    lang: str = ""
-    id: str = ""
-
-    def __post_init__(self) -> None:
-        if len(self.tokens) != len(self.tags):
-            raise ValueError(
-                f"sentence {self.id!r}: {len(self.tokens)} tokens but {len(self.tags)} tags; they must be equal"
-            )
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-    def replace(self, tokens: Sequence[str] | None = None, tags: Sequence[str] | None = None) -> "Sentence":
-        """Return a copy with new tokens and/or tags (same lang and id)."""
-        return Sentence(
-            tuple(self.tokens if tokens is None else tokens),
-            tuple(self.tags if tags is None else tags),
-            self.lang,
-            self.id,
-        )
-
-    @property
-    def valid(self) -> bool:
-        """True when the tags are valid IOB2."""
-        return is_valid_iob2(self.tags)
-
-
-@dataclass(frozen=True)
-class Corpus:
-    """An ordered collection of sentences of one language and split."""
-
-    sentences: tuple[Sentence, ...]
-    lang: str = ""
-    split: str = ""
-    meta: tuple[tuple[str, str], ...] = field(default_factory=tuple)
-
-    def __len__(self) -> int:
-        return len(self.sentences)
-
-    def __iter__(self) -> Iterator[Sentence]:
-        return iter(self.sentences)
-
-    def __getitem__(self, i: int) -> Sentence:
-        return self.sentences[i]
-
-    @property
-    def tags(self) -> list[list[str]]:
-        """The seqeval interface: one list of tags per sentence."""
-        return [list(s.tags) for s in self.sentences]
-
-    @property
-    def tokens(self) -> list[list[str]]:
-        """One list of tokens per sentence."""
-        return [list(s.tokens) for s in self.sentences]
-
-    def head(self, n: int | None) -> "Corpus":
-        """Return the first `n` sentences (all when n is None)."""
-        if n is None or n >= len(self.sentences):
-            return self
-        return Corpus(self.sentences[:n], self.lang, self.split, self.meta)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# WikiANN readers: local files (`<data_dir>/<lang>/<split>[.gz]`) or the Hugging Face hub.
-# --------------------------------------------------------------------------------------------------------------
 
 SPLITS: tuple[str, ...] = ("train", "dev", "test", "extra")
 
@@ -154,15 +80,6 @@ def wikiann_file(lang: str, split: str, data_dir: str | os.PathLike[str] | None 
         if cand.is_file():
             return cand
     return None
-
-
-def _repair_iob2(tags: list[str]) -> list[str]:
-    """Turn each stray I-X (after O or another type) into B-X.
-
-    WikiANN's ja/zh (and one el) sentences contain such chunks; seqeval and `tags.spans` already read a stray I-X
-    as the start of a new chunk, so this keeps the entity reading and restores the IOB2 contract.
-    """
-    return iob1_to_iob2(tags)
 
 
 def _decode(data: bytes, name: str) -> str:
@@ -248,7 +165,7 @@ def _parse_blocks(text: str, lang: str, split: str, prefix: str) -> tuple[list[S
         except KeyError:
             return None
         if not bigrams.issuperset(zip(("O",) + tags[:-1], tags)):
-            tags = tuple(_repair_iob2(list(tags)))
+            tags = tuple(repair_iob2(list(tags)))
             repaired += 1
         sentences.append(Sentence(tuple(toks), tags, lang, f"{lang}-{split}-{len(sentences)}"))
     return sentences, repaired
@@ -271,7 +188,7 @@ def _parse_lines(text: str, lang: str, split: str, name: str, prefixed: bool) ->
         nonlocal tokens, tags, stray, repaired, prev_type
         if tokens:
             if stray:
-                tags = _repair_iob2(tags)
+                tags = repair_iob2(tags)
                 repaired += 1
             sentences.append(Sentence(tuple(tokens), tuple(tags), lang, f"{lang}-{split}-{len(sentences)}"))
         tokens, tags, stray, prev_type = [], [], False, ""
@@ -403,7 +320,7 @@ def hf_rows_to_corpus(
             raise DataError(f"hub row {r}: tag id {bad[0]!r} outside 0..{len(mapping) - 1}")
         tags = [mapping[i] for i in ids]
         if first_invalid(tags) is not None:
-            tags = _repair_iob2(tags)
+            tags = repair_iob2(tags)
             repaired += 1
         sentences.append(Sentence(tuple(toks), tuple(tags), lang, f"{lang}-{split}-{len(sentences)}"))
     meta = (("source", f"hf:{HF_DATASET_ID}/{lang}"), ("format", "hub"), ("repaired_iob2", str(repaired)))
@@ -528,143 +445,4 @@ def available_languages(data_dir: str | os.PathLike[str] | None = None) -> list[
         p.name
         for p in base.iterdir()
         if p.is_dir() and _LANG_RE.match(p.name) and ((p / "test.gz").is_file() or (p / "test").is_file())
-    )
-
-
-def split_sizes(lang: str, data_dir: str | os.PathLike[str] | None = None) -> dict[str, int]:
-    """Return the number of sentences of each local split of a language (local files only, no hub).
-
-    Args:
-        lang: WikiANN language code.
-        data_dir: the WikiANN directory.
-
-    Returns:
-        `{split: sentences}` in SPLITS order, only for splits present; empty when the language is not local.
-    """
-    return {
-        s: len(_load_local(p, lang, s))
-        for s in SPLITS
-        if (p := wikiann_file(lang, s, data_dir)) is not None
-    }
-
-
-def paper_resplit(
-    lang: str,
-    data_dir: str | os.PathLike[str] | None = None,
-    cap: int | None = 17003,
-    seed: int = 1,
-    train_fraction: float = 0.8,
-    splits: Sequence[str] = ("train", "dev", "test", "extra"),
-) -> tuple[Corpus, Corpus]:
-    """Re-split a language the way the reference study did: pool, deduplicate, shuffle, cap, 80/20.
-
-    The study capped each language at 17,003 sentences and split them 80/20 into train/test (13,602 / 3,401).
-    We pool the labeled sentences of `splits` (those present locally; without a local copy, the hub's
-    train/dev/test), drop repeated (tokens, tags) sequences keeping the first, shuffle with `random.Random(seed)`,
-    keep the first `cap` and cut at `floor(n * train_fraction)`.
-
-    Args:
-        lang: WikiANN language code.
-        data_dir: the WikiANN directory.
-        cap: maximum pooled sentences (None: no cap).
-        seed: shuffle seed; the same seed gives the same split.
-        train_fraction: share of the capped pool that goes to train, in (0, 1).
-        splits: which source splits to pool.
-
-    Returns:
-        (train, test) corpora with split names "train"/"test", sentences keeping their original ids, and meta
-        recording the protocol, seed, cap and pool size.
-
-    Raises:
-        ConfigError: an unknown split, a cap < 2 or a fraction outside (0, 1).
-        DataError: no data for the language.
-    """
-    _check_lang(lang)
-    for s in splits:
-        _check_split(s)
-    if not 0.0 < train_fraction < 1.0:
-        raise ConfigError(f"invalid train_fraction {train_fraction!r}; use a number strictly between 0 and 1")
-    if cap is not None and (not isinstance(cap, int) or cap < 2):
-        raise ConfigError(f"invalid cap {cap!r}; use at least 2 sentences, or None for no cap")
-    local = [s for s in SPLITS if wikiann_file(lang, s, data_dir) is not None]
-    use = [s for s in splits if s in local] if local else [s for s in splits if s in HF_SPLITS]
-    if not use:
-        raise DataError(
-            f"no WikiANN data for {lang!r} in splits {', '.join(splits)}; local splits: {', '.join(local) or 'none'}"
-        )
-    seen: set[tuple[tuple[str, ...], tuple[str, ...]]] = set()
-    pool: list[Sentence] = []
-    for s in use:
-        for sent in load_wikiann(lang, s, data_dir):
-            key = (sent.tokens, sent.tags)
-            if key not in seen:
-                seen.add(key)
-                pool.append(sent)
-    pooled = len(pool)
-    random.Random(seed).shuffle(pool)
-    if cap is not None:
-        pool = pool[:cap]
-    n_train = int(math.floor(len(pool) * train_fraction + 1e-9))
-    meta = (
-        ("protocol", "paper_resplit"),
-        ("seed", str(seed)),
-        ("cap", str(cap)),
-        ("train_fraction", str(train_fraction)),
-        ("pooled_unique", str(pooled)),
-        ("from_splits", ",".join(use)),
-    )
-    return (
-        Corpus(tuple(pool[:n_train]), lang, "train", meta),
-        Corpus(tuple(pool[n_train:]), lang, "test", meta),
-    )
-
-
-@dataclass(frozen=True)
-class CorpusStats:
-    """Size and entity counts of one corpus (`xner data stats`)."""
-
-    lang: str
-    split: str
-    sentences: int
-    tokens: int
-    entities: int
-    entities_by_type: dict[str, int] = field(hash=False)
-    entity_tokens: int
-    mean_length: float
-    max_length: int
-    vocab_size: int
-
-
-def corpus_stats(corpus: Corpus) -> CorpusStats:
-    """Count sentences, tokens, entity chunks (total and per type), entity tokens and distinct token strings.
-
-    Args:
-        corpus: any corpus (tags read as IOB2 chunks via `tags.spans`).
-
-    Returns:
-        A CorpusStats; mean_length is 0.0 for an empty corpus. `entities_by_type` lists every known type.
-    """
-    by_type = {t: 0 for t in ENTITY_TYPES}
-    n_tokens = entity_tokens = max_len = 0
-    vocab: set[str] = set()
-    for sent in corpus.sentences:
-        n = len(sent.tokens)
-        n_tokens += n
-        max_len = max(max_len, n)
-        vocab.update(sent.tokens)
-        for sp in spans(sent.tags):
-            by_type[sp.etype] = by_type.get(sp.etype, 0) + 1
-            entity_tokens += sp.end - sp.start
-    n_sent = len(corpus.sentences)
-    return CorpusStats(
-        lang=corpus.lang,
-        split=corpus.split,
-        sentences=n_sent,
-        tokens=n_tokens,
-        entities=sum(by_type.values()),
-        entities_by_type=by_type,
-        entity_tokens=entity_tokens,
-        mean_length=n_tokens / n_sent if n_sent else 0.0,
-        max_length=max_len,
-        vocab_size=len(vocab),
     )

@@ -4,7 +4,8 @@ An evaluation job is (model config hash, target test set, perturbation, perturba
 `job_id` is a stable hash of those. The primary key is (job_id, scope) with scope in overall/PER/ORG/LOC, so
 re-running a job replaces its rows instead of duplicating them, and a job's rows are written in one transaction
 (all or nothing). Connections are opened per operation and closed at once, so a dashboard process can read while
-a grid process writes between its transactions.
+a grid process writes between its transactions. `parse_filters` reads the CLI's `--filter column=value`
+options into the `where` mapping that `ResultsStore.frame` takes.
 
 Columns (`SCHEMA` is the single source of truth; `xner results schema` prints it):
 identity — job_id, scope, config_hash, model, sources (comma-joined, in config order), target, setting,
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from xner_core.errors import ConfigError, DataError
-from xner_core.evaluation.metrics import SCOPES as SCOPES  # re-exported: the scopes a job writes one row each for
+from xner_core.metrics.bootstrap import SCOPES as SCOPES  # re-exported: the scopes a job writes one row each for
 from xner_core.paths import cache_dir, committed_results_dir
 
 
@@ -261,6 +262,39 @@ def _where(where: Mapping[str, Any]) -> tuple[str, list[Any]]:
             clauses.append(f'"{key}" = ?')
             params.append(value)
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def parse_filters(items: Sequence[str]) -> dict[str, Any]:
+    """Parse `--filter key=value` options into `ResultsStore.frame(where=...)` form.
+
+    Values are converted to the column's type; commas give several allowed values (`target=ca,an`).
+
+    Args:
+        items: strings like "target=ca", "perturbation=clean,entity_replace", "seed=0".
+
+    Returns:
+        column -> value or list of values. Raises ConfigError for a malformed item, an unknown column or a value
+        of the wrong type.
+    """
+    types = {c.name: c.sql_type.split()[0] for c in SCHEMA}
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"cannot read filter {item!r}; write column=value, e.g. target=ca")
+        key, raw = (s.strip() for s in item.split("=", 1))
+        if key not in types:
+            raise ConfigError(f"unknown results column {key!r}; choose one of: {', '.join(types)}")
+        values = []
+        for part in raw.split(","):
+            part = part.strip()
+            try:
+                values.append(int(part) if types[key] == "INTEGER" else float(part) if types[key] == "DOUBLE"
+                              else part)
+            except ValueError:
+                raise ConfigError(f"filter {item!r}: {part!r} is not a valid {types[key].lower()} for "
+                                  f"column {key!r}") from None
+        out[key] = values[0] if len(values) == 1 else values
+    return out
 
 
 def _normalise_row(row: Mapping[str, Any]) -> dict[str, Any]:

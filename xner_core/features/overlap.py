@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Iterable
 
+from xner_core.corpus.sentences import Corpus
 from xner_core.corpus.stopwords import stopwords_for
 from xner_core.corpus.tags import spans
-from xner_core.corpus.wikiann import Corpus
 
 
 def _ratio(num: int, den: int) -> float:
@@ -91,7 +91,7 @@ def context_candidate(token: str, stopwords: frozenset[str] | set[str]) -> str |
 
     The one definition of a P2 candidate (paper-spec §4, P2): longer than one character, no punctuation or
     symbol character (`has_punct_or_symbol`) and not a stopword (compared lowercased). The O-tag condition is
-    the caller's. `o_word_overlap` counts with it and the perturbations (`xner_core.perturb.registry`) pick with it, so
+    the caller's. `o_word_overlap` counts with it and the perturbations (`xner_core.perturb.plan`) pick with it, so
     the overlap measure and the perturbation always agree on which words are candidates.
 
     Args:

@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, NamedTuple, Sequence, 
 
 import numpy as np
 
-from xner_core.corpus.tags import iob1_to_iob2, spans
-from xner_core.corpus.wikiann import Sentence
+from xner_core.corpus.sentences import Sentence
+from xner_core.corpus.tags import repair_iob2, spans
 from xner_core.errors import ConfigError
 from xner_core.numerics import resolve_device, resolve_precision
 
@@ -101,21 +101,6 @@ class _Item:
 
 
 # --------------------------------------------------------------------------------------------------- helpers
-
-
-def repair_iob2(tags: Sequence[str]) -> list[str]:
-    """Make a predicted tag sequence valid IOB2: an I-X after O or after another type becomes B-X.
-
-    This is exactly how `xner_core.corpus.tags.spans` and seqeval read a stray I-X (it opens a new entity), so
-    `spans(repair_iob2(t)) == spans(t)` for every `t`; the same rule as an IOB1 -> IOB2 conversion.
-
-    Args:
-        tags: predicted tags.
-
-    Returns:
-        A valid IOB2 sequence of the same length.
-    """
-    return iob1_to_iob2(tags)
 
 
 def max_sequence_length(model: Any, tokenizer: Any, max_length: int | None = None) -> int:

@@ -35,8 +35,8 @@ from typing import Any, Callable, Iterator, Mapping
 
 from xner_core import __version__
 from xner_core.errors import ConfigError, XnerError
-from xner_core.experiments.config import ExperimentConfig, config_from_dict, config_hash, config_label, config_to_dict
 from xner_core.paths import cache_dir
+from xner_core.runs.config import ExperimentConfig, config_from_dict, config_hash, config_label, config_to_dict
 
 log = logging.getLogger(__name__)
 

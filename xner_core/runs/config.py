@@ -16,7 +16,7 @@ same model share one hash:
   masked-LM step reads) for `tapt`, `robust_epsilon`/`robust_rate` only when `robust` is set);
 - the target is left out for `transfer` and `multi_source` (`TARGET_FREE_SETTINGS`): their training reads only
   source data, so one es transfer model serves ca, an and ast. The config still carries the target (it is the
-  language a model is evaluated on), and evaluation ids (`runner.EvalJob.id`) add it back. `native`, `distill`
+  language a model is evaluated on), and evaluation ids (`evaluation.jobs.EvalJob.id`) add it back. `native`, `distill`
   and `tapt` read target text, so their target stays in the hash.
 
 Model identity: a hub id or short name is identified by its name. A local model directory is identified by its
@@ -38,13 +38,11 @@ from typing import Any, Iterable, Mapping
 
 from xner_core.corpus.languages import get_language
 from xner_core.errors import ConfigError, choices_message
+from xner_core.training.settings import DISTILL_WEIGHTS, ROBUST_METHODS, SETTINGS, TrainOptions
 
 SCHEMA_VERSION: int = 3  # 3: target dropped from the identity of transfer/multi_source
-SETTINGS: tuple[str, ...] = ("native", "transfer", "multi_source", "distill", "tapt")
 DATA_PROTOCOLS: tuple[str, ...] = ("wikiann-rahimi", "paper-resplit")
-DISTILL_WEIGHTS: tuple[str, ...] = ("uniform", "similarity")
 DISTILL_UNLABELED: tuple[str, ...] = ("extra", "train")
-ROBUST_METHODS: tuple[str, ...] = ("adversarial", "smoothing")
 # Settings whose training never reads target-language data: the target is not part of their model's identity.
 TARGET_FREE_SETTINGS: frozenset[str] = frozenset({"transfer", "multi_source"})
 
@@ -56,37 +54,14 @@ _HIGH_LR, _BASE_LR = 2e-4, 5e-5
 _SETTING_OPTIONS: dict[str, frozenset[str]] = {
     "multi_source": frozenset({"balanced_sampling"}),
     "distill": frozenset({"distill_weights", "distill_unlabeled", "distill_temperature"}),
-    # tapt's masked-LM text is `runner.unlabeled_target(target, distill_unlabeled, ...)`: it reads the option.
+    # tapt's masked-LM text is `evaluation.inputs.unlabeled_target(target, distill_unlabeled, ...)`: it reads the
+    # option.
     # Adding it here leaves every other setting's hash unchanged (they still reset it), and a tapt config with
     # the default "extra" keeps its hash (the default was already in its canonical form).
     "tapt": frozenset({"tapt_steps", "distill_unlabeled"}),
 }
 _SETTING_SPECIFIC: frozenset[str] = frozenset().union(*_SETTING_OPTIONS.values())
 _ROBUST_ONLY: frozenset[str] = frozenset({"robust_epsilon", "robust_rate"})
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    """Fine-tuning options; every field is part of the run's identity (see the module docstring for exceptions)."""
-
-    epochs: int = 1
-    lr: float | None = None  # None: the model's default, see `default_lr`
-    batch_size: int = 32
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.0
-    max_length: int = 128  # sub-tokens per sentence, [CLS]/[SEP] included
-    max_train_sentences: int | None = 5000  # None: the whole train split
-    max_dev_sentences: int | None = 1000  # None: the whole dev split; 0: no dev evaluation
-    early_stopping_patience: int | None = None  # evaluations without dev-F1 gain before stopping; None: off
-    balanced_sampling: bool = False  # multi_source: equal share per source language
-    distill_weights: str = "uniform"  # distill: "uniform" | "similarity" teacher weights
-    distill_unlabeled: str = "extra"  # distill/tapt: unlabeled target text (students / masked LM), "extra" | "train"
-    distill_temperature: float = 1.0
-    tapt_steps: int = 0  # tapt: masked-LM steps on target text before fine-tuning
-    robust: str | None = None  # None | "adversarial" | "smoothing"
-    robust_epsilon: float = 1.0  # adversarial: L2 norm of the per-sequence embedding perturbation (FGM)
-    robust_rate: float = 0.1  # smoothing: fraction of tokens perturbed per sentence
-    freeze_embeddings: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,283 @@
+"""Stage 7, analysis: the one tidy results frame every view reads, its reference tables and run protocols.
+
+Pure functions over pandas frames (results and plots are the two places where frames cross module lines,
+DESIGN.md). Nothing in the analysis package imports Streamlit, so the dashboard, benchmarks and notebooks compute
+the same numbers; view frames are in `xner_core.analysis.views`, statistics in `xner_core.analysis.stats`.
+
+The tidy frame (`tidy_results`) puts the study's published F1 (`data/reference/paper_ner_f1.csv`) and our own
+result rows (`xner_core.experiments.store` schema) in one table with the same columns and units:
+- F1 and drops in F1 points (0-100); our rows store F1 as 0..1 and are scaled here;
+- perturbations under their registry names (the study's P1/P2/P3 are `entity_replace`, `context_replace`,
+  `entity_context`), "clean" for the clean test set;
+- one pair label per row ("fr→br"): a native row of target `br` carries the label of the reference pair whose
+  target is `br`, so native and transfer points of one pair line up and a click on either opens that pair;
+- feature columns joined from `data/overlap_reference_pairs.csv` (our overlap measures beside the study's) and
+  `data/uriel_distances.csv` (0 for native rows: a language's distance to itself).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from xner_core.corpus.languages import LanguagePair
+from xner_core.evaluation.jobs import CLEAN  # re-exported for the views: "clean" = the unperturbed test set
+
+# The study's condition names -> our perturbation registry names (paper-spec §4).
+PAPER_CONDITIONS: Mapping[str, str] = {
+    "clean": CLEAN,
+    "P1": "entity_replace",
+    "P2": "context_replace",
+    "P3": "entity_context",
+}
+ORIGINS: tuple[str, ...] = ("published", "ours")
+# y-axis choices of the overview: column -> label.
+OUTCOMES: Mapping[str, str] = {"drop": "F1 drop (clean − perturbed, points)", "f1": "F1 (points)"}
+URIEL_KINDS: tuple[str, ...] = ("genetic", "geographic", "syntactic", "phonological", "inventory", "featural")
+# x-axis choices of the overview: column -> label. "(ours)" = measured on our data (WikiANN Rahimi splits),
+# "(study)" = the study's own measure on its data (paper-spec §5).
+FEATURES: Mapping[str, str] = {
+    "entity_token_overlap": "Entity-token overlap (ours)",
+    "paper_token_overlap": "Entity-token overlap (study)",
+    "unique_chunk_overlap": "Unique entity-chunk overlap (ours)",
+    "paper_unique_chunk_overlap": "Unique entity-chunk overlap (study)",
+    "o_word_overlap": "O-word overlap (ours)",
+    "o_word_overlap_p2": "P2 context-word fraction (ours)",
+    "subword_token_overlap": "Sub-word token overlap (our result rows)",
+    **{f"uriel_{k}": f"URIEL {k} distance" for k in URIEL_KINDS},
+}
+# Features the overlap table provides, and the study's columns of it.
+_OVERLAP_COLUMNS: tuple[str, ...] = ("entity_token_overlap", "unique_chunk_overlap", "o_word_overlap",
+                                     "o_word_overlap_p2", "paper_token_overlap", "paper_unique_chunk_overlap",
+                                     "paper_p2_o_token_fraction")
+_URIEL_COLUMNS: tuple[str, ...] = tuple(f"uriel_{k}" for k in URIEL_KINDS)
+_OURS_EXTRA: tuple[str, ...] = ("subword_type_overlap", "subword_token_overlap", "n_sources",
+                                "diversity_genetic", "diversity_syntactic")
+# Columns of the tidy frame, in order.
+TIDY_COLUMNS: tuple[str, ...] = (
+    "origin", "pair", "pair_order", "relation", "source", "sources", "target", "model", "setting", "perturbation",
+    "scope", "f1", "f1_low", "f1_high", "clean_f1", "drop", "drop_low", "drop_high", "n_sentences", "seed",
+    "perturb_seed", "job_id", "protocol", *_OVERLAP_COLUMNS, *_URIEL_COLUMNS, *_OURS_EXTRA,
+)
+STUDY_PROTOCOL = "study"  # the `protocol` of the published rows
+
+
+# ------------------------------------------------------------------------------------------------- inputs
+
+
+def read_reference_tables(data_dir: str | Path | None = None) -> dict[str, pd.DataFrame]:
+    """Read the committed tables the tidy frame joins (I/O; everything else in this module is pure).
+
+    Args:
+        data_dir: the repository's `data/` folder (default: `xner_core.paths.repo_data_dir()`).
+
+    Returns:
+        {"published": paper_ner_f1.csv, "overlap": overlap_reference_pairs.csv, "uriel": uriel_distances.csv}.
+    """
+    from xner_core.paths import repo_data_dir
+
+    d = Path(data_dir) if data_dir else repo_data_dir()
+    return {
+        "published": pd.read_csv(d / "reference" / "paper_ner_f1.csv"),
+        "overlap": pd.read_csv(d / "overlap_reference_pairs.csv"),
+        "uriel": pd.read_csv(d / "uriel_distances.csv"),
+    }
+
+
+# ------------------------------------------------------------------------------------------------ the tidy frame
+
+
+def _pair_info(pairs: Sequence[LanguagePair]) -> dict[str, tuple[str, str, int, str]]:
+    """target -> (HRL source, label, order, relation) of the reference pair with that target."""
+    return {p.target: (p.source, p.label, i + 1, p.relation) for i, p in enumerate(pairs)}
+
+
+def _label(sources: Sequence[str], target: str) -> str:
+    return "+".join(sources) + "→" + target
+
+
+def _identify(sources_csv: str, target: str, setting: str,
+              info: Mapping[str, tuple[str, str, int, str]]) -> tuple[str, str, int, str]:
+    """(source, pair label, order, relation) of a row: the reference pair when the row belongs to one."""
+    sources = [s for s in str(sources_csv).split(",") if s]
+    ref = info.get(target)
+    if ref is not None and (setting == "native" or sources == [ref[0]]):
+        return ref
+    if setting == "native" or not sources:
+        return target, _label([target], target), 10_000, "other"
+    return sources[0], _label(sources, target), 10_000, "other"
+
+
+def _published_rows(published: pd.DataFrame, info: Mapping[str, tuple[str, str, int, str]]) -> pd.DataFrame:
+    pub = published.copy()
+    unknown = sorted(set(pub["condition"]) - set(PAPER_CONDITIONS))
+    if unknown:
+        raise ValueError(f"unknown study conditions {unknown}; expected {sorted(PAPER_CONDITIONS)}")
+    pub["perturbation"] = pub["condition"].map(PAPER_CONDITIONS)
+    clean = pub[pub["perturbation"] == CLEAN].set_index(["target", "model", "setting"])["f1"]
+    pub["clean_f1"] = [clean.get((t, m, s), np.nan) for t, m, s in zip(pub["target"], pub["model"], pub["setting"])]
+    pub["drop"] = pub["clean_f1"] - pub["f1"]
+    pub["sources"] = pub["source"]
+    ident = [_identify(s, t, st, info) for s, t, st in zip(pub["source"], pub["target"], pub["setting"])]
+    pub["source"], pub["pair"], pub["pair_order"], pub["relation"] = map(list, zip(*ident))
+    pub["origin"] = "published"
+    pub["scope"] = "overall"
+    pub["paper_token_overlap"] = pub["token_overlap"]
+    pub["n_sources"] = 1.0
+    pub["protocol"] = STUDY_PROTOCOL
+    return pub.drop(columns=["condition", "token_overlap"])
+
+
+def _our_rows(ours: pd.DataFrame, info: Mapping[str, tuple[str, str, int, str]]) -> pd.DataFrame:
+    if ours is None or ours.empty:
+        return pd.DataFrame(columns=list(TIDY_COLUMNS))
+    df = ours.copy()
+    for col in ("f1", "f1_low", "f1_high", "clean_f1", "drop", "drop_low", "drop_high"):
+        df[col] = pd.to_numeric(df[col], errors="coerce") * 100.0  # our rows store F1 as 0..1
+    ident = [_identify(s, t, st, info) for s, t, st in zip(df["sources"], df["target"], df["setting"])]
+    df["source"], df["pair"], df["pair_order"], df["relation"] = map(list, zip(*ident))
+    df["origin"] = "ours"
+    df["protocol"] = row_protocols(df)
+    return df
+
+
+def protocol_label(options: Any, data_protocol: Any = None, test_limit: Any = None) -> str:
+    """A short name of how a result was produced: data protocol, training cap, epochs, learning rate, test cap.
+
+    Rows of one grid share it; rows made another way (e.g. the diversity grid's 2000-sentence models beside the
+    paper grid's 5000) get another, so views never average them into one point.
+
+    Args:
+        options: the row's training options (canonical JSON string or mapping).
+        data_protocol: e.g. "wikiann-rahimi".
+        test_limit: the test cap (None/NaN = whole test set).
+
+    Returns:
+        e.g. "wikiann-rahimi · ≤5000 train · 1 epoch · test ≤2000"; other non-default options are appended.
+    """
+    import json
+
+    opts: dict[str, Any] = {}
+    if isinstance(options, str) and options.strip():
+        try:
+            opts = json.loads(options)
+        except ValueError:
+            opts = {}
+    elif isinstance(options, Mapping):
+        opts = dict(options)
+    cap = opts.get("max_train_sentences")
+    epochs = opts.get("epochs", 1)
+    parts = [str(data_protocol) if isinstance(data_protocol, str) and data_protocol else "wikiann-rahimi",
+             f"≤{cap} train" if cap else "all train", f"{epochs} epoch" + ("s" if epochs != 1 else "")]
+    if opts.get("lr") is not None:
+        parts.append(f"lr {opts['lr']:g}")
+    if opts.get("robust"):
+        parts.append(f"robust {opts['robust']}")
+    if opts.get("batch_size", 32) != 32:
+        parts.append(f"batch {opts['batch_size']}")
+    limit = pd.to_numeric(pd.Series([test_limit]), errors="coerce").iloc[0]
+    parts.append(f"test ≤{int(limit)}" if pd.notna(limit) else "full test")
+    return " · ".join(parts)
+
+
+def row_protocols(results: pd.DataFrame) -> list[str]:
+    """`protocol_label` of every row of a results frame (its options, data_protocol and test_limit columns)."""
+    missing = [None] * len(results)
+    return [protocol_label(o, d, t) for o, d, t in zip(results.get("options", missing),
+                                                        results.get("data_protocol", missing),
+                                                        results.get("test_limit", missing))]
+
+
+def spec_protocol(spec: Any, model: str) -> str:
+    """The protocol label the rows of a grid spec (`grid.load_spec`) get for `model`, e.g. to select its run."""
+    from xner_core.runs.config import canonical_json, config_to_dict, make_config
+
+    # The label depends on the options and data protocol only; any target stands in for the spec's.
+    cfg = make_config(model, "ca", "native", options=spec.options, data=spec.data)
+    return protocol_label(canonical_json(config_to_dict(cfg)["options"]), spec.data, spec.test_limit)
+
+
+def protocols(tidy: pd.DataFrame) -> list[str]:
+    """Protocols of our rows, the one with the most rows first (the study's rows are not listed)."""
+    ours = tidy[tidy["origin"] == "ours"]
+    return list(ours["protocol"].value_counts(sort=True).index)
+
+
+def _join_features(df: pd.DataFrame, overlap: pd.DataFrame, uriel: pd.DataFrame) -> pd.DataFrame:
+    """Fill the overlap and URIEL columns from the committed tables where a row has no value of its own."""
+    for col in (*_OVERLAP_COLUMNS, *_URIEL_COLUMNS, *_OURS_EXTRA):
+        if col not in df.columns:
+            df[col] = np.nan
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    df = df.reset_index(drop=True)
+    source_lists = [[s for s in str(x).split(",") if s] for x in df["sources"]]
+    # The overlap table is per (training language, target, setting), as the study measured it.
+    keys = pd.DataFrame({"source": [s[0] if len(s) == 1 else "" for s in source_lists],
+                         "target": df["target"].astype(str), "setting": df["setting"].astype(str)})
+    ov_cols = [c for c in _OVERLAP_COLUMNS if c in overlap.columns]
+    table = overlap.drop_duplicates(["source", "target", "setting"])[["source", "target", "setting", *ov_cols]]
+    joined = keys.merge(table, on=["source", "target", "setting"], how="left")
+    for col in ov_cols:
+        df[col] = df[col].fillna(joined[col])
+
+    # URIEL: 0 for native rows (a language's distance to itself, as xner_core.evaluation.evaluate.pair_features),
+    # else the mean over the sources, only when every source has a value.
+    long = pd.DataFrame([(i, s, t) for i, (srcs, t) in enumerate(zip(source_lists, df["target"])) for s in srcs],
+                        columns=["row", "source", "target"])
+    ur_cols = [f"uriel_{k}" for k in URIEL_KINDS]
+    ur = uriel.rename(columns={k: f"uriel_{k}" for k in URIEL_KINDS})
+    ur = ur.drop_duplicates(["source", "target"])[["source", "target", *ur_cols]]
+    long = long.merge(ur, on=["source", "target"], how="left")
+    means = long.groupby("row")[ur_cols].agg(lambda v: v.mean() if v.notna().all() else np.nan)
+    means = means.reindex(range(len(df)))
+    native = (df["setting"] == "native").to_numpy() | np.array([s == [t] for s, t in zip(source_lists, df["target"])])
+    for col in ur_cols:
+        filled = np.where(native, 0.0, means[col].to_numpy(dtype=float))
+        df[col] = df[col].fillna(pd.Series(filled, index=df.index))
+    return df
+
+
+def tidy_results(
+    published: pd.DataFrame,
+    ours: pd.DataFrame | None,
+    overlap: pd.DataFrame,
+    uriel: pd.DataFrame,
+    pairs: Sequence[LanguagePair],
+) -> pd.DataFrame:
+    """Build the one tidy frame every view reads: the study's published F1 and ours, with pair features.
+
+    Args:
+        published: `data/reference/paper_ner_f1.csv` (source, target, model, setting, condition clean|P1|P2|P3,
+            f1 in points, token_overlap).
+        ours: our result rows (`xner_core.experiments.store.SCHEMA` columns; F1 as 0..1), e.g.
+            `committed_results()` and `ResultsStore().frame()` concatenated; None or empty for none.
+        overlap: `data/overlap_reference_pairs.csv` (our overlap measures beside the study's).
+        uriel: `data/uriel_distances.csv` (source, target, one column per URIEL distance kind).
+        pairs: the reference pairs (`xner_core.corpus.languages.reference_pairs()`), in the study's order.
+
+    Returns:
+        A frame with TIDY_COLUMNS: origin ("published" | "ours"), pair ("fr→br"), pair_order (1..13, 10000 for a
+        pair outside the study), relation, source (the pair's source language), sources (training languages,
+        comma-joined; the target for native), target, model, setting, perturbation ("clean" or a registry
+        name), scope ("overall" or an entity type; published rows are overall), f1 / f1_low / f1_high /
+        clean_f1 / drop / drop_low / drop_high in F1 points (CIs only for our rows), and the feature columns.
+        Sorted by origin, pair order, model, setting, perturbation.
+    """
+    info = _pair_info(pairs)
+    parts = [_published_rows(published, info), _our_rows(ours, info)]
+    parts = [p for p in parts if not p.empty]
+    df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(TIDY_COLUMNS))
+    for col in TIDY_COLUMNS:
+        if col not in df.columns:
+            df[col] = np.nan
+    df = _join_features(df[list(TIDY_COLUMNS)].copy(), overlap, uriel)
+    for col in ("f1", "f1_low", "f1_high", "clean_f1", "drop", "drop_low", "drop_high"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    df["pair_order"] = pd.to_numeric(df["pair_order"], errors="coerce").fillna(10_000).astype(int)
+    origin_rank = df["origin"].map({o: i for i, o in enumerate(ORIGINS)})
+    df = df.assign(_o=origin_rank).sort_values(["_o", "pair_order", "pair", "model", "setting", "perturbation",
+                                                  "scope"], kind="stable")
+    return df.drop(columns="_o").reset_index(drop=True)

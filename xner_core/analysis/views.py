@@ -1,0 +1,217 @@
+"""Stage 7, analysis: view frames over the tidy frame (`xner_core.analysis.tidy`): averaged points, heatmap
+pivots, one pair's rows and comparison table, source diversity, run counts, and chart selections back to filters.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from xner_core.analysis.tidy import _OURS_EXTRA, _OVERLAP_COLUMNS, _URIEL_COLUMNS, CLEAN, TIDY_COLUMNS, row_protocols
+
+# What a chart point carries in Plotly's customdata, in this order (read back by `selection_to_filter`).
+CUSTOM_FIELDS: tuple[str, ...] = ("source", "target", "model", "setting", "perturbation", "origin", "pair")
+_KEYS = ("origin", "pair", "pair_order", "relation", "source", "sources", "target", "model", "setting",
+         "perturbation", "protocol")
+_CODE_RE = re.compile(r"^[a-z]{2,3}(?:-[a-z]+)?$")
+_MODEL_RE = re.compile(r"^[\w.\-/]{1,200}$")
+
+
+def view_points(
+    tidy: pd.DataFrame,
+    *,
+    models: Sequence[str] | None = None,
+    settings: Sequence[str] | None = None,
+    perturbations: Sequence[str] | None = None,
+    origins: Sequence[str] | None = None,
+    scope: str = "overall",
+    protocol: str | None = None,
+) -> pd.DataFrame:
+    """Filter the tidy frame and average repeated runs into one point per (pair, model, setting, perturbation,
+    origin).
+
+    Args:
+        tidy: from `tidy_results`.
+        models, settings, perturbations, origins: keep only these values (None keeps all).
+        scope: "overall" or an entity type.
+        protocol: keep only our rows of this protocol (`protocol_label`; the study's rows stay); None keeps all.
+            Points average seeds; rows of different protocols are different experiments.
+
+    Returns:
+        One row per point with the key columns, mean f1 / clean_f1 / drop and their CI columns (the means of the
+        runs' bootstrap bounds), the features (first value: they are properties of the pair), `runs` (rows
+        averaged), `seeds` (distinct training seeds among them) and `f1_sd` / `clean_f1_sd` / `drop_sd`: the
+        sample standard deviation across those runs (NaN for a single run), the spread that seeds add to the
+        test-set uncertainty the bootstrap CIs describe.
+    """
+    df = tidy[tidy["scope"] == scope]
+    if protocol is not None:
+        df = df[(df["origin"] != "ours") | (df["protocol"] == protocol)]
+    for col, keep in (("model", models), ("setting", settings), ("perturbation", perturbations),
+                      ("origin", origins)):
+        if keep is not None:
+            df = df[df[col].isin(list(keep))]
+    if df.empty:
+        return df.assign(runs=pd.Series(dtype=int))
+    values = ["f1", "f1_low", "f1_high", "clean_f1", "drop", "drop_low", "drop_high"]
+    features = [c for c in TIDY_COLUMNS if c in (*_OVERLAP_COLUMNS, *_URIEL_COLUMNS, *_OURS_EXTRA)]
+    agg: dict[str, Any] = {c: "mean" for c in values}
+    agg.update({c: "first" for c in features})
+    agg["job_id"] = "count"
+    grouped = df.groupby(list(_KEYS), sort=False, dropna=False)
+    out = grouped.agg(agg).reset_index()
+    spread = grouped.agg(f1_sd=("f1", "std"), clean_f1_sd=("clean_f1", "std"), drop_sd=("drop", "std"),
+                         seeds=("seed", "nunique")).reset_index(drop=True)
+    out = pd.concat([out, spread], axis=1)
+    out["seeds"] = out["seeds"].clip(lower=1).astype(int)
+    return out.rename(columns={"job_id": "runs"}).assign(runs=lambda d: d["runs"].clip(lower=1))
+
+
+def pivot_drops(points: pd.DataFrame, value: str = "drop", order: Sequence[str] | None = None) -> pd.DataFrame:
+    """Pivot points into the heatmap matrix: pairs (study order) x perturbations.
+
+    Args:
+        points: rows of one model/setting/origin (e.g. from `view_points`); repeated cells are averaged.
+        value: the column to show ("drop" or "f1").
+        order: perturbation column order (default: the order of first appearance).
+
+    Returns:
+        A frame indexed by pair label with one column per perturbation (NaN where no value).
+    """
+    if points.empty:
+        return pd.DataFrame()
+    cols = list(order) if order is not None else list(dict.fromkeys(points["perturbation"]))
+    rows = points.sort_values(["pair_order", "pair"], kind="stable")["pair"].drop_duplicates().tolist()
+    table = points.pivot_table(index="pair", columns="perturbation", values=value, aggfunc="mean")
+    return table.reindex(index=rows, columns=[c for c in cols if c in table.columns])
+
+
+def pair_rows(tidy: pd.DataFrame, source: str, target: str) -> pd.DataFrame:
+    """Rows of one reference pair: transfer from `source` to `target` and the native model of `target`.
+
+    Args:
+        tidy: from `tidy_results`.
+        source: the pair's source language.
+        target: the pair's target language.
+
+    Returns:
+        The matching rows of every origin, model, perturbation and scope.
+    """
+    transfer = (tidy["setting"] == "transfer") & (tidy["sources"] == source) & (tidy["target"] == target)
+    native = (tidy["setting"] == "native") & (tidy["target"] == target)
+    return tidy[transfer | native].reset_index(drop=True)
+
+
+def compare_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """The published-beside-ours table of a pair: one row per (setting, perturbation), one column per
+    model · origin, F1 in points (overall scope).
+
+    Args:
+        rows: from `pair_rows`.
+
+    Returns:
+        A frame with columns setting, perturbation and one `"<model> · <origin>"` column per series.
+    """
+    df = rows[rows["scope"] == "overall"]
+    if df.empty:
+        return pd.DataFrame(columns=["setting", "perturbation"])
+    df = df.assign(series=df["model"] + " · " + df["origin"])
+    table = df.pivot_table(index=["setting", "perturbation"], columns="series", values="f1", aggfunc="mean")
+    return table.reset_index().rename_axis(columns=None)
+
+
+def diversity_view(tidy: pd.DataFrame, target: str, diversity: Mapping[str, float | None]) -> pd.DataFrame:
+    """Our multi-source / distillation rows of a target, plus its best single-source transfer model.
+
+    Args:
+        tidy: from `tidy_results`.
+        target: the target language.
+        diversity: sources (comma-joined) -> diversity index (e.g. mean pairwise URIEL genetic distance from
+            `xner_core.features.distance.source_diversity`); None or missing = unknown.
+
+    Returns:
+        Rows (overall scope, origin ours) with columns model, setting ("multi_source", "distill" or
+        "best single source"), sources, n_sources, diversity, perturbation, f1, clean_f1, drop, f1_low,
+        f1_high, protocol; empty when there are no multi-source or distillation rows for the target. One
+        protocol: the one most of the target's multi-source rows have, and single-source models of it.
+    """
+    df = tidy[(tidy["origin"] == "ours") & (tidy["target"] == target) & (tidy["scope"] == "overall")]
+    multi = df[df["setting"].isin(["multi_source", "distill"])]
+    if not multi.empty:  # one experiment: the protocol most of the target's multi-source rows were made with
+        multi = multi[multi["protocol"] == multi["protocol"].value_counts().index[0]]
+    if multi.empty:
+        return pd.DataFrame(columns=["model", "setting", "sources", "n_sources", "diversity", "perturbation",
+                                     "f1", "clean_f1", "drop", "f1_low", "f1_high", "protocol"])
+    single = df[df["setting"] == "transfer"]
+    best_parts = []
+    for model, group in single.groupby("model"):
+        # only single-source models made the way the multi-source ones were (same data, caps, epochs)
+        group = group[group["protocol"].isin(set(multi.loc[multi["model"] == model, "protocol"]))]
+        clean = group[group["perturbation"] == CLEAN].groupby(["sources", "protocol"])["f1"].mean()
+        if not clean.empty:
+            sources, protocol = clean.idxmax()
+            best = group[(group["sources"] == sources) & (group["protocol"] == protocol)]
+            best_parts.append(best.assign(setting="best single source"))
+    out = pd.concat([multi, *best_parts], ignore_index=True)
+    out["n_sources"] = [len([s for s in str(x).split(",") if s]) for x in out["sources"]]
+    out["diversity"] = [np.nan if (d := diversity.get(s)) is None else float(d) for s in out["sources"]]
+    keys = ["model", "setting", "sources", "n_sources", "diversity", "perturbation", "protocol"]
+    vals = ["f1", "clean_f1", "drop", "f1_low", "f1_high"]
+    return out.groupby(keys, dropna=False)[vals].mean().reset_index()
+
+
+def run_counts(results: pd.DataFrame) -> pd.DataFrame:
+    """Rows and evaluation jobs per (protocol, model, target, setting) of a results frame (`ResultsStore().frame()`).
+
+    Args:
+        results: rows in the results schema.
+
+    Returns:
+        Columns protocol (`protocol_label`: runs made differently are counted apart), model, target, setting,
+        rows, jobs, perturbations; sorted by protocol, model, target, setting.
+    """
+    keys = ["protocol", "model", "target", "setting"]
+    cols = [*keys, "rows", "jobs", "perturbations"]
+    if results is None or results.empty:
+        return pd.DataFrame(columns=cols)
+    g = results.assign(protocol=row_protocols(results)).groupby(keys)
+    out = pd.DataFrame({
+        "rows": g.size(),
+        "jobs": g["job_id"].nunique(),
+        "perturbations": g["perturbation"].nunique(),
+    }).reset_index()
+    return out.sort_values(keys).reset_index(drop=True)[cols]
+
+
+def selection_to_filter(selection: Mapping[str, Any] | None) -> dict[str, str] | None:
+    """Turn a Plotly chart selection event (`st.plotly_chart(..., on_select="rerun")`) into a pair filter.
+
+    The overview's points carry CUSTOM_FIELDS in `customdata`; the first selected point that has them decides.
+
+    Args:
+        selection: the event's `selection` mapping ({"points": [{"customdata": [...], ...}], ...}) or the whole
+            event ({"selection": {...}}); None or no points = no filter.
+
+    Returns:
+        {"source": ..., "target": ..., "model": ...} (the pair explorer's query parameters), or None when no
+        selected point carries valid values (band and line traces carry none).
+    """
+    if not selection:
+        return None
+    if "selection" in selection and "points" not in selection:
+        selection = selection["selection"] or {}
+    for point in selection.get("points") or ():
+        custom = point.get("customdata") if isinstance(point, Mapping) else None
+        if isinstance(custom, Mapping):
+            values = {k: custom.get(k) for k in CUSTOM_FIELDS}
+        elif isinstance(custom, (list, tuple)) and len(custom) >= 3:
+            values = dict(zip(CUSTOM_FIELDS, custom))
+        else:
+            continue
+        source, target, model = (str(values.get(k) or "") for k in ("source", "target", "model"))
+        if _CODE_RE.match(source) and _CODE_RE.match(target) and _MODEL_RE.match(model):
+            return {"source": source, "target": target, "model": model}
+    return None

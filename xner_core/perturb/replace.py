@@ -1,0 +1,110 @@
+"""Stage 2, perturb: the replacement planners: unseen entities (P1), nearest or random unseen context words (P2,
+P5), both (P3), and donor-language name swaps.
+
+P2's candidate test (`context_candidate`) lives in `overlap.py`, the lower-level stage: the overlap measure and
+the perturbations use the one function, so the O-word overlap counts exactly the words P2 can target.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from xner_core.corpus.sentences import Sentence
+from xner_core.corpus.tags import spans
+from xner_core.perturb.context import PerturbContext, chunk_key
+from xner_core.perturb.plan import PlanFn, Streams, _candidate, _Edit, _Lazy, _pick, _Plan, restore_case
+
+
+def _plan_entity_replace(s: Sentence, ctx: PerturbContext, streams: Streams, rate: float) -> _Plan:
+    lazy = _Lazy(streams, "entity_replace")
+    edits: list[_Edit] = []
+    tok_el = ent_el = 0
+    for sp in spans(s.tags):
+        chunk = s.tokens[sp.start:sp.end]
+        if chunk_key(chunk) not in ctx.source_chunks:
+            continue
+        ent_el += 1
+        tok_el += len(chunk)
+        sel, cho = lazy.get()
+        # The pool holds only non-source strings, so the pick always differs from this (shared) chunk.
+        new = _pick(ctx.unshared_chunks.get(sp.etype, ()), cho)
+        if sel.random() < rate and new is not None:
+            edits.append(_Edit(sp.start, sp.end, new, "entity", sp.etype))
+    return _Plan(tuple(edits), tok_el, ent_el)
+
+
+def _make_swap(etype: str, name: str) -> PlanFn:
+    def plan(s: Sentence, ctx: PerturbContext, streams: Streams, rate: float) -> _Plan:
+        lazy = _Lazy(streams, name)
+        pool = ctx.donor_chunks.get(etype, ())
+        index = ctx._donor_index.get(etype, {})
+        edits: list[_Edit] = []
+        tok_el = ent_el = 0
+        for sp in spans(s.tags):
+            if sp.etype != etype:
+                continue
+            chunk = s.tokens[sp.start:sp.end]
+            ent_el += 1
+            tok_el += len(chunk)
+            sel, cho = lazy.get()
+            new = _pick(pool, cho, index.get(chunk_key(chunk)))  # never the same name back
+            if sel.random() < rate and new is not None:
+                edits.append(_Edit(sp.start, sp.end, new, "entity", etype))
+        return _Plan(tuple(edits), tok_el, ent_el)
+
+    return plan
+
+
+def _overlap_positions(s: Sentence, ctx: PerturbContext) -> list[tuple[int, str]]:
+    """(position, lowercased word) of the O tokens P2/P5 target: candidates whose lowercase is a source O word."""
+    out = []
+    for i, (tok, tag) in enumerate(zip(s.tokens, s.tags)):
+        if tag == "O":
+            low = _candidate(ctx, tok)
+            if low is not None and low in ctx.source_o_vocab:
+                out.append((i, low))
+    return out
+
+
+def _plan_context_replace(s: Sentence, ctx: PerturbContext, streams: Streams, rate: float) -> _Plan:
+    units = _overlap_positions(s, ctx)
+    if not units:
+        return _Plan((), 0, 0)
+    sel, _ = streams.pair("context_replace")  # deterministic choice: only selection is random
+    nearest = ctx.nearest_fresh(low for _, low in units)
+    edits = []
+    for i, low in units:
+        new = nearest[low]
+        if sel.random() < rate and new is not None:
+            edits.append(_Edit(i, i + 1, (restore_case(s.tokens[i], new),), "context"))
+    return _Plan(tuple(edits), len(units), 0)
+
+
+def _plan_context_random(s: Sentence, ctx: PerturbContext, streams: Streams, rate: float) -> _Plan:
+    units = _overlap_positions(s, ctx)
+    if not units:
+        return _Plan((), 0, 0)
+    sel, cho = streams.pair("context_random")
+    pool = ctx.fresh_words
+    edits = []
+    for i, _low in units:
+        new = pool[cho.randrange(len(pool))] if pool else None  # never `low`: pool excludes source O words
+        if sel.random() < rate and new is not None:
+            edits.append(_Edit(i, i + 1, (restore_case(s.tokens[i], new),), "context"))
+    return _Plan(tuple(edits), len(units), 0)
+
+
+def _plan_entity_context(s: Sentence, ctx: PerturbContext, streams: Streams, rate: float) -> _Plan:
+    # P1 touches only entity tokens and P2 only O tokens, and P2's choice of a token depends on that token alone,
+    # so planning both on the original sentence equals applying P1 then P2. Each part uses its own streams:
+    # P3's changes are exactly P1's plus P2's for the same seed.
+    p1 = _plan_entity_replace(s, ctx, streams, rate)
+    p2 = _plan_context_replace(s, ctx, streams, rate)
+    return _Plan(p1.edits + p2.edits, p1.tokens_eligible + p2.tokens_eligible, p1.entities_eligible)
+
+
+def _prepare_neighbours(sentences: Sequence[Sentence], ctx: PerturbContext) -> None:
+    """Embed every word P2 will look up in one batched pass, before the per-sentence loop."""
+    words = {low for s in sentences for _, low in _overlap_positions(s, ctx)}
+    if words:
+        ctx.nearest_fresh(sorted(words))

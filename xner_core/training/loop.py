@@ -1,0 +1,290 @@
+"""Stage 3, the training loop that fine-tuning (hard labels) and distillation (soft labels) share.
+
+Holds the optimisers (AdamW with no decay on biases and LayerNorm weights; the word-embedding matrix updated
+row-sparsely by `rowadam.RowAdamW`, with dense AdamW's result), the epoch loop (linear warmup then decay, grad
+clipping at 1.0, autocast at the run's precision, deterministic kernels), dev evaluation with best-epoch
+selection and early stopping, and what a training run returns (`TrainResult`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+from xner_core.corpus.sentences import Sentence
+from xner_core.errors import DataError
+from xner_core.numerics import autocast, deterministic, resolve_device, resolve_precision
+from xner_core.training.encoding import (
+    Encoded,
+    _collate,
+    _epoch_order,
+    _epoch_seed,
+    _pad_id,
+    length_grouped_batches,
+)
+from xner_core.training.objective import _adversarial_step, _smooth_ids, _task_loss
+from xner_core.training.settings import ProgressFn, _check_spec, _Spec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """One epoch of training: mean loss over its steps, dev F1 when a dev set was given, wall time."""
+
+    epoch: int
+    loss: float
+    dev_f1: float | None
+    seconds: float
+    steps: int
+
+
+@dataclass(frozen=True, eq=False)
+class TrainResult:
+    """What a training run returns.
+
+    `model` holds the best-on-dev weights when a dev set was given (else the last), in eval mode.
+    `train_seconds` counts optimisation only (not dev evaluation); `run_setting` reports the sum of all its
+    stages (teachers, teacher inference, student; MLM adaptation + fine-tuning) with a breakdown in `info`.
+    `sentences_per_second` counts training windows (about sentences) processed per training second.
+    """
+
+    model: Any
+    history: tuple[EpochStats, ...]
+    train_seconds: float
+    sentences_per_second: float
+    best_dev_f1: float | None
+    best_epoch: int | None = None
+    steps: int = 0
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Optimisers
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _optimizer(model: Any, lr: float, weight_decay: float) -> Any:
+    """AdamW with no decay on biases and LayerNorm weights (the usual BERT recipe)."""
+    import torch
+
+    decay: list[Any] = []
+    no_decay: list[Any] = []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [g for g in groups if g["params"]]
+    # The fused kernel updates e5-small's 96M-parameter embedding matrix in ~0.09 s a step on 2 CPU threads,
+    # the default for-each implementation in ~0.6 s (HF Trainer also defaults to it). Fall back where a
+    # device or dtype has no fused kernel.
+    try:
+        return torch.optim.AdamW(groups, lr=lr, eps=1e-8, fused=True)
+    except (RuntimeError, ValueError, TypeError):
+        return torch.optim.AdamW(groups, lr=lr, eps=1e-8)
+
+
+def _row_optimizer(model: Any, spec: _Spec) -> Any:
+    """A `RowAdamW` for the word-embedding matrix, or None where the dense optimiser must keep it.
+
+    Dense stays in charge when asked (`row_sparse_embeddings=False`), when the matrix is tied to an output layer
+    (a masked-LM head updates every row), or when the embedding is not a plain lookup table.
+    """
+    import torch
+
+    from xner_core.training.rowadam import RowAdamW
+
+    emb = model.get_input_embeddings()
+    if not spec.row_sparse_embeddings or not isinstance(emb, torch.nn.Embedding):
+        return None
+    out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if out is not None and getattr(out, "weight", None) is emb.weight:
+        return None
+    return RowAdamW(emb, eps=1e-8, weight_decay=spec.weight_decay)
+
+
+def _state_copy(model: Any) -> dict[str, Any]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Dev evaluation
+# --------------------------------------------------------------------------------------------------------------
+
+
+def evaluate_f1(model: Any, tokenizer: Any, sentences: Sequence[Sentence], batch_size: int = 32,
+                device: Any = None, precision: str = "auto") -> float:
+    """Entity micro F1 of `model` on labeled sentences (the dev signal for early stopping).
+
+    Args:
+        model: token classifier.
+        tokenizer: its tokenizer.
+        sentences: gold-tagged sentences.
+        batch_size: inference batch size.
+        device: torch device (auto when None).
+        precision: auto, bf16 or fp32 (`numerics.resolve_precision`).
+
+    Returns:
+        Micro entity F1 in [0, 1] (`xner_core.metrics.scores.score`, seqeval strict IOB2) of `predict_tags` output.
+    """
+    # Imported here: predict/metrics import torch-heavy code that importing the training modules does not need.
+    from xner_core.inference.predict import predict_tags
+    from xner_core.metrics.scores import score
+
+    pred = predict_tags(model, tokenizer, list(sentences), batch_size=batch_size, device=resolve_device(device),
+                        precision=precision)
+    return float(score([list(s.tags) for s in sentences], pred).overall.f1)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The training loop
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _train(
+    model: Any,
+    tokenizer: Any,
+    examples: Sequence[Encoded],
+    soft: Sequence[Any] | None,
+    groups: Sequence[Sequence[int]] | None,
+    dev: Sequence[Sentence] | None,
+    spec: _Spec,
+    progress: ProgressFn | None,
+    device: Any,
+    stage: str,
+) -> TrainResult:
+
+    _check_spec(spec)
+    if not examples:
+        raise DataError(f"{stage}: no training sentences (after dropping empty ones); give at least one")
+    dev_device = resolve_device(device)
+    precision = resolve_precision(spec.precision, dev_device)
+    with deterministic():
+        return _train_loop(model, tokenizer, examples, soft, groups, dev, spec, progress, dev_device, stage,
+                           precision)
+
+
+def _train_loop(model: Any, tokenizer: Any, examples: Sequence[Encoded], soft: Sequence[Any] | None,
+                groups: Sequence[Sequence[int]] | None, dev: Sequence[Sentence] | None, spec: _Spec,
+                progress: ProgressFn | None, dev_device: Any, stage: str, precision: str) -> TrainResult:
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    torch.manual_seed(spec.seed)  # dropout masks
+    model.to(dev_device)
+    model.train()
+    emb = model.get_input_embeddings()
+    emb_requires_grad = emb.weight.requires_grad
+    if spec.freeze_embeddings:
+        emb.weight.requires_grad_(False)
+    rows = _row_optimizer(model, spec) if emb.weight.requires_grad else None
+    if rows is not None:
+        rows.attach()  # the dense optimiser below leaves the embedding matrix to it
+    optimizer = _optimizer(model, spec.lr, spec.weight_decay)
+    epoch_size = len(groups) * max(len(g) for g in groups) if groups else len(examples)
+    steps_per_epoch = math.ceil(epoch_size / spec.batch_size)
+    total = steps_per_epoch * spec.epochs
+    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(spec.warmup_ratio * total), total)
+    lengths = [len(e) for e in examples]
+    pad_id = _pad_id(tokenizer)
+    special = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
+    candidates = None
+    if spec.robust == "smoothing":
+        vocab = min(len(tokenizer), int(model.config.vocab_size))
+        keep = torch.ones(vocab, dtype=torch.bool)
+        keep[special[special < vocab]] = False
+        candidates = torch.arange(vocab)[keep]
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    history: list[EpochStats] = []
+    best_f1: float | None = None
+    best_epoch: int | None = None
+    best_state: dict[str, Any] | None = None
+    bad_epochs = 0
+    step = 0
+    train_seconds = 0.0
+    seen = 0
+    t_start = time.perf_counter()
+    try:
+        for epoch in range(spec.epochs):
+            t_epoch = time.perf_counter()
+            gen = torch.Generator().manual_seed(_epoch_seed(spec.seed, epoch))
+            order = _epoch_order(len(examples), groups, gen)
+            batches = length_grouped_batches(order, lengths, spec.batch_size, gen)
+            loss_sum = 0.0
+            epoch_first_step = step
+            for batch in batches:
+                ids, mask, labels = _collate([examples[i] for i in batch], pad_id)
+                if candidates is not None:
+                    ids = _smooth_ids(ids, mask, special, candidates, spec.robust_rate, gen)
+                batch_soft = torch.cat([soft[i] for i in batch]).to(dev_device) if soft is not None else None
+                ids, mask, labels = ids.to(dev_device), mask.to(dev_device), labels.to(dev_device)
+                clip = params if rows is None else [*params, rows.begin(ids)]
+                if spec.robust == "adversarial":
+                    loss = _adversarial_step(model, ids, mask, labels, batch_soft, spec, dev_device, precision)
+                else:
+                    with autocast(dev_device, precision):
+                        loss = _task_loss(model, ids, mask, labels, batch_soft, spec.temperature)
+                    loss.backward()
+                torch.nn.utils.clip_grad_norm_(clip, 1.0)
+                lr_used = scheduler.get_last_lr()[0]
+                optimizer.step()
+                if rows is not None:
+                    rows.step(lr_used)
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                seen += len(batch)
+                loss_sum += float(loss.detach())
+                if progress is not None:
+                    progress(step, total, {
+                        "stage": stage, "epoch": epoch + 1, "loss": float(loss.detach()),
+                        "mean_loss": loss_sum / (step - epoch_first_step), "lr": lr_used,
+                        "elapsed": time.perf_counter() - t_start,
+                    })
+            epoch_train = time.perf_counter() - t_epoch
+            train_seconds += epoch_train
+            if rows is not None:
+                rows.flush()
+            dev_f1 = None
+            if dev:
+                dev_f1 = evaluate_f1(model, tokenizer, dev, batch_size=max(32, spec.batch_size), device=dev_device,
+                                     precision=precision)
+                model.train()
+            history.append(EpochStats(epoch + 1, loss_sum / max(1, len(batches)), dev_f1, epoch_train,
+                                      len(batches)))
+            log.info("%s epoch %d/%d: loss %.4f, dev F1 %s, %.1f s, %d steps (%s)", stage, epoch + 1, spec.epochs,
+                     history[-1].loss, "-" if dev_f1 is None else f"{dev_f1:.4f}", epoch_train, len(batches),
+                     precision)
+            if dev_f1 is not None:
+                if best_f1 is None or dev_f1 > best_f1:
+                    best_f1, best_epoch, bad_epochs = dev_f1, epoch + 1, 0
+                    if epoch + 1 < spec.epochs:  # the last epoch's weights are already in the model
+                        best_state = _state_copy(model)
+                    else:
+                        best_state = None
+                else:
+                    bad_epochs += 1
+                    if spec.early_stopping_patience is not None and bad_epochs >= spec.early_stopping_patience:
+                        break
+        if best_state is not None and best_epoch != len(history):
+            model.load_state_dict(best_state)
+    finally:
+        if rows is not None:
+            rows.detach()
+        emb.weight.requires_grad_(emb_requires_grad)
+    model.eval()
+    return TrainResult(
+        model=model,
+        history=tuple(history),
+        train_seconds=train_seconds,
+        sentences_per_second=seen / train_seconds if train_seconds > 0 else 0.0,
+        best_dev_f1=best_f1,
+        best_epoch=best_epoch,
+        steps=step,
+        info={"precision": precision},
+    )

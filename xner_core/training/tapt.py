@@ -1,0 +1,182 @@
+"""Stage 3, target-adaptive pretraining (TAPT): masked-LM steps of the encoder on unlabeled target text, copied
+back into the token classifier (the `tapt` setting then fine-tunes it on the source languages)."""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from typing import Any, Sequence
+
+from xner_core.corpus.sentences import Sentence
+from xner_core.corpus.tags import LABELS
+from xner_core.errors import ConfigError, DataError
+from xner_core.numerics import autocast, deterministic, resolve_device, resolve_precision
+from xner_core.training.encoding import (
+    IGNORE_INDEX,
+    _collate,
+    _epoch_order,
+    _epoch_seed,
+    _pad_id,
+    encode_for_training,
+    length_grouped_batches,
+)
+from xner_core.training.loop import _optimizer
+from xner_core.training.settings import ProgressFn
+
+
+def _copy_encoder(src: Any, dst: Any) -> None:
+    """Copy the shared encoder (`base_model`) weights from one head model into another of the same config."""
+    state = src.base_model.state_dict()
+    missing, unexpected = dst.base_model.load_state_dict(state, strict=False)
+    bad = [k for k in list(missing) + list(unexpected) if not k.startswith("pooler.")]
+    if bad:
+        raise ConfigError(f"encoder weights do not match between {type(src).__name__} and {type(dst).__name__}: "
+                          f"{bad[:5]}")
+
+
+def _mask_tokens(ids: Any, mask: Any, special: Any, mask_id: int, vocab: int, prob: float,
+                 generator: Any) -> tuple[Any, Any]:
+    """BERT masking: pick `prob` of real non-special positions (at least one per row); 80 % -> mask token,
+    10 % -> random id, 10 % unchanged. Returns (masked ids, labels with -100 off the picked positions)."""
+    import torch
+
+    eligible = mask.bool() & ~torch.isin(ids, special)
+    picked = (torch.rand(ids.shape, generator=generator) < prob) & eligible
+    # Guarantee one target per row with any eligible position, so no batch has an empty loss.
+    empty = ~picked.any(dim=1) & eligible.any(dim=1)
+    if empty.any():
+        scores = torch.rand(ids.shape, generator=generator) * eligible
+        first = scores.argmax(dim=1)
+        rows = torch.nonzero(empty).flatten()
+        picked[rows, first[rows]] = True
+    labels = torch.where(picked, ids, torch.full_like(ids, IGNORE_INDEX))
+    roll = torch.rand(ids.shape, generator=generator)
+    randoms = torch.randint(vocab, ids.shape, generator=generator)
+    out = torch.where(picked & (roll < 0.8), torch.full_like(ids, mask_id), ids)
+    out = torch.where(picked & (roll >= 0.8) & (roll < 0.9), randoms, out)
+    return out, labels
+
+
+def mlm_adapt(
+    model: Any,
+    tokenizer: Any,
+    unlabeled: Sequence[Sentence],
+    *,
+    steps: int,
+    lr: float = 5e-5,
+    batch_size: int = 16,
+    mask_prob: float = 0.15,
+    seed: int = 0,
+    max_length: int = 128,
+    warmup_ratio: float = 0.06,
+    weight_decay: float = 0.0,
+    labels: Sequence[str] = LABELS,
+    progress: ProgressFn | None = None,
+    device: Any = None,
+    precision: str = "auto",
+) -> Any:
+    """Target-adaptive pretraining: masked-LM steps on target text, then back to a token classifier.
+
+    A `*ForMaskedLM` is built from the same config (from a directory, its saved MLM head is kept when there is
+    one; from a token-classification model, the MLM head starts random) and gets the encoder weights. After
+    `steps` AdamW steps the adapted encoder weights are copied into the token classifier.
+
+    Args:
+        model: a `*ForTokenClassification` (adapted in place and returned) or a model directory / hub id (a new
+            token classifier over `labels` is returned).
+        tokenizer: its tokenizer (needs a mask token).
+        unlabeled: target-language sentences (tags ignored); cycled until `steps` is reached.
+        steps: optimiser steps (0 returns the model unchanged).
+        lr, batch_size, warmup_ratio, weight_decay: AdamW with linear warmup/decay, grad clipping 1.0.
+        mask_prob: fraction of real sub-tokens predicted per sequence (BERT 80/10/10 replacement).
+        seed: seeds the MLM head init, the batch order and the masks.
+        max_length: most sub-tokens per window.
+        labels: label list for the token classifier built from a directory.
+        progress: `progress(step, steps, info)` after each step, info with stage "tapt", loss, lr, elapsed.
+        device: torch device (auto when None).
+
+    Returns:
+        The token classifier with the adapted encoder, in eval mode.
+    """
+    import torch
+    from transformers import AutoModelForMaskedLM, AutoModelForTokenClassification, get_linear_schedule_with_warmup
+
+    if steps < 0:
+        raise ConfigError(f"tapt steps must be >= 0, got {steps}")
+    if tokenizer.mask_token_id is None:
+        raise ConfigError("masked-LM adaptation needs a tokenizer with a mask token")
+    if not 0 < mask_prob < 1:
+        raise ConfigError(f"mask_prob must be in (0, 1), got {mask_prob}")
+    from_dir = isinstance(model, (str, os.PathLike))
+    if steps == 0 and not from_dir:
+        model.eval()
+        return model
+    torch.manual_seed(seed)
+    if from_dir:
+        mlm = AutoModelForMaskedLM.from_pretrained(str(model))
+    else:
+        mlm = AutoModelForMaskedLM.from_config(copy.deepcopy(model.config))
+        _copy_encoder(model, mlm)
+    dev = resolve_device(device)
+    precision = resolve_precision(precision, dev)
+    if steps > 0:
+        windows = [e for e in encode_for_training(unlabeled, tokenizer, None, max_length) if len(e) > 2]
+        if not windows:
+            raise DataError("masked-LM adaptation needs non-empty unlabeled target sentences")
+        mlm.to(dev)
+        mlm.train()
+        optimizer = _optimizer(mlm, lr, weight_decay)
+        scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(warmup_ratio * steps), steps)
+        special = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
+        vocab = min(len(tokenizer), int(mlm.config.vocab_size))
+        head = getattr(mlm, "cls", None)
+        if head is None:
+            head = getattr(mlm, "lm_head", None)
+        lengths = [len(e) for e in windows]
+        params = [p for p in mlm.parameters() if p.requires_grad]
+        with deterministic():  # the same seed gives the same adapted encoder in any process
+            step, epoch, t_start = 0, 0, time.perf_counter()
+            while step < steps:
+                gen = torch.Generator().manual_seed(_epoch_seed(seed, epoch))
+                for batch in length_grouped_batches(_epoch_order(len(windows), None, gen), lengths, batch_size, gen):
+                    if step >= steps:
+                        break
+                    ids, mask, _ = _collate([windows[i] for i in batch], _pad_id(tokenizer))
+                    inputs, targets = _mask_tokens(ids, mask, special, tokenizer.mask_token_id, vocab, mask_prob, gen)
+                    inputs, mask, targets = inputs.to(dev), mask.to(dev), targets.to(dev)
+                    with autocast(dev, precision):
+                        if head is not None:
+                            # Predict only the masked positions: full-vocabulary logits for every position
+                            # (250k pieces for XLM-R vocabularies) would dominate time and memory.
+                            hidden = mlm.base_model(input_ids=inputs, attention_mask=mask)[0]
+                            sel = targets != IGNORE_INDEX
+                            logits = head(hidden[sel]).float()
+                            loss = torch.nn.functional.cross_entropy(logits, targets[sel])
+                        else:
+                            loss = mlm(input_ids=inputs, attention_mask=mask, labels=targets).loss
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(params, 1.0)
+                    lr_used = scheduler.get_last_lr()[0]
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    step += 1
+                    if progress is not None:
+                        progress(step, steps, {"stage": "tapt", "epoch": epoch + 1, "loss": float(loss.detach()),
+                                               "lr": lr_used,
+                                               "elapsed": time.perf_counter() - t_start})
+                epoch += 1
+        mlm.to("cpu")
+    if from_dir:
+        torch.manual_seed(seed)
+        target = AutoModelForTokenClassification.from_pretrained(
+            str(model), num_labels=len(labels), id2label=dict(enumerate(labels)),
+            label2id={lab: i for i, lab in enumerate(labels)})
+    else:
+        target = model
+    target.to("cpu")
+    _copy_encoder(mlm, target)
+    target.eval()
+    return target
