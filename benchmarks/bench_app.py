@@ -109,7 +109,7 @@ def lab(data_dir: str, cache: Path, model: str, source: str, target: str,
     from xner_core.corpus.sentences import Sentence
     from xner_core.corpus.wikiann import load_wikiann
     from xner_core.evaluation.inputs import donor_corpus
-    from xner_core.inference.predict import join_words
+    from xner_core.inference.text import join_words
     from xner_core.perturb.context import build_context
 
     ctx = build_context(load_wikiann(source, "train"), load_wikiann(target, "test"), donor=donor_corpus(source),

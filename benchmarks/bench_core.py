@@ -43,7 +43,7 @@ def pandas_load(path: Path):
 
 
 def notebook_overlap(src_path: Path, tgt_path: Path) -> tuple[float, float]:
-    """The study's way: lines as strings, drop blanks and O lines, intersect sets, count (paper-spec §5.1/5.2)."""
+    """The study's way: lines as strings, drop blanks and O lines, intersect sets, count (docs/paper-spec.md §5.1/5.2)."""
     import pandas as pd
 
     def lines(p: Path) -> list[str]:

@@ -1,7 +1,7 @@
 """Sentence lab: type a sentence (any script) or draw one from the target test set, and see every perturbed
 variant with its entities highlighted, beside the native and transfer models' predictions.
 
-Words come from `xner_core.inference.predict.split_words`; entities from optional markup (`[Juan Pérez|PER]`) or, for a
+Words come from `xner_core.inference.text.split_words`; entities from optional markup (`[Juan Pérez|PER]`) or, for a
 drawn sentence, its gold tags; the variants are perturbed in the context the evaluation of the pair's transfer model
 uses (`xner_ui.inputs`, from the core's one builder: the corpus that model saw, the capped target test set as the
 replacement pool, the evaluation's donor names and encoder, its perturbation seed). Everything the user typed is

@@ -5,7 +5,7 @@ For every reference pair (source -> target) two settings, as in the study:
 - native:   target train -> target test.
 
 Our data are WikiANN's Rahimi splits, not the study's own 80/20 split of the original WikiANN files, so the
-figures are expected to differ (see paper-spec §2); the table shows by how much. cs has no local data, so the
+figures are expected to differ (see docs/paper-spec.md §2); the table shows by how much. cs has no local data, so the
 cs->sk transfer row carries only the study's numbers.
 
 Usage: python scripts/compute_overlap_table.py [--data-dir DIR] [--out FILE]

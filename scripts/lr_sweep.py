@@ -1,7 +1,7 @@
 """Learning-rate sweep for the faithful preset (stage 3): pick e5-small's lr on held-out source data, not on a test set.
 
 The study fine-tuned mBERT with lr 4e-5 (simpletransformers' default); e5-small is a smaller encoder rebuilt from
-4-bit weights and wants a higher one (../shared/MODELS.md). This sweep trains e5-small with the faithful recipe
+4-bit weights and wants a higher one (docs/e5-format.md). This sweep trains e5-small with the faithful recipe
 (batch 8, warmup 0.06, 1 epoch, weight decay 0, 128 sub-tokens) on the first `--train` sentences of the source's
 `paper-resplit` train split and scores entity F1 on its last `--dev` sentences (disjoint from the training part;
 no target-language data and no test set is looked at), once per learning rate and seed.

@@ -282,7 +282,7 @@ def test_eval_matches_runner_evaluate_and_scores_the_perturb_file(capsys, traine
 
 
 def test_predict(capsys, trained):
-    from xner_core.inference.predict import predict_text
+    from xner_core.inference.text import predict_text
 
     text = "Joan Miró va néixer a Barcelona ."
     got = run_json(capsys, ["predict", text, "--lang", "ca", "--model", "tiny", "--source", "es", "--max-train",

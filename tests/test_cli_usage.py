@@ -80,7 +80,7 @@ def test_version(capsys):
 
 
 def test_installed_entry_point_prints_one_line_for_a_usage_error():
-    out = subprocess.run([sys.executable, "-m", "xner_core.cli.main", "train"], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "xner_core.cli", "train"], capture_output=True, text=True,
                          cwd=ROOT, timeout=120)
     assert out.returncode == 2
     assert "Traceback" not in out.stderr and out.stderr.count("Error:") == 1

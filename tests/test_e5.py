@@ -57,7 +57,7 @@ def _quantized(name: str, shape: tuple[int, ...]) -> bool:
 def write_e5_bin(path: Path, weights: dict[str, np.ndarray] | None = None, *, magic: bytes = b"E5S1",
                  dims: dict | None = None, pieces=PIECES, scores=SCORES, norm_map=NORM_MAP,
                  tamper: dict | None = None, drop: tuple[str, ...] = (), truncate: int | None = None) -> Path:
-    """Write a file in the `e5-small-q4.bin` layout of MODELS.md (little-endian).
+    """Write a file in the `e5-small-q4.bin` layout of docs/e5-format.md (little-endian).
 
     `tamper` maps a tensor name to directory overrides (dtype / nbytes); `drop` omits tensors.
     """

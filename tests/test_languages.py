@@ -12,7 +12,7 @@ from xner_core.errors import ConfigError, DataError
 WIKIANN_46 = ("af an ar ast az be bn br ca cy de el en es et eu fa fi fr gl he hi id it ja jv kk ku mr ms ne nl oc "
               "ps pt ru scn sco sk sw ta tg tr uk ur zh").split()
 
-# The study's pairs in its order (paper-spec §1) with the primary relation chosen for each.
+# The study's pairs in its order (docs/paper-spec.md §1) with the primary relation chosen for each.
 REFERENCE = [
     ("fr", "br", "geographic"), ("ar", "fa", "borrowing"), ("ar", "hi", "control"), ("en", "sco", "genetic"),
     ("en", "cy", "geographic"), ("es", "ca", "genetic"), ("cs", "sk", "genetic"), ("id", "ms", "genetic"),

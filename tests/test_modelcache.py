@@ -264,7 +264,8 @@ _WORKER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from xner_core.runs.config import config_hash, make_config
-    from xner_core.runs.modelcache import ModelCache, inspect_entry
+    from xner_core.runs.cacheentry import inspect_entry
+    from xner_core.runs.modelcache import ModelCache
 
     root, counter, me, other, mode = (Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]),
                                       sys.argv[5])

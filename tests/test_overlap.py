@@ -1,4 +1,4 @@
-"""Tests for xner_core.features.overlap: the study's overlap formulas (paper-spec §5) on hand-built and real corpora."""
+"""Tests for xner_core.features.overlap: the study's overlap formulas (docs/paper-spec.md §5) on hand-built and real corpora."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def test_token_overlap_counts_repeats_in_each_set():
 
 
 def test_token_overlap_reproduces_the_spec_example():
-    # paper-spec §5.1, fr->br: 638 shared unique lines making up 2,194 of br's 9,406 entity lines -> 0.2333
+    # docs/paper-spec.md §5.1, fr->br: 638 shared unique lines making up 2,194 of br's 9,406 entity lines -> 0.2333
     shared = [f"s{i}" for i in range(638)]
     target_tokens = shared * 3 + shared[:280]  # 3 * 638 + 280 = 2,194 occurrences of shared lines
     target_tokens += [f"t{i}" for i in range(9406 - len(target_tokens))]
@@ -109,7 +109,7 @@ def test_chunk_overlap_ignores_type_matches_whole_surface_and_counts_occurrences
 
 
 def test_chunk_overlap_reproduces_the_spec_example():
-    # paper-spec §5.2, fr->br: 225 shared of 3,423 unique br chunks and 14,496 unique fr chunks -> .0657 / .0155
+    # docs/paper-spec.md §5.2, fr->br: 225 shared of 3,423 unique br chunks and 14,496 unique fr chunks -> .0657 / .0155
     shared = [f"s{i}" for i in range(225)]
     source = entity_corpus(shared + [f"f{i}" for i in range(14496 - 225)])
     target = entity_corpus(shared + [f"b{i}" for i in range(3423 - 225)] + shared[:10])  # repeats don't count

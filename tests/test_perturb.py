@@ -86,7 +86,7 @@ def strip(c: Change) -> tuple:
 
 
 def check_result(name: str, corpus: Corpus, res: PerturbResult, seed: int, rate: float) -> None:
-    """Every contract of DESIGN.md on one result."""
+    """Every contract of docs/design.md on one result."""
     assert len(res.corpus) == len(corpus)
     by_index: dict[int, list[Change]] = {}
     for c in res.changes:

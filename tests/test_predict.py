@@ -24,13 +24,11 @@ from xner_core.inference.predict import (
     EntitySpan,
     Prediction,
     _windows,
-    join_words,
     max_sequence_length,
     predict_entities,
     predict_tags,
-    predict_text,
-    split_words,
 )
+from xner_core.inference.text import join_words, predict_text, split_words
 from xner_core.models.registry import build_tiny
 from xner_core.numerics import resolve_device
 

@@ -1,6 +1,6 @@
 """Cached core calls of the dashboard: result tables and the views over them, local data checks, environment.
 
-Two cache layers, keyed by ids, never by objects (DESIGN.md convention 4):
+Two cache layers, keyed by ids, never by objects (docs/design.md, convention 4):
 - `st.cache_data` for tables (results, example sentences): a copy per caller, safe between sessions. The results
   are keyed by a *stamp* of the committed files and the store file (names, sizes, mtimes), so a finished grid run
   shows up on the next rerun without a server restart, and an unchanged store costs only a few `stat` calls.

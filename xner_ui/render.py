@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 from xner_core.corpus.sentences import Sentence
 from xner_core.corpus.tags import ENTITY_TYPES, spans
 from xner_core.errors import DataError
-from xner_core.inference.predict import join_words, split_words
+from xner_core.inference.text import join_words, split_words
 
 # Background / border colour per entity type (colour-blind-safe pairs: blue, orange, green).
 ENTITY_COLOURS: dict[str, tuple[str, str]] = {
@@ -103,7 +103,7 @@ def legend_html() -> str:
 
 
 def parse_marked_text(text: str) -> tuple[list[str], list[str]]:
-    """Split typed text into words (`xner_core.inference.predict.split_words`) and read optional entity markup.
+    """Split typed text into words (`xner_core.inference.text.split_words`) and read optional entity markup.
 
     `[Juan Pérez|PER] vive en [Madrid|LOC]` marks two entities; text without markup gives all-"O" tags. The
     markup brackets are removed; the words inside a mark are split like any other text.
@@ -161,7 +161,7 @@ def relabel(sentence: Sentence, lang: str) -> Sentence:
 
 
 def sentence_text(words: Sequence[str]) -> str:
-    """Words joined back into readable text (no space before closing punctuation; `predict.join_words`)."""
+    """Words joined back into readable text (no space before closing punctuation; `text.join_words`)."""
     return join_words(words)
 
 

@@ -25,7 +25,7 @@ def test_pair_from_url_with_published_numbers_and_features(no_data):
     assert {(t["meta"]["setting"], t["name"]) for t in bars} == {
         (s, f"{m} · published") for s in ("native", "transfer") for m in ("mbert", "xlmr")}
     xlmr_transfer = next(t for t in bars if t["name"] == "xlmr · published" and t["meta"]["setting"] == "transfer")
-    assert values(xlmr_transfer["y"]) == [84.3, 77.0, 84.1, 76.3]  # clean, P1, P2, P3 (paper-spec §6)
+    assert values(xlmr_transfer["y"]) == [84.3, 77.0, 84.1, 76.3]  # clean, P1, P2, P3 (docs/paper-spec.md §6)
     f1_table, features = at.dataframe[0].value, at.dataframe[1].value
     assert len(f1_table) == 8  # 2 settings x 4 conditions
     feat = features.set_index("feature")

@@ -1,7 +1,7 @@
 """Stage 7, analysis: the one tidy results frame every view reads, its reference tables and run protocols.
 
 Pure functions over pandas frames (results and plots are the two places where frames cross module lines,
-DESIGN.md). Nothing in the analysis package imports Streamlit, so the dashboard, benchmarks and notebooks compute
+docs/design.md). Nothing in the analysis package imports Streamlit, so the dashboard, benchmarks and notebooks compute
 the same numbers; view frames are in `xner_core.analysis.views`, statistics in `xner_core.analysis.stats`.
 
 The tidy frame (`tidy_results`) puts the study's published F1 (`data/reference/paper_ner_f1.csv`) and our own
@@ -26,7 +26,7 @@ import pandas as pd
 from xner_core.corpus.languages import LanguagePair
 from xner_core.evaluation.jobs import CLEAN  # re-exported for the views: "clean" = the unperturbed test set
 
-# The study's condition names -> our perturbation registry names (paper-spec §4).
+# The study's condition names -> our perturbation registry names (docs/paper-spec.md §4).
 PAPER_CONDITIONS: Mapping[str, str] = {
     "clean": CLEAN,
     "P1": "entity_replace",
@@ -38,7 +38,7 @@ ORIGINS: tuple[str, ...] = ("published", "ours")
 OUTCOMES: Mapping[str, str] = {"drop": "F1 drop (clean − perturbed, points)", "f1": "F1 (points)"}
 URIEL_KINDS: tuple[str, ...] = ("genetic", "geographic", "syntactic", "phonological", "inventory", "featural")
 # x-axis choices of the overview: column -> label. "(ours)" = measured on our data (WikiANN Rahimi splits),
-# "(study)" = the study's own measure on its data (paper-spec §5).
+# "(study)" = the study's own measure on its data (docs/paper-spec.md §5).
 FEATURES: Mapping[str, str] = {
     "entity_token_overlap": "Entity-token overlap (ours)",
     "paper_token_overlap": "Entity-token overlap (study)",

@@ -1,4 +1,4 @@
-"""`python -m xner_core.cli.main`: the `xner` command line."""
+"""`python -m xner_core.cli`: the `xner` command line."""
 
 import sys
 

@@ -1,1 +1,2 @@
-"""Stage 5, evaluation: seqeval metrics with bootstrap CIs, and the evaluation of a model config."""
+"""Stage 5b, evaluation: a model config evaluated on its target's clean and perturbed test sets, and the one
+builder of evaluation inputs (seen corpus, test set, donor, perturbation context) every caller shares."""

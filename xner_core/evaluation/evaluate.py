@@ -218,7 +218,7 @@ def pair_features(config: ExperimentConfig, seen: Corpus, test: Corpus, tokenize
 
 def _versions() -> dict[str, str]:
     from xner_core import __version__
-    from xner_core.runs.modelcache import library_versions
+    from xner_core.runs.cacheentry import library_versions
 
     return {**library_versions(), "xner": __version__}
 

@@ -1,4 +1,4 @@
-"""Stage 5, evaluation: the data an evaluation reads besides the model, built in ONE place.
+"""Stage 5b, evaluation: the data an evaluation reads besides the model, built in ONE place.
 
 `training_data` loads and caps what a setting trains on. `evaluation_inputs` builds what an evaluation of a model
 config reads: the seen corpus, the test set, the donor corpus of name swaps and the perturbation context, under

@@ -1,4 +1,4 @@
-"""Stage 5, evaluation: what one evaluation is. The evaluation options (`EvalOptions`, built once by the CLI, a
+"""Stage 5b, evaluation: what one evaluation is. The evaluation options (`EvalOptions`, built once by the CLI, a
 grid spec or the dashboard and passed through), the jobs they make (`EvalJob`, with the stable id the results
 store keys rows by) and what a finished job returns (`EvalOutcome`).
 

@@ -1,4 +1,4 @@
-"""Stage 5, evaluation: the in-process caches. A grid evaluates many jobs on the same (seen corpus, test set),
+"""Stage 5b, evaluation: the in-process caches. A grid evaluates many jobs on the same (seen corpus, test set),
 and the dashboard serves many sessions from one process, so the shared parts are built once and kept: seen
 corpora, pair features, word embedders, perturbation contexts and perturbed test sets (small LRU maps, keyed
 by what each part depends on; see `inputs`).

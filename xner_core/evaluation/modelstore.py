@@ -1,4 +1,4 @@
-"""Stage 5, evaluation: the models an evaluation scores, from the content-addressed model cache. Train a config's
+"""Stage 5b, evaluation: the models an evaluation scores, from the content-addressed model cache. Train a config's
 model on demand (`train_model`, distillation teachers included), load a cached one (`load_model`), list the
 cached ones and find those that can serve a language pair (`cached_configs`, `serves`, `find_cached`).
 

@@ -1,4 +1,4 @@
-"""Stage 5, evaluation: per-job prediction files (`<cache>/predictions/<job_id>.json.gz`): each scored sentence
+"""Stage 5b, evaluation: per-job prediction files (`<cache>/predictions/<job_id>.json.gz`): each scored sentence
 with its gold and predicted tags and the precision they were predicted at, so a rerun reuses them and a reader
 can see exactly what was scored."""
 

@@ -1,4 +1,4 @@
-"""Stage 5, evaluation: how long training a config's model will take here, from the training set size and the
+"""Stage 5b, evaluation: how long training a config's model will take here, from the training set size and the
 throughput this machine measured when it trained models of the same kind (the model cache's manifests), else a
 documented default. The dashboard shows it on its train buttons."""
 

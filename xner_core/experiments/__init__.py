@@ -1,1 +1,1 @@
-"""Stage 6, experiments: the config (hash = cache key = result id), grid specs and runs, the store."""
+"""Stage 6, experiments: grid specs and presets, plans, resumable runs (local or Ray) and the results store."""

@@ -1,6 +1,6 @@
 """Stage 2 helper, perturbation context: word embeddings for the P2 context-word replacement.
 
-The reference study (paper-spec §4, P2) embeds each candidate word, lowercased, ON ITS OWN with the pretrained
+The reference study (docs/paper-spec.md §4, P2) embeds each candidate word, lowercased, ON ITS OWN with the pretrained
 (not fine-tuned) encoder and takes the last-layer hidden state of the first position (`[CLS]` / `<s>`);
 replacements are then the most cosine-similar other words. `WordEmbedder` does that in length-sorted batches
 under `torch.inference_mode` and returns L2-normalised float32 rows, so cosine similarity is a dot product.

@@ -1,7 +1,7 @@
 """Overlap features stage: how much of a target test set a source training set has already shown the model.
 
 Pure functions over two `Corpus` objects (S = source train set, T = target test set) returning frozen
-dataclasses; the exact definitions follow the reference study (paper-spec §5):
+dataclasses; the exact definitions follow the reference study (docs/paper-spec.md §5):
 
 - entity-token overlap (§5.1, the study's "non-unique token overlap", x-axis of its NER panels): over entity
   lines, i.e. (token, tag) pairs with tag != O, `Σ_{x ∈ set(S) ∩ set(T)} count_T(x) / |T entity lines|`;
@@ -89,7 +89,7 @@ def has_punct_or_symbol(word: str) -> bool:
 def context_candidate(token: str, stopwords: frozenset[str] | set[str]) -> str | None:
     """Return the lowercased token when it is a context-word candidate (P2), else None.
 
-    The one definition of a P2 candidate (paper-spec §4, P2): longer than one character, no punctuation or
+    The one definition of a P2 candidate (docs/paper-spec.md §4, P2): longer than one character, no punctuation or
     symbol character (`has_punct_or_symbol`) and not a stopword (compared lowercased). The O-tag condition is
     the caller's. `o_word_overlap` counts with it and the perturbations (`xner_core.perturb.plan`) pick with it, so
     the overlap measure and the perturbation always agree on which words are candidates.
@@ -127,7 +127,7 @@ def is_p2_candidate(word: str, stopwords: frozenset[str] | set[str]) -> bool:
 
 @dataclass(frozen=True)
 class TokenOverlap:
-    """Entity-token ("non-unique token") overlap, paper-spec §5.1.
+    """Entity-token ("non-unique token") overlap, docs/paper-spec.md §5.1.
 
     Attributes:
         shared_unique: |set(S lines) ∩ set(T lines)|.
@@ -167,7 +167,7 @@ def entity_token_overlap(source: Corpus, target: Corpus) -> TokenOverlap:
 
 @dataclass(frozen=True)
 class ChunkOverlap:
-    """Unique entity-chunk overlap, paper-spec §5.2.
+    """Unique entity-chunk overlap, docs/paper-spec.md §5.2.
 
     Attributes:
         shared_unique: |chunks(S) ∩ chunks(T)| over surface strings.
@@ -209,7 +209,7 @@ def entity_chunk_overlap(source: Corpus, target: Corpus) -> ChunkOverlap:
 
 @dataclass(frozen=True)
 class WordOverlap:
-    """Overlap of context (O) words, paper-spec §4 P2 / §5.3.
+    """Overlap of context (O) words, docs/paper-spec.md §4 P2 / §5.3.
 
     Attributes:
         target_o_tokens: O tokens in T.

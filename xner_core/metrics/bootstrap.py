@@ -1,4 +1,4 @@
-"""Stage 5, evaluation: percentile bootstrap CIs over sentences, the paired bootstrap of an F1 drop, and the
+"""Stage 5a, metrics: percentile bootstrap CIs over sentences, the paired bootstrap of an F1 drop, and the
 scored rows of one test condition (what a results row holds).
 
 Speed. Scores are computed from per-sentence counts (true positives, gold and predicted chunks per type), so a

@@ -1,4 +1,4 @@
-"""Stage 5, evaluation: span-level error breakdown (correct, wrong type, boundary, missed, spurious) per type."""
+"""Stage 5a, metrics: span-level error breakdown (correct, wrong type, boundary, missed, spurious) per type."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Stage 5, evaluation: entity-level scores (seqeval strict IOB2) from per-sentence counts.
+"""Stage 5a, metrics: entity-level scores (seqeval strict IOB2) from per-sentence counts.
 
 Input is seqeval's interface: one list of tags per sentence for gold and predictions, aligned one to one.
 

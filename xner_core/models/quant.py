@@ -1,4 +1,4 @@
-"""Stage 3, model sources: Q4_0, the 4-bit block quantization of the bundled e5-small file (ggml's layout).
+"""Stage 3a, model sources: Q4_0, the 4-bit block quantization of the bundled e5-small file (ggml's layout).
 
 A block holds 32 weights as an fp16 scale d and 16 bytes of nibbles; weight = (q - 8) * d.
 """

@@ -1,4 +1,4 @@
-"""Stage 3, model sources: short names -> a (model, tokenizer) pair that `from_pretrained` understands.
+"""Stage 3a, model sources: short names -> a (model, tokenizer) pair that `from_pretrained` understands.
 
 Sources:
 - `mbert` = `bert-base-multilingual-cased`, `xlmr` = `xlm-roberta-base`: hub ids, the real defaults online;

@@ -1,7 +1,7 @@
 """Stage 2, perturb: apply a registered perturbation to a corpus or one sentence and record every change.
 
 A perturbation is a pure function of (sentence, context, rng): it plans edits on one sentence, and
-`perturb_corpus` / `perturb_sentence` apply them and record every change. Contract (DESIGN.md):
+`perturb_corpus` / `perturb_sentence` apply them and record every change. Contract (docs/design.md):
 - tokens outside the changed spans are untouched; only entity replacements (`entity_replace`, `person_swap`,
   `location_swap`) may change the length of the span they replace;
 - the output is valid IOB2, with the same entity types in the same order (entity count preserved);

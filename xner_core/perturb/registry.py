@@ -3,7 +3,7 @@
 Each entry names a planner (`xner_core.perturb.replace`, `xner_core.perturb.noise`) and the context parts it
 needs; `xner_core.perturb.apply` runs them over a corpus or one sentence.
 
-The reference study's perturbations (paper-spec §4), with "source" = the source training set (the HRL train set
+The reference study's perturbations (docs/paper-spec.md §4), with "source" = the source training set (the HRL train set
 in transfer, the target's own train set in native) and "target" = the target test set:
 - P1 `entity_replace`: entity chunks (B + its I tokens; surface string = tokens joined by a space) whose string
   also occurs as a chunk in the source ("shared") become a random same-type target chunk that does not occur in

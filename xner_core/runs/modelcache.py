@@ -1,4 +1,4 @@
-"""Stage 3, model cache: fine-tuned models on disk, content-addressed by the experiment config hash.
+"""Runs, model cache: fine-tuned models on disk, content-addressed by the experiment config hash.
 
 Layout under the root (default `<cache_dir>/models`):
 
@@ -13,22 +13,20 @@ dir is moved into place with one `os.replace`, so a reader never sees a half-wri
 Validity has two levels: `has`/`entries` check that the manifest matches the hash and every listed file exists
 with its size (cheap; catches truncation and half-deleted entries); `load` also checks every sha256 before any
 weight is read (catches tampering and bit rot). Pickled weight files (`*.bin`, `*.pt`, ...) make an entry
-invalid: weights are only ever read with `use_safetensors=True`.
+invalid: weights are only ever read with `use_safetensors=True`. What an entry holds and how it is checked
+(`inspect_entry`, `CacheEntry`, the manifest constants) is in `cacheentry.py`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import platform
 import re
 import shutil
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -36,14 +34,22 @@ from typing import Any, Callable, Iterator, Mapping
 from xner_core import __version__
 from xner_core.errors import ConfigError, XnerError
 from xner_core.paths import cache_dir
-from xner_core.runs.config import ExperimentConfig, config_from_dict, config_hash, config_label, config_to_dict
+from xner_core.runs.cacheentry import (
+    MANIFEST,
+    MANIFEST_FORMAT,
+    PICKLE_SUFFIXES,
+    CacheEntry,
+    _entry_size,
+    _fsync_path,
+    _sha256,
+    _walk,
+    inspect_entry,
+    library_versions,
+)
+from xner_core.runs.config import ExperimentConfig, config_hash, config_label, config_to_dict
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
-MANIFEST_FORMAT = 1
-# Files that could hold pickles: their presence makes an entry invalid (never loaded, never written).
-PICKLE_SUFFIXES: frozenset[str] = frozenset({".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy"})
 _RESERVED_KEYS: frozenset[str] = frozenset({"format", "hash", "config", "created", "xner_version", "versions",
                                             "files", "model_class"})
 _HASH_RE = re.compile(r"^[0-9a-f]{16}$")
@@ -57,136 +63,6 @@ class CacheCorrupt(XnerError):
 
 class CacheMiss(XnerError):
     """No cache entry exists for a config."""
-
-
-@dataclass(frozen=True)
-class CacheEntry:
-    """One entry as listed by `ModelCache.entries` (`config` and `created` are None without a readable manifest)."""
-
-    hash: str
-    config: Mapping[str, Any] | None
-    size_bytes: int
-    created: str | None  # ISO 8601 UTC
-    valid: bool
-    problem: str | None  # why it is invalid
-    path: Path
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries that shape a saved model (recorded in every manifest).
-
-    Returns:
-        {"python": ..., "torch": ..., "transformers": ..., "tokenizers": ..., "safetensors": ...}; a missing
-        package maps to "missing".
-    """
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for name in ("torch", "transformers", "tokenizers", "safetensors"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "missing"
-    return out
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _walk(entry: Path) -> dict[str, Path]:
-    # Every non-directory below the entry, keyed by its posix path relative to it (symlinks included, so
-    # that they are reported rather than followed).
-    out: dict[str, Path] = {}
-    for dirpath, dirnames, filenames in os.walk(entry):
-        base = Path(dirpath)
-        for name in filenames + [d for d in dirnames if (base / d).is_symlink()]:
-            out[(base / name).relative_to(entry).as_posix()] = base / name
-    return out
-
-
-def _fsync_path(path: Path, directory: bool = False) -> None:
-    if directory and os.name == "nt":
-        return  # Windows cannot open a directory for fsync; its renames are journaled anyway
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def inspect_entry(entry: Path, expected_hash: str, deep: bool) -> tuple[dict[str, Any] | None, str | None]:
-    """Check one entry directory.
-
-    Args:
-        entry: the entry directory.
-        expected_hash: the hash the entry must hold (its directory name).
-        deep: also compare every file's sha256 with the manifest (reads all weights).
-
-    Returns:
-        (manifest or None, problem or None); the entry is valid when problem is None.
-    """
-    if not entry.is_dir():
-        return None, "no such entry"
-    files_on_disk = _walk(entry)
-    pickled = sorted(name for name in files_on_disk if Path(name).suffix.lower() in PICKLE_SUFFIXES)
-    if pickled:
-        return None, f"pickled file(s) {', '.join(pickled)} present; only safetensors weights are loaded"
-    links = sorted(name for name, p in files_on_disk.items() if p.is_symlink())
-    if links:
-        return None, f"unexpected symlink(s) {', '.join(links)}"
-    if MANIFEST not in files_on_disk:
-        return None, "no manifest.json (a half-written or half-deleted entry)"
-    try:
-        manifest = json.loads((entry / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return None, f"manifest.json is unreadable ({exc.__class__.__name__})"
-    if not isinstance(manifest, dict):
-        return None, "manifest.json is not a JSON object"
-    if manifest.get("format") != MANIFEST_FORMAT:
-        return manifest, f"manifest format {manifest.get('format')!r} is not {MANIFEST_FORMAT}"
-    if manifest.get("hash") != expected_hash:
-        return manifest, f"manifest hash {manifest.get('hash')!r} does not match the entry name {expected_hash!r}"
-    try:
-        rehashed = config_hash(config_from_dict(manifest.get("config"), check=False))  # type: ignore[arg-type]
-    except (XnerError, TypeError, KeyError, AttributeError) as exc:
-        return manifest, f"manifest config is unreadable ({exc})"
-    if rehashed != expected_hash:
-        return manifest, f"manifest config hashes to {rehashed}, not {expected_hash}"
-    listed = manifest.get("files")
-    if not isinstance(listed, dict) or not listed:
-        return manifest, "manifest lists no files"
-    if not any(name.endswith(".safetensors") for name in listed):
-        return manifest, "no safetensors weights listed"
-    on_disk = set(files_on_disk) - {MANIFEST}
-    missing, unlisted = sorted(set(listed) - on_disk), sorted(on_disk - set(listed))
-    if missing:
-        return manifest, f"missing file(s) {', '.join(missing)}"
-    if unlisted:
-        return manifest, f"file(s) not in the manifest: {', '.join(unlisted)}"
-    for name, meta in sorted(listed.items()):
-        if not isinstance(meta, dict) or "size" not in meta or "sha256" not in meta:
-            return manifest, f"manifest entry for {name} lacks size/sha256"
-        path = files_on_disk[name]
-        if path.stat().st_size != meta["size"]:
-            return manifest, f"{name} has {path.stat().st_size} bytes, the manifest says {meta['size']} (truncated?)"
-        if deep and _sha256(path) != meta["sha256"]:
-            return manifest, f"{name} does not match its sha256 in the manifest (modified after saving)"
-    return manifest, None
-
-
-def _entry_size(entry: Path) -> int:
-    total = 0
-    for path in _walk(entry).values():
-        try:
-            total += path.lstat().st_size
-        except OSError:
-            pass  # deleted while walking
-    return total
 
 
 def _model_class(name: Any) -> Any:

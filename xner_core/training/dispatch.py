@@ -1,4 +1,4 @@
-"""Stage 3, training dispatch: `run_setting` trains a model in one of the compared settings (`SETTINGS`).
+"""Stage 3b, training dispatch: `run_setting` trains a model in one of the compared settings (`SETTINGS`).
 
 - `native`: fine-tune on the target language's labeled train split;
 - `transfer`: fine-tune on one source language, used zero-shot on the target (the reference study);

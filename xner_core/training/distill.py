@@ -1,4 +1,4 @@
-"""Stage 3, distillation (Wu et al., ACL 2020): the teachers' weighted soft labels on unlabeled target text, and a
+"""Stage 3b, distillation (Wu et al., ACL 2020): the teachers' weighted soft labels on unlabeled target text, and a
 student trained on them with T^2 * KL(teacher || student). Similarity-based teacher weights: `similarity.py`."""
 
 from __future__ import annotations

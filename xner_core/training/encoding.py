@@ -1,4 +1,4 @@
-"""Stage 3, training inputs: word-split sentences to model inputs, and epochs of padded batches.
+"""Stage 3b, training inputs: word-split sentences to model inputs, and epochs of padded batches.
 
 Labels sit on the FIRST sub-token of every word (-100 elsewhere, as in transformers' `run_ner.py`); sentences
 longer than `max_length` sub-tokens become several windows of whole words (never truncated); an epoch is a seeded

@@ -1,4 +1,4 @@
-"""Stage 3, fine-tuning: train a token classifier on labeled sentences (hard labels), optionally balanced over
+"""Stage 3b, fine-tuning: train a token classifier on labeled sentences (hard labels), optionally balanced over
 several source languages (`balanced_groups`)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Stage 3, the training loop that fine-tuning (hard labels) and distillation (soft labels) share.
+"""Stage 3b, the training loop that fine-tuning (hard labels) and distillation (soft labels) share.
 
 Holds the optimisers (AdamW with no decay on biases and LayerNorm weights; the word-embedding matrix updated
 row-sparsely by `rowadam.RowAdamW`, with dense AdamW's result), the epoch loop (linear warmup then decay, grad

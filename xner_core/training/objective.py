@@ -1,4 +1,4 @@
-"""Stage 3, training objective: the loss one optimiser step minimises, plain or robust.
+"""Stage 3b, training objective: the loss one optimiser step minimises, plain or robust.
 
 Hard labels: cross-entropy on the labeled (first sub-token) positions; soft labels (distillation):
 T^2 * KL(teacher || student). Huang et al. (EMNLP 2021) robust training changes a step in one of two ways:

@@ -1,4 +1,4 @@
-"""Stage 3, training: what a run can ask for. The settings, robust-training methods and teacher weightings
+"""Stage 3b, training: what a run can ask for. The settings, robust-training methods and teacher weightings
 (`SETTINGS`, `ROBUST_METHODS`, `DISTILL_WEIGHTS`, defined here once), a run's training options
 (`TrainOptions`, part of the experiment config and passed whole to `dispatch.run_setting`), the optimisation
 spec fine-tuning and distillation share (`_Spec`) and the progress-callback type.

@@ -1,4 +1,4 @@
-"""Stage 3, distillation teacher weights: source-target similarity from a character n-gram naive-Bayes language
+"""Stage 3b, distillation teacher weights: source-target similarity from a character n-gram naive-Bayes language
 identifier (a lightweight stand-in for Wu et al.'s language-ID classifier)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Stage 3, target-adaptive pretraining (TAPT): masked-LM steps of the encoder on unlabeled target text, copied
+"""Stage 3b, target-adaptive pretraining (TAPT): masked-LM steps of the encoder on unlabeled target text, copied
 back into the token classifier (the `tapt` setting then fine-tunes it on the source languages)."""
 
 from __future__ import annotations

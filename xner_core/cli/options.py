@@ -1,0 +1,130 @@
+"""The options of an experiment config on the command line, declared once for `train`, `eval` and `predict`.
+
+`with_config` gives a command these options and calls it with one `config: ExperimentConfig` built from them by
+`make_config` (which validates: a bad value exits 2 with its message), instead of each command repeating the
+20-option block and spreading it into keyword lists. The defaults are the library's (`TrainOptions()`), so the
+same options give the same config hash from the CLI, a grid spec or the dashboard.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any, Callable, Optional
+
+import typer
+
+from xner_core.cli.common import ProtocolOpt
+from xner_core.training.settings import TrainOptions
+
+_TRAIN_DEFAULTS = TrainOptions()  # the CLI defaults are the library's: same options, same hash
+
+ModelOpt = typer.Option("e5-small", "--model", help="mbert, xlmr, e5-small, tiny, a hub id or a local directory")
+SettingOpt = typer.Option("transfer", "--setting", help="native, transfer, multi_source, distill or tapt")
+SourceOpt = typer.Option(None, "--source", help="source language (repeat for several)")
+TargetOpt = typer.Option(..., "--target", help="target language")
+SeedOpt = typer.Option(0, "--seed", help="training seed")
+EpochsOpt = typer.Option(1, "--epochs", help="training epochs")
+LrOpt = typer.Option(None, "--lr", help="learning rate (default: per model; 2e-4 for e5-small)")
+BatchOpt = typer.Option(32, "--batch-size", help="training batch size")
+MaxTrainOpt = typer.Option(5000, "--max-train", help="cap on training sentences per language (0 = all)")
+MaxDevOpt = typer.Option(1000, "--max-dev", help="cap on dev sentences (0 = no dev evaluation)")
+RobustOpt = typer.Option(None, "--robust", help="adversarial or smoothing (Huang et al. 2021)")
+BalancedOpt = typer.Option(False, "--balanced", help="multi_source: equal share per source language")
+DistillWOpt = typer.Option("uniform", "--distill-weights", help="distill: uniform or similarity teacher weights")
+TaptOpt = typer.Option(0, "--tapt-steps", help="tapt: masked-LM steps on target text before fine-tuning")
+EarlyStopOpt = typer.Option(None, "--early-stopping", help="stop after N dev evaluations without a dev-F1 gain "
+                                                          "(needs --max-dev > 0; default: off)")
+WarmupOpt = typer.Option(_TRAIN_DEFAULTS.warmup_ratio, "--warmup", help="fraction of steps with linear LR warmup")
+MaxLengthOpt = typer.Option(_TRAIN_DEFAULTS.max_length, "--max-length",
+                            help="sub-tokens per sentence, [CLS]/[SEP] included")
+FreezeOpt = typer.Option(_TRAIN_DEFAULTS.freeze_embeddings, "--freeze-embeddings",
+                         help="keep the embedding layer frozen while fine-tuning")
+RobustEpsOpt = typer.Option(_TRAIN_DEFAULTS.robust_epsilon, "--robust-epsilon",
+                            help="--robust adversarial: L2 norm of the embedding perturbation")
+RobustRateOpt = typer.Option(_TRAIN_DEFAULTS.robust_rate, "--robust-rate",
+                             help="--robust smoothing: fraction of tokens perturbed per sentence")
+
+
+def _param(name: str, annotation: Any, default: Any) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+# The config's options in the order `--help` lists them; "target" is left out where the command names the target
+# itself (predict's --lang).
+CONFIG_PARAMS: tuple[inspect.Parameter, ...] = (
+    _param("model", str, ModelOpt), _param("setting", str, SettingOpt),
+    _param("source", Optional[list[str]], SourceOpt), _param("target", str, TargetOpt),
+    _param("seed", int, SeedOpt), _param("epochs", int, EpochsOpt), _param("lr", Optional[float], LrOpt),
+    _param("batch_size", int, BatchOpt), _param("max_train", int, MaxTrainOpt), _param("max_dev", int, MaxDevOpt),
+    _param("robust", Optional[str], RobustOpt), _param("balanced", bool, BalancedOpt),
+    _param("distill_weights", str, DistillWOpt), _param("tapt_steps", int, TaptOpt),
+    _param("early_stopping", Optional[int], EarlyStopOpt), _param("warmup", float, WarmupOpt),
+    _param("max_length", int, MaxLengthOpt), _param("freeze_embeddings", bool, FreezeOpt),
+    _param("robust_epsilon", float, RobustEpsOpt), _param("robust_rate", float, RobustRateOpt),
+    _param("data", str, ProtocolOpt),
+)
+
+
+def build_config(*, model: str, setting: str, source: Optional[list[str]], target: str, seed: int, data: str,
+                 epochs: int, lr: Optional[float], batch_size: int, max_train: int, max_dev: int,
+                 robust: Optional[str], balanced: bool, distill_weights: str, tapt_steps: int,
+                 early_stopping: Optional[int], warmup: float, max_length: int, freeze_embeddings: bool,
+                 robust_epsilon: float, robust_rate: float) -> Any:
+    """The experiment config named by the command-line options (`make_config` validates them).
+
+    Args:
+        model ... robust_rate: the options of `CONFIG_PARAMS` (`--source` may repeat or hold commas;
+            `--max-train 0` means every sentence).
+
+    Returns:
+        The ExperimentConfig.
+    """
+    from xner_core.runs.config import make_config
+
+    sources = tuple(s for item in (source or []) for s in item.split(",") if s.strip())
+    return make_config(model, target, setting, sources=sources, seed=seed, data=data, epochs=epochs, lr=lr,
+                       batch_size=batch_size, max_train_sentences=max_train or None,
+                       max_dev_sentences=max_dev, robust=robust, balanced_sampling=balanced,
+                       distill_weights=distill_weights, tapt_steps=tapt_steps,
+                       early_stopping_patience=early_stopping, warmup_ratio=warmup, max_length=max_length,
+                       freeze_embeddings=freeze_embeddings, robust_epsilon=robust_epsilon, robust_rate=robust_rate)
+
+
+def with_config(target_from: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorate a command taking `config` so that it takes the config's options instead, built once.
+
+    The command's own arguments (positional) come first in `--help`, then the config's options, then its other
+    options.
+
+    Args:
+        target_from: the command's own parameter naming the target language (predict's `lang`); None adds the
+            `--target` option.
+
+    Returns:
+        The decorator.
+    """
+    params = tuple(p for p in CONFIG_PARAMS if not (target_from and p.name == "target"))
+    names = tuple(p.name for p in params)
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        sig = inspect.signature(fn, eval_str=True)
+        own = [p for name, p in sig.parameters.items() if name != "config"]
+        args = [p for p in own if isinstance(p.default, typer.models.ArgumentInfo)]
+        rest = [p for p in own if p not in args]
+        clash = set(names) & {p.name for p in own}
+        if clash:
+            raise TypeError(f"{fn.__name__}: parameters {sorted(clash)} clash with the config options")
+
+        @functools.wraps(fn)
+        def command(**kwargs: Any) -> Any:
+            values = {name: kwargs.pop(name) for name in names}
+            target = kwargs[target_from] if target_from else values.pop("target")
+            return fn(config=build_config(target=target, **values), **kwargs)
+
+        merged = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in (*args, *params, *rest)]
+        command.__signature__ = sig.replace(parameters=merged)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in merged}
+        return command
+
+    return decorate
