@@ -467,6 +467,18 @@ def test_runs_made_differently_are_never_averaged(tables):
     assert (first["origin"] == "published").sum() > 0  # the study's rows stay
 
 
+def test_preferred_protocol_comes_first_only_when_it_has_rows(tables):
+    small = "wikiann-rahimi · ≤2000 train · 1 epoch · test ≤1000"
+    big = "wikiann-rahimi · ≤5000 train · 1 epoch · test ≤2000"
+    rows = [our_row(job_id=f"{cap}-{i}", options=_opts(cap), data_protocol="wikiann-rahimi", test_limit=limit)
+            for cap, limit, n in ((5000, 2000, 3), (2000, 1000, 1)) for i in range(n)]
+    tidy = tidy_results(tables["published"], pd.DataFrame(rows), tables["overlap"], tables["uriel"],
+                        reference_pairs())
+    assert protocols(tidy) == [big, small]  # most rows first
+    assert protocols(tidy, prefer=[small]) == [small, big]
+    assert protocols(tidy, prefer=["paper-resplit · all train · 1 epoch · full test", small, small]) == [small, big]
+
+
 def test_diversity_best_single_source_comes_from_the_same_protocol(tables):
     rows = []
     for cap, clean in ((2000, 0.70), (5000, 0.80)):  # a stronger es model made another way must not be picked

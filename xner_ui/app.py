@@ -70,7 +70,7 @@ def _sidebar() -> tuple[state.Shared, object]:
                                        format_func=pair_label)
     pert = state.select("Perturbation", perturbation_names(), "perturbation", "entity_replace", where=side,
                         format_func=lambda n: f"{n} · {perturbation_title(n)}")
-    protos = protocols(tidy)
+    protos = protocols(tidy, prefer=data.default_protocols())
     protocol = protos[0] if protos else None
     if len(protos) > 1:
         protocol = state.select("Our runs", protos, "protocol", protos[0], where=side,

@@ -47,6 +47,17 @@ def results_stamp() -> tuple[Any, ...]:
     return tuple(_stat(f) for f in files) + (_stat(default_store_path()),)
 
 
+@st.cache_data(show_spinner=False)
+def default_protocols() -> tuple[str, ...]:
+    """The protocol labels the views show first when they have rows: the `paper-faithful` preset's run (the
+    study's recipe at full scale, several seeds) for each of its models."""
+    from xner_core.analysis.tidy import DEFAULT_PRESET, spec_protocol
+    from xner_core.experiments.spec import load_spec
+
+    spec = load_spec(DEFAULT_PRESET)
+    return tuple(spec_protocol(spec, model) for model in spec.models)
+
+
 @st.cache_data(show_spinner=False, max_entries=4)
 def _our_results(stamp: tuple[Any, ...]) -> tuple[pd.DataFrame, pd.DataFrame, str | None]:
     """(committed rows, store rows, a warning) for one stamp."""

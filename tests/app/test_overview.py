@@ -144,3 +144,14 @@ def test_overview_shows_one_of_our_experiments_at_a_time(no_data):
     assert_clean_run(at)
     (ours,) = [t for t in marker_traces(plotly_specs(at)[0]) if t["meta"]["series"] == "e5-small · ours"]
     assert values(ours["y"]) == [60.0]
+
+
+def test_the_faithful_run_is_the_default_view(committed, no_data):
+    """With the committed tables (the faithful run has fewer rows than the 5000-sentence grid while its seeds
+    land), the sidebar opens on the study's recipe at full scale."""
+    from xner_core.analysis.tidy import DEFAULT_PRESET, spec_protocol
+    from xner_core.experiments.spec import load_spec
+
+    at = open_page(None, {"models": "e5-small"})
+    assert_clean_run(at)
+    assert widget_value(at, "qp_protocol") == spec_protocol(load_spec(DEFAULT_PRESET), "e5-small")

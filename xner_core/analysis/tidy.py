@@ -200,10 +200,25 @@ def spec_protocol(spec: Any, model: str) -> str:
     return protocol_label(canonical_json(config_to_dict(cfg)["options"]), spec.data, spec.test_limit)
 
 
-def protocols(tidy: pd.DataFrame) -> list[str]:
-    """Protocols of our rows, the one with the most rows first (the study's rows are not listed)."""
+# The preset whose run the views show first when it has rows: the study's recipe at full scale.
+DEFAULT_PRESET = "paper-faithful"
+
+
+def protocols(tidy: pd.DataFrame, prefer: Sequence[str] = ()) -> list[str]:
+    """Protocols of our rows (the study's rows are not listed): `prefer`'s that have rows first, in its order, then
+    the others, the one with the most rows first.
+
+    Args:
+        tidy: the tidy frame.
+        prefer: protocol labels to list first where present (e.g. `spec_protocol` of `DEFAULT_PRESET`).
+
+    Returns:
+        Protocol labels; the first is the views' default.
+    """
     ours = tidy[tidy["origin"] == "ours"]
-    return list(ours["protocol"].value_counts(sort=True).index)
+    by_rows = list(ours["protocol"].value_counts(sort=True).index)
+    first = [p for p in dict.fromkeys(prefer) if p in by_rows]
+    return first + [p for p in by_rows if p not in first]
 
 
 def _join_features(df: pd.DataFrame, overlap: pd.DataFrame, uriel: pd.DataFrame) -> pd.DataFrame:
