@@ -97,14 +97,14 @@ with page.guarded("the example viewer"):
                                 format_func=lambda v: "changed by the perturbation" if v == "changed" else
                                 "all with entities") == "changed"
     keys = [hooks.ModelKey(model, setting, source, target) for setting in hooks.SETTINGS]
-    options = inputs.eval_options()
-    config = inputs.transfer_config(model, source, target)
+    run = hooks.run_spec(sh.protocol, model)  # the examples are perturbed as the run the view shows perturbs
+    options = inputs.eval_options(run)
+    config = inputs.transfer_config(model, source, target, run)
     missing = inputs.missing_inputs(config, options, [pert_name])
     if missing is not None:
         st.info(missing.message, icon=":material/folder_off:")
     else:
         model_panel(keys, allow_train=False)
-        config = inputs.transfer_config(model, source, target)  # the panel may have changed this session's pick
         with st.spinner("Perturbing the examples…"):
             examples = inputs.examples_for(config, options, pert_name, n, changed_only=changed_only)
         preds = {}

@@ -80,12 +80,37 @@ def paper_spec() -> Any:
     return load_spec("paper")
 
 
-def preferred_config(key: ModelKey, max_train_sentences: int | None = None) -> Any:
-    """The config the dashboard trains for `key`: the `paper` preset's training options and data protocol.
+@st.cache_resource(show_spinner=False)
+def _preset_protocols(model: str) -> dict[str, str]:
+    """protocol label -> preset name, for the built-in presets that run `model`."""
+    from xner_core.analysis.tidy import spec_protocol
+    from xner_core.experiments.spec import load_spec, preset_names
+
+    out: dict[str, str] = {}
+    for name in preset_names():
+        spec = load_spec(name)
+        if model in spec.models:
+            out.setdefault(spec_protocol(spec, model), name)
+    return out
+
+
+def run_spec(protocol: str | None, model: str) -> Any:
+    """The preset (a GridSpec) whose run made the rows of `protocol` for `model` (the sidebar's "Our runs"), so
+    that examples are perturbed as that run's evaluation perturbs them; the `paper` preset when no preset matches.
+    """
+    from xner_core.experiments.spec import load_spec
+
+    name = _preset_protocols(model).get(protocol or "")
+    return load_spec(name) if name else paper_spec()
+
+
+def preferred_config(key: ModelKey, max_train_sentences: int | None = None, spec: Any = None) -> Any:
+    """The config the dashboard trains for `key`: a preset's training options and data protocol.
 
     Args:
         key: the wanted model.
         max_train_sentences: a smaller training cap (quicker demos); None keeps the preset's.
+        spec: the preset (`run_spec`); None: the `paper` preset (the quickest to train here).
 
     Returns:
         An ExperimentConfig (raises ConfigError for an unknown model or language).
@@ -94,7 +119,7 @@ def preferred_config(key: ModelKey, max_train_sentences: int | None = None) -> A
 
     from xner_core.runs.config import make_config
 
-    spec = paper_spec()
+    spec = spec if spec is not None else paper_spec()
     options = spec.options
     if max_train_sentences is not None:
         options = dataclasses.replace(options, max_train_sentences=max_train_sentences)

@@ -40,19 +40,23 @@ NEED_REASON = {
 # ---------------------------------------------------------------------------------------------- which inputs
 
 
-def eval_options() -> EvalOptions:
-    """The evaluation options the dashboard reproduces: the `paper` preset's (those of the committed results),
-    with the encoder `hooks.embed_model()` names for the context perturbations."""
-    return dataclasses.replace(hooks.paper_spec().eval_options(), embed_model=hooks.embed_model())
+def eval_options(spec: Any = None) -> EvalOptions:
+    """The evaluation options the dashboard reproduces: a preset's (`hooks.run_spec`; default the `paper`
+    preset's), with the encoder `hooks.embed_model()` names for the context perturbations."""
+    spec = spec if spec is not None else hooks.paper_spec()
+    return dataclasses.replace(spec.eval_options(), embed_model=hooks.embed_model())
 
 
-def transfer_config(model: str, source: str, target: str) -> ExperimentConfig:
+def transfer_config(model: str, source: str, target: str, spec: Any = None) -> ExperimentConfig:
     """The config of the pair's transfer model whose evaluation the pages reproduce.
 
-    The cached model this session uses for (model, transfer, source, target) when there is one (evaluated on
-    `target`: a transfer model serves every target of its source), else the one the dashboard would train.
+    With `spec` (the run the view shows, `hooks.run_spec`), that run's model; without it, the cached model this
+    session uses for (model, transfer, source, target) when there is one (evaluated on `target`: a transfer model
+    serves every target of its source), else the one the dashboard would train.
     """
     key = hooks.ModelKey(model, "transfer", source, target)
+    if spec is not None:
+        return hooks.preferred_config(key, spec=spec)
     digest = hooks.picked(key)
     config = hooks.cached_config(digest) if digest is not None else None
     if config is None:
