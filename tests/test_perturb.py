@@ -194,6 +194,35 @@ def test_entity_context_is_entity_replace_plus_context_replace(source_corpus: Co
         assert set(p3.changes) == set(p1.changes) | set(p2.changes)
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(source=corpora("es"), target=corpora("ca"), seed=st.integers(0, 2**32), rate=st.floats(0, 1))
+def test_p1_control_changes_as_many_entities_as_p1_in_each_sentence(source: Corpus, target: Corpus, seed: int,
+                                                                   rate: float) -> None:
+    ctx = build_context(source, target, lang="ca")
+    p1 = perturb_corpus("entity_replace", target, ctx, seed=seed, rate=rate)
+    control = perturb_corpus("entity_random", target, ctx, seed=seed, rate=rate)
+    for i, s in enumerate(target):
+        n_p1 = sum(c.index == i for c in p1.changes)
+        mine = [c for c in control.changes if c.index == i]
+        # as many as P1 where a different same-type target chunk exists for each chosen entity
+        assert len(mine) <= n_p1
+        for c in mine:
+            assert c.kind == "entity" and c.new != c.old
+            etype = s.tags[c.start][2:]
+            assert tuple(c.new) in ctx.target_chunks[etype]  # a chunk of the target of the same type, seen or not
+
+
+def test_p1_control_picks_entities_regardless_of_overlap(source_corpus: Corpus, target_corpus: Corpus) -> None:
+    ctx = build_context(source_corpus, target_corpus)
+    touched_unshared = 0
+    for seed in range(40):
+        p1 = perturb_corpus("entity_replace", target_corpus, ctx, seed=seed)
+        control = perturb_corpus("entity_random", target_corpus, ctx, seed=seed)
+        assert control.report.entities_changed == p1.report.entities_changed == 2  # same amount of change
+        touched_unshared += sum(chunk_key(c.old) not in ctx.source_chunks for c in control.changes)
+    assert touched_unshared > 0  # unlike P1, it also changes entities the source never had
+
+
 # ------------------------------------------------------------------------------------------- P1, by hand
 
 
@@ -466,8 +495,8 @@ def test_unknown_perturbation_lists_the_choices() -> None:
     with pytest.raises(ConfigError) as err:
         get_perturbation("nope")
     assert str(err.value) == ("unknown perturbation 'nope'; choose one of: char_noise, context_noise, "
-                              "context_random, context_replace, entity_context, entity_mask, entity_replace, "
-                              "location_swap, mask_random, person_swap")
+                              "context_random, context_replace, entity_context, entity_mask, entity_random, "
+                              "entity_replace, location_swap, mask_random, person_swap")
 
 
 @pytest.mark.parametrize("name, ctx_kwargs, missing", [

@@ -34,7 +34,8 @@ _PANEL_HEIGHT = 300
 # Axis labels (the registry titles are too long for tick labels; hovers and legends use the full titles).
 SHORT_TITLES: Mapping[str, str] = {
     CLEAN: "clean", "entity_replace": "P1 entities", "context_replace": "P2 context", "entity_context": "P3 both",
-    "context_random": "P5 random ctx", "person_swap": "PER swap", "location_swap": "LOC swap",
+    "entity_random": "P1 control", "context_random": "P5 random ctx", "person_swap": "PER swap",
+    "location_swap": "LOC swap",
     "entity_mask": "entity mask", "mask_random": "mask/random", "char_noise": "entity typos",
     "context_noise": "context typos",
 }

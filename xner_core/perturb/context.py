@@ -102,12 +102,14 @@ class PerturbContext:
     shared_chunks: frozenset[str] = field(init=False)
     unshared_chunks: Mapping[str, tuple[Chunk, ...]] = field(init=False)
     donor_chunks: Mapping[str, tuple[Chunk, ...]] = field(init=False)
+    target_chunks: Mapping[str, tuple[Chunk, ...]] = field(init=False)
     stopwords: frozenset[str] = field(init=False)
     source_o_vocab: frozenset[str] = field(init=False)
     target_vocab: tuple[str, ...] = field(init=False)
     overlap_words: frozenset[str] = field(init=False)
     fresh_words: tuple[str, ...] = field(init=False)
     _donor_index: Mapping[str, Mapping[str, int]] = field(init=False, repr=False)
+    _chunk_index: Mapping[str, Mapping[str, int]] = field(init=False, repr=False)
     _target_index: Mapping[str, int] = field(init=False, repr=False)
     _table: _NeighbourTable = field(init=False, repr=False)
 
@@ -135,6 +137,17 @@ class PerturbContext:
                 pool.setdefault(etype, []).append(chunk)
         set_("shared_chunks", frozenset(shared))
         set_("unshared_chunks", MappingProxyType({t: tuple(v) for t, v in pool.items()}))
+        # The P1 control's pool: every distinct target chunk per type, seen in the source or not.
+        every: dict[str, list[Chunk]] = {}
+        every_index: dict[str, dict[str, int]] = {}
+        for chunk, etype in entity_chunks(self.target or ()):
+            index = every_index.setdefault(etype, {})
+            key = chunk_key(chunk)
+            if key not in index:
+                index[key] = len(index)
+                every.setdefault(etype, []).append(chunk)
+        set_("target_chunks", MappingProxyType({t: tuple(v) for t, v in every.items()}))
+        set_("_chunk_index", MappingProxyType({t: MappingProxyType(v) for t, v in every_index.items()}))
 
         donor: dict[str, list[Chunk]] = {}
         donor_index: dict[str, dict[str, int]] = {}

@@ -34,6 +34,7 @@ from xner_core.perturb.replace import (
     _plan_context_random,
     _plan_context_replace,
     _plan_entity_context,
+    _plan_entity_random,
     _plan_entity_replace,
     _prepare_neighbours,
 )
@@ -77,6 +78,14 @@ _REGISTRY: tuple[Perturbation, ...] = (
         "entity_context", "P3 · unseen entities + context",
         "P1 and P2 applied to the same sentences (paper P3).",
         ("source", "target", "embed"), _plan_entity_context, _prepare_neighbours,
+    ),
+    Perturbation(
+        "entity_random", "P1 control · random entities",
+        "The control of P1: in each sentence as many entities as P1 changes there (same seed and rate), chosen at "
+        "random among all its entities whether the source has them or not, each replaced by a random same-type "
+        "chunk of the target (seen in the source or not). P1's drop minus this one's is what unseen entities "
+        "cost beyond changing an entity at all.",
+        ("source", "target"), _plan_entity_random,
     ),
     Perturbation(
         "context_random", "P5 · random unseen context words",

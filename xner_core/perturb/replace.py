@@ -1,5 +1,5 @@
-"""Stage 2, perturb: the replacement planners: unseen entities (P1), nearest or random unseen context words (P2,
-P5), both (P3), and donor-language name swaps.
+"""Stage 2, perturb: the replacement planners: unseen entities (P1) and its random-entity control, nearest or
+random unseen context words (P2, P5), both (P3), and donor-language name swaps.
 
 P2's candidate test (`context_candidate`) lives in `overlap.py`, the lower-level stage: the overlap measure and
 the perturbations use the one function, so the O-word overlap counts exactly the words P2 can target.
@@ -31,6 +31,30 @@ def _plan_entity_replace(s: Sentence, ctx: PerturbContext, streams: Streams, rat
         if sel.random() < rate and new is not None:
             edits.append(_Edit(sp.start, sp.end, new, "entity", sp.etype))
     return _Plan(tuple(edits), tok_el, ent_el)
+
+
+def _plan_entity_random(s: Sentence, ctx: PerturbContext, streams: Streams, rate: float) -> _Plan:
+    """P1's control: in each sentence, as many entities as P1 changes there (P1's own selection, same seed and
+    rate), but chosen uniformly among ALL the sentence's entities, seen in the source or not, and each replaced by
+    a random same-type chunk of the target, seen or not (never the chunk itself). Against P1 it separates "the
+    entity is now unseen" from "an entity changed at all"."""
+    k = len(_plan_entity_replace(s, ctx, streams, rate).edits)
+    found = list(spans(s.tags))
+    tokens = sum(sp.end - sp.start for sp in found)
+    if k == 0:
+        return _Plan((), tokens, len(found))
+    sel, cho = streams.pair("entity_random")
+    # random.sample's first k picks do not depend on k, so a lower rate (a smaller k) changes a subset; every
+    # entity draws its replacement whether chosen or not, so a chosen entity gets the same one at any rate.
+    chosen = set(sel.sample(range(len(found)), k))
+    edits: list[_Edit] = []
+    for i, sp in enumerate(found):
+        chunk = s.tokens[sp.start:sp.end]
+        new = _pick(ctx.target_chunks.get(sp.etype, ()), cho,
+                    ctx._chunk_index.get(sp.etype, {}).get(chunk_key(chunk)))
+        if i in chosen and new is not None:
+            edits.append(_Edit(sp.start, sp.end, new, "entity", sp.etype))
+    return _Plan(tuple(edits), tokens, len(found))
 
 
 def _make_swap(etype: str, name: str) -> PlanFn:
