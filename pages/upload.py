@@ -28,11 +28,14 @@ AUTO = "auto"
 sh = state.shared()
 st.title("Upload a CoNLL file")
 st.caption("One token per line, token first and tag last (tab or space separated; IOB2, IOB1 or BIOES over PER, "
-           "ORG, LOC; one column = unlabeled text), blank lines between sentences; `.gz` is fine. Up to 5 MB.")
+           "ORG, LOC; one column = unlabeled text), blank lines between sentences; `.gz` is fine. Up to 5 MB. "
+           "CoNLL-2002/2003 files work as they are: columns between token and tag (POS, chunk) stay in the "
+           "perturbed download, and other entity types (MISC) are read as O and counted.")
 
 languages = catalog.language_names()
 c1, c2 = st.columns([2, 1])
-uploaded = c1.file_uploader("CoNLL file", type=["conll", "txt", "tsv", "iob", "iob2", "bio", "bioes", "gz"],
+uploaded = c1.file_uploader("CoNLL file", type=["conll", "txt", "tsv", "iob", "iob2", "bio", "bioes", "gz",
+                                                "train", "testa", "testb"],  # the CoNLL-2002/2003 file names
                             key="upload_file")
 lang = state.select("Language of the file", [AUTO, *languages], "file_lang", AUTO, where=c2,
                     format_func=lambda c: "auto (from `br:` token prefixes)" if c == AUTO else f"{c} · {languages[c]}")
@@ -49,11 +52,15 @@ else:
         for note in parsed.warnings:
             st.warning(render.md_escape(note))
         stats = parsed.stats
-        m = st.columns(4)
+        m = st.columns(5)
         m[0].metric("Sentences", f"{stats['sentences']:,}")
         m[1].metric("Tokens", f"{stats['tokens']:,}")
         m[2].metric("Entities", f"{stats['entities']:,}")
         m[3].metric("Scheme", parsed.scheme.upper() + (" → IOB2" if parsed.converted else ""))
+        m[4].metric("Other types → O", f"{parsed.mapped_entities:,}",
+                    help="Entities of types other than PER, ORG and LOC (e.g. MISC), read as O: not tagged or "
+                         "scored; the perturbed copy keeps their tags"
+                         + "".join(f"; {t}: {n:,}" for t, n in parsed.other_types.items()))
         table = pd.DataFrame([stats])
         st.dataframe(table, hide_index=True, width="stretch")
         page.download_csv(table, "xner_upload_stats.csv", key="dl_upload_stats", label="Statistics (CSV)")

@@ -281,6 +281,69 @@ def test_eval_matches_runner_evaluate_and_scores_the_perturb_file(capsys, traine
     assert [s.tags for s in written] == [s.tags for s in scored]
 
 
+def _conll2002_file(path: Path, n: int = 25) -> tuple[Path, int]:
+    """The first `n` ca test sentences as a CoNLL-2002 file: token, POS, tag, with each sentence's first O token
+    tagged B-MISC; returns the path and the number of MISC entities."""
+    lines = []
+    misc = 0
+    for s in load_wikiann("ca", "test").sentences[:n]:
+        first_o = next((i for i, t in enumerate(s.tags) if t == "O"), None)
+        misc += first_o is not None
+        for i, (tok, tag) in enumerate(zip(s.tokens, s.tags)):
+            lines.append(f"{tok} {'NP' if tag != 'O' else 'X'} {'B-MISC' if i == first_o else tag}\n")
+        lines.append("\n")
+    path.write_text("".join(lines), encoding="utf-8")
+    return path, misc
+
+
+def test_eval_on_a_users_conll2002_file(capsys, trained, tmp_path):
+    path, misc = _conll2002_file(tmp_path / "ca.conll", n=20)
+    assert misc > 5
+    (tmp_path / "longer.conll").write_text(path.read_text(encoding="utf-8") * 2, encoding="utf-8")
+    path = tmp_path / "longer.conll"  # 40 sentences, 20 scored: the counts are those of the sentences scored
+    args = ["--test-file", str(path), "--perturb", "entity_mask", "--bootstrap", "20", "--test-limit", "20"]
+    got = run_json(capsys, ["eval", *TRAIN, *args, *trained["args"]])
+    parsed = read_conll(path, lang="ca")
+    corpus = parsed.corpus.head(20)
+    report = got["test_file"]
+    assert report["other_types_as_O"] == {"MISC": misc} and report["mapped_entities"] == misc
+    assert report["lang"] == "ca" and report["sentences"] == 20 and report["extra_columns"] == 1
+    assert report["entities"] == corpus_stats(corpus).entities
+    assert any(f"{2 * misc} entities of other types as O" in w for w in report["warnings"])  # the whole file
+    # the same numbers as the library's evaluation of that corpus (one builder of the perturbed sentences)
+    outcomes = evaluate(trained["config"], ["entity_mask"], EvalOptions(test_limit=20, bootstrap=20),
+                        data_dir=trained["data"], cache=trained["cache"], loaded=trained["model"], text=corpus,
+                        lang="ca")
+    want = [r for o in outcomes for r in o.rows]
+    rows = got["rows"]
+    assert [(r["perturbation"], r["scope"]) for r in rows] == [(r["perturbation"], r["scope"]) for r in want]
+    for row, exp in zip(rows, want):
+        assert row == jsonish({k: exp.get(k) for k in row})
+    assert {r["test_split"] for r in want} == {"user"} and rows[0]["n_sentences"] == 20
+    assert outcomes[0].sentences == corpus.sentences
+    # text output names the file and the count
+    assert main(["eval", *TRAIN, *args, *trained["args"]]) == 0
+    out = capsys.readouterr().out
+    assert f"other types read as O: {misc} MISC" in out and "entity_mask" in out
+
+
+def test_eval_test_file_errors(capsys, trained, tmp_path):
+    path = tmp_path / "ca.conll"
+    path.write_text("Joan NP B-PER\nviu X O\n\nla X O\nCopa NC B-MISC\n", encoding="utf-8")
+    msg = run_error(capsys, ["eval", *TRAIN, "--test-file", str(path), "--other-types", "error", *trained["args"]])
+    assert "ca.conll: line 5: entity type 'MISC' is unsupported" in msg
+    msg = run_error(capsys, ["eval", *TRAIN, "--test-file", str(path), "--other-types", "x", *trained["args"]])
+    assert "choose one of: o, error" in msg
+    msg = run_error(capsys, ["eval", *TRAIN, "--test-file", str(path), "--store", str(tmp_path / "r.duckdb"),
+                             *trained["args"]])
+    assert "--store" in msg
+    msg = run_error(capsys, ["eval", *TRAIN, "--lang", "ca", *trained["args"]])
+    assert "--test-file" in msg
+    (tmp_path / "plain.txt").write_text("Joan\nviu\n", encoding="utf-8")
+    msg = run_error(capsys, ["eval", *TRAIN, "--test-file", str(tmp_path / "plain.txt"), *trained["args"]])
+    assert "nothing to score" in msg
+
+
 def test_predict(capsys, trained):
     from xner_core.inference.text import predict_text
 

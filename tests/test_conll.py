@@ -9,7 +9,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from xner_core.corpus.conll import ConllResult, read_conll, write_conll
+from xner_core.corpus.conll import ConllResult, FileColumns, read_conll, write_conll
 from xner_core.corpus.sentences import Corpus, Sentence
 from xner_core.corpus.wikiann import load_wikiann
 from xner_core.errors import DataError
@@ -144,7 +144,9 @@ def test_no_entities_warns_but_is_labeled():
 ERRORS = [
     # (input, kwargs, line number or None, message fragments)
     ("a\tO\nb\tFOO\n", {}, 2, ["unknown tag ('FOO')", "allowed: O, B-PER, I-PER, B-ORG, I-ORG, B-LOC, I-LOC"]),
-    ("a\tO\n\nb\tB-MISC\n", {}, 3, ["'MISC' is unsupported", "allowed: O, B-PER"]),
+    ("a\tO\n\nb\tB-MISC\n", {"other_types": "error"}, 3, ["'MISC' is unsupported", "allowed: O, B-PER",
+                                                         "other_types='o'"]),
+    ("a\tO\nb\tB-per\n", {"other_types": "error"}, 2, ["'per' is unsupported"]),
     ("a\tO\nb\tB-per\n", {}, 2, ["'per' is unsupported", "allowed:"]),
     ("a\tO\nb\tX-PER\n", {}, 2, ["unknown tag ('X-PER')"]),
     # IOB2 file (a B- opens a chunk after O) with a stray I-: after O, and after another type
@@ -187,7 +189,7 @@ def test_error_names_the_file(tmp_path: Path):
     path = tmp_path / "bad.conll"
     path.write_text("a\tO\nb\tB-MISC\n")
     with pytest.raises(DataError, match=r"bad\.conll: line 2: "):
-        read_conll(path)
+        read_conll(path, other_types="error")
 
 
 @pytest.mark.parametrize(
@@ -298,3 +300,197 @@ def test_predictions_file_reads_back():
     assert read_conll(text.encode()).corpus.sentences[0].tags == ("B-LOC", "O")
     with pytest.raises(DataError, match="not aligned"):
         predictions_conll(corpus, {"bad": [["O"]]})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CoNLL-2002/2003 files: columns between token and tag, other entity types
+# ---------------------------------------------------------------------------------------------------------------
+
+CONLL2002 = """-DOCSTART- -X- O
+
+La DA O
+Coruña NC B-LOC
+, Fc O
+EFECOM NP B-ORG
+. Fp O
+
+Juan NP B-PER
+Pérez NP I-PER
+ganó VMI O
+la DA O
+Copa NC B-MISC
+del SP I-MISC
+Rey NC I-MISC
+y CC O
+el DA O
+Mundial NC B-MISC
+. Fp O
+"""
+
+
+def test_conll2002_three_columns_with_misc_read_as_o():
+    r = read_conll(CONLL2002, lang="es")
+    assert _pairs(r)[1] == (("Juan", "Pérez", "ganó", "la", "Copa", "del", "Rey", "y", "el", "Mundial", "."),
+                            ("B-PER", "I-PER", "O", "O", "O", "O", "O", "O", "O", "O", "O"))
+    assert r.other_types == {"MISC": 2} and r.mapped_entities == 2
+    assert any("read 2 entities of other types as O (2 MISC)" in w for w in r.warnings)
+    cols = r.columns
+    assert cols is not None and cols.width == 1
+    assert [f for (f,) in cols.extra[0]] == ["DA", "NC", "Fc", "NP", "Fp"]
+    assert cols.other[1][4:7] == ("B-MISC", "I-MISC", "I-MISC") and cols.other[1][9] == "B-MISC"
+    assert set(cols.other[0]) == {""}
+    # written back with its columns: the same file (IOB2, tab-separated), MISC tags included
+    text = write_conll(r.corpus, columns=cols)
+    assert "Copa\tNC\tB-MISC\ndel\tSP\tI-MISC\n" in text and "Coruña\tNC\tB-LOC\n" in text
+    back = read_conll(text, lang="es")
+    assert back.corpus == r.corpus and back.columns == cols and back.other_types == r.other_types
+
+
+def test_other_types_error_keeps_the_line_numbered_refusal():
+    with pytest.raises(DataError, match=r"line 13: entity type 'MISC' is unsupported"):
+        read_conll(CONLL2002, other_types="error")
+    from xner_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="choose one of: o, error"):
+        read_conll(CONLL2002, other_types="drop")
+
+
+def test_misspelt_types_are_refused_even_when_other_types_are_read_as_o():
+    with pytest.raises(DataError, match="'per' is unsupported"):
+        read_conll("a\tO\nb\tB-per\n")
+
+
+@pytest.mark.parametrize(("text", "tags", "other", "counts"), [
+    # IOB1: I- opens chunks (two adjacent MISC chunks split by B-MISC)
+    ("a\tI-MISC\nb\tB-MISC\nc\tI-PER\nd\tI-GPE\n", ("O", "O", "B-PER", "O"),
+     ("B-MISC", "B-MISC", "", "B-GPE"), {"GPE": 1, "MISC": 2}),
+    # BIOES
+    ("a\tS-MISC\nb\tB-LOC\nc\tE-LOC\nd\tB-MISC\ne\tE-MISC\n", ("O", "B-LOC", "I-LOC", "O", "O"),
+     ("B-MISC", "", "", "B-MISC", "I-MISC"), {"MISC": 2}),
+])
+def test_other_types_in_iob1_and_bioes(text: str, tags, other, counts):
+    r = read_conll(text)
+    assert r.corpus[0].tags == tags and r.columns is not None and r.columns.other[0] == other
+    assert r.other_types == counts and r.converted
+
+
+def test_only_other_types_is_not_an_unlabeled_warning():
+    r = read_conll("a\tB-MISC\nb\tO\n")
+    assert r.labeled and r.other_types == {"MISC": 1}
+    assert not any("no entities" in w for w in r.warnings)
+
+
+def test_fixture_conll2003_four_columns_are_kept():
+    r = read_conll(FIXTURES / "conll2003_4col.conll")
+    assert r.columns is not None and r.columns.width == 2
+    assert r.columns.extra[0][:2] == (("NNP", "B-NP"), ("VBZ", "B-VP"))
+    text = write_conll(r.corpus, columns=r.columns)
+    assert text.startswith("EU\tNNP\tB-NP\tB-ORG\nrejects\tVBZ\tB-VP\tO\n")
+
+
+def test_two_column_files_have_empty_columns():
+    r = read_conll("a\tB-PER\nb\tO\n")
+    assert r.columns is not None and r.columns.width == 0 and r.columns.extra == (((), ()),)
+    assert write_conll(r.corpus, columns=r.columns) == write_conll(r.corpus)
+
+
+@pytest.mark.parametrize("field", [" NN", "N\tN", "N\nN", "N\x00"])
+def test_write_conll_refuses_columns_that_cannot_round_trip(field: str):
+    corpus = Corpus((Sentence(("a",), ("O",), "xx", "s"),))
+    with pytest.raises(DataError, match="cannot be written"):
+        write_conll(corpus, columns=FileColumns(1, (((field,),),), (("",),)))
+    with pytest.raises(DataError, match="not aligned"):
+        write_conll(corpus, columns=FileColumns(1, ((("NN",), ("NN",)),), (("", ""),)))
+
+
+FIELD = st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zs", "Zl", "Zp")), min_size=0, max_size=5)
+
+
+@st.composite
+def columned_file(draw) -> tuple[Corpus, FileColumns]:
+    """Random sentences over PER/ORG/LOC and other types (MISC, EVENT) with `width` extra columns."""
+    width = draw(st.integers(0, 3))
+    sents, extra, other = [], [], []
+    for k in range(draw(st.integers(1, 5))):
+        tags: list[str] = []
+        others: list[str] = []
+        for _ in range(draw(st.integers(1, 5))):
+            kind = draw(st.sampled_from(["O", "PER", "ORG", "LOC", "MISC", "EVENT"]))
+            n = draw(st.integers(1, 3))
+            chunk = ["O"] * n if kind == "O" else [f"B-{kind}"] + [f"I-{kind}"] * (n - 1)
+            known = kind in ("PER", "ORG", "LOC")
+            tags += chunk if known or kind == "O" else ["O"] * n
+            others += [""] * n if known or kind == "O" else chunk
+        sents.append(Sentence(tuple(draw(TOKEN) for _ in tags), tuple(tags), "qq", f"qq-user-{k}"))
+        extra.append(tuple(tuple(draw(FIELD) for _ in range(width)) for _ in tags))
+        other.append(tuple(others))
+    return Corpus(tuple(sents), "qq", "user"), FileColumns(width, tuple(extra), tuple(other))
+
+
+@settings(max_examples=80, deadline=None)
+@given(columned_file())
+def test_round_trip_with_columns_and_other_types(file):
+    corpus, columns = file
+    assume(not all(t.startswith("qq:") for s in corpus for t in s.tokens))
+    text = write_conll(corpus, columns=columns)
+    r = read_conll(text, lang="qq")
+    assert [(s.tokens, s.tags) for s in r.corpus] == [(s.tokens, s.tags) for s in corpus]
+    assert r.columns == columns
+    assert r.mapped_entities == sum(t.startswith("B-") for sent in columns.other for t in sent)
+    assert write_conll(r.corpus, columns=r.columns) == text  # read -> write -> read is stable
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# a perturbed copy keeps the columns (xner_core.perturb.columns)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _perturbed_text(name: str, text: str, donor: Corpus | None = None, seed: int = 0) -> tuple[ConllResult, str]:
+    from xner_core.perturb.apply import perturb_corpus
+    from xner_core.perturb.columns import carry_columns
+    from xner_core.perturb.context import build_context
+
+    r = read_conll(text, lang="es")
+    result = perturb_corpus(name, r.corpus, build_context(None, r.corpus, donor=donor, lang="es"), seed=seed)
+    assert r.columns is not None
+    return r, write_conll(result.corpus, columns=carry_columns(r.columns, result))
+
+
+@pytest.mark.parametrize("name", ["entity_mask", "char_noise", "context_noise"])
+def test_same_length_perturbations_keep_every_row(name: str):
+    r, text = _perturbed_text(name, CONLL2002)
+    back = read_conll(text, lang="es")
+    assert back.columns == r.columns and back.other_types == {"MISC": 2}
+    assert [s.tags for s in back.corpus] == [s.tags for s in r.corpus]
+    if name == "entity_mask":
+        assert "[MASK]\tNP\tB-PER\n[MASK]\tNP\tI-PER\nganó\tVMI\tO\n" in text
+
+
+def test_name_swaps_of_other_lengths_keep_the_rows_of_untouched_tokens():
+    donor = Corpus((Sentence(("María", "del", "Carmen", "Ruiz"), ("B-PER", "I-PER", "I-PER", "I-PER"), "es", "d0"),),
+                   "es", "dev")
+    text = ("Juan NP B-NP B-PER\nPérez NP I-NP I-PER\nganó VMI B-VP O\nla DA B-NP O\nCopa NC I-NP B-MISC\n\n"
+            "Ana NP B-NP B-PER\nvive VMI B-VP O\n")
+    r, out = _perturbed_text("person_swap", text, donor)
+    assert out == ("María\tNP\tB-NP\tB-PER\ndel\tNP\tI-NP\tI-PER\nCarmen\tNP\tI-NP\tI-PER\nRuiz\tNP\tI-NP\tI-PER\n"
+                   "ganó\tVMI\tB-VP\tO\nla\tDA\tB-NP\tO\nCopa\tNC\tI-NP\tB-MISC\n\n"
+                   # the added tokens continue the one-token name's row: same POS, its chunk continued
+                   "María\tNP\tB-NP\tB-PER\ndel\tNP\tI-NP\tI-PER\nCarmen\tNP\tI-NP\tI-PER\nRuiz\tNP\tI-NP\tI-PER\n"
+                   "vive\tVMI\tB-VP\tO\n\n")
+    # and shorter: a 4-token name replaced by a 1-token one keeps the first row and drops the rest
+    short = Corpus((Sentence(("Ana",), ("B-PER",), "es", "d1"),), "es", "dev")
+    _, out = _perturbed_text("person_swap", out, short)
+    assert out.startswith("Ana\tNP\tB-NP\tB-PER\nganó\tVMI\tB-VP\tO\nla\tDA\tB-NP\tO\nCopa\tNC\tI-NP\tB-MISC\n\n")
+
+
+def test_carry_columns_refuses_columns_of_another_corpus():
+    from xner_core.perturb.apply import perturb_corpus
+    from xner_core.perturb.columns import carry_columns
+    from xner_core.perturb.context import build_context
+
+    r = read_conll(CONLL2002, lang="es")
+    other = read_conll("a\tO\n", lang="es")
+    result = perturb_corpus("entity_mask", r.corpus, build_context(None, r.corpus))
+    assert other.columns is not None
+    with pytest.raises(ValueError, match="columns of 1 sentences"):
+        carry_columns(other.columns, result)

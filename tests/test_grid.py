@@ -23,7 +23,7 @@ from xner_core.experiments.plan import expand
 from xner_core.experiments.ray_executor import gpu_request
 from xner_core.experiments.spec import GridSpec, load_spec, parse_spec, preset_names
 from xner_core.experiments.status import claims_dir, plan_status
-from xner_core.experiments.store import COLUMN_NAMES, SCHEMA, ResultsStore, parse_filters
+from xner_core.experiments.store import COLUMN_NAMES, ROW_SCOPES, SCHEMA, ResultsStore, parse_filters
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}  # same thread count as this process: same numbers
@@ -381,7 +381,8 @@ def test_killed_run_left_only_whole_jobs(killed_and_resumed):
     total = len(killed_and_resumed["plan"].eval_jobs)
     per_job = df.groupby("job_id").scope.nunique()
     assert 1 <= len(per_job) < total  # killed mid-run, after some jobs were stored
-    assert (per_job == 4).all() and len(df) == 4 * len(per_job)  # no partial job
+    n = len(ROW_SCOPES)
+    assert (per_job == n).all() and len(df) == n * len(per_job)  # no partial job
     status = killed_and_resumed["status"]
     assert len(status.done) == len(per_job) and status.running == ()  # the dead run's claims are stale
 
@@ -391,10 +392,10 @@ def test_rerun_does_only_what_is_missing(killed_and_resumed):
     done_at_kill = killed_and_resumed["after_kill"].job_id.nunique()
     assert s.failures == () and s.jobs_total == 16
     assert s.jobs_done_before == done_at_kill and s.jobs_run == 16 - done_at_kill
-    assert s.rows_written == 4 * (16 - done_at_kill)
+    assert s.rows_written == len(ROW_SCOPES) * (16 - done_at_kill)
     store = killed_and_resumed["store"]
     df = store.frame()
-    assert len(df) == 64 and not df.duplicated(["job_id", "scope"]).any()
+    assert len(df) == 16 * len(ROW_SCOPES) and not df.duplicated(["job_id", "scope"]).any()
     assert set(df.job_id) == {j.id for j in killed_and_resumed["plan"].eval_jobs}
     assert not list(claims_dir(store.path).glob("*.json"))  # every claim released
     again = run_plan(killed_and_resumed["plan"], store, data_dir=killed_and_resumed["data"],
@@ -433,7 +434,7 @@ def test_store_schema_is_the_documented_one(killed_and_resumed):
     assert [c[0] for c in cols if c[2] == "NO"] == [s.name for s in SCHEMA if "NOT NULL" in s.sql_type]
     assert [list(p[0]) for p in pk] == [["job_id", "scope"]]
     df = killed_and_resumed["store"].frame()
-    assert set(df.scope) == {"overall", "PER", "ORG", "LOC"}
+    assert set(df.scope) == set(ROW_SCOPES) == {"overall", "PER", "ORG", "LOC", "seen", "unseen"}
     assert set(df.perturbation) == {"clean", "entity_replace", "context_replace", "location_swap"}
     assert df.f1.between(0, 1).all() and df.versions.str.contains("torch").all()
 
@@ -459,13 +460,13 @@ def test_cli_results_and_status(killed_and_resumed, capsys, tmp_path):
     assert code == 0 and "transfer" in out and "overall" in out and "F1" in out
     code, out, _ = _cli(capsys, "results", "export", "--format", "csv", "--out", str(tmp_path / "r.csv"),
                         "--store", store, "--json")
-    assert code == 0 and json.loads(out)["rows"] == 64
+    assert code == 0 and json.loads(out)["rows"] == 16 * len(ROW_SCOPES)
     import pandas as pd
 
-    assert len(pd.read_csv(tmp_path / "r.csv")) == 64
+    assert len(pd.read_csv(tmp_path / "r.csv")) == 16 * len(ROW_SCOPES)
     code, out, _ = _cli(capsys, "results", "export", "--format", "parquet", "--out", str(tmp_path / "r.parquet"),
                         "--store", store, "--filter", "setting=native")
-    assert code == 0 and len(pd.read_parquet(tmp_path / "r.parquet")) == 32
+    assert code == 0 and len(pd.read_parquet(tmp_path / "r.parquet")) == 8 * len(ROW_SCOPES)
     code, out, _ = _cli(capsys, "results", "schema", "--json")
     assert [c["name"] for c in json.loads(out)] == list(COLUMN_NAMES)
     code, out, _ = _cli(capsys, "grid", "status", "smoke", "--store", store, "--data-dir",
@@ -504,13 +505,13 @@ def test_ray_executor_on_smoke(wikiann_dir, tmp_path):
         again = run_plan(plan, store, executor="ray", data_dir=wikiann_dir, cache=cache)
     finally:
         ray.shutdown()
-    assert summary.failures == () and (summary.jobs_run, summary.rows_written) == (16, 64)
+    assert summary.failures == () and (summary.jobs_run, summary.rows_written) == (16, 16 * len(ROW_SCOPES))
     assert summary.models_trained == 4 and {config_hash(t.config) for t in plan.train_jobs} == {
         p.name for p in (cache / "models").iterdir() if p.is_dir() and not p.name.startswith(".")}
     assert (again.jobs_run, again.models_used) == (0, 0)
     assert [e.kind for e in events].count("job_done") == 16 and events[-1].kind == "finish"
     df = store.frame()
-    assert len(df) == 64 and not df.duplicated(["job_id", "scope"]).any()
+    assert len(df) == 16 * len(ROW_SCOPES) and not df.duplicated(["job_id", "scope"]).any()
     # what the driver stored is what the workers computed: re-score each job from the predictions they saved
     from xner_core.metrics.scores import score
 

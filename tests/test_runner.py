@@ -26,7 +26,7 @@ from xner_core.evaluation.throughput import (
     measured_train_throughput,
 )
 from xner_core.runs.config import config_hash, make_config
-from xner_core.experiments.store import COLUMN_NAMES, SCHEMA, SCOPES
+from xner_core.experiments.store import COLUMN_NAMES, ROW_SCOPES, SCHEMA
 
 CAPS = dict(max_train_sentences=150, max_dev_sentences=30, batch_size=16)
 EVAL = EvalOptions(test_limit=60, embed_model="tiny", bootstrap=50, donor="an")
@@ -100,7 +100,7 @@ def test_evaluate_rows_follow_the_schema(env):
     assert [o.job.perturbation for o in outs] == [CLEAN, *PERTS]
     clean = outs[0].rows[0]
     for o in outs:
-        assert [r["scope"] for r in o.rows] == list(SCOPES)
+        assert [r["scope"] for r in o.rows] == list(ROW_SCOPES)
         assert len({r["job_id"] for r in o.rows}) == 1 and o.rows[0]["job_id"] == o.job.id
         for r in o.rows:
             assert set(r) <= set(COLUMN_NAMES)
@@ -120,6 +120,30 @@ def test_evaluate_rows_follow_the_schema(env):
     assert swap["entities_changed_frac"] > 0  # location_swap replaced LOC chunks with an's names
     assert swap["drop_low"] is not None and swap["drop_low"] <= swap["drop"] <= swap["drop_high"]
     assert clean["entity_token_overlap"] is not None and clean["n_sources"] == 1
+
+
+def test_seen_and_unseen_rows_split_the_entities_by_the_training_data(env):
+    from xner_core.evaluation.inputs import evaluation_inputs
+    from xner_core.metrics.scores import score
+    from xner_core.metrics.seen import restrict_tags, seen_surfaces
+
+    outs = evaluate(cfg("ca"), ["entity_replace"], data_dir=env["data"], cache=env["cache"], loaded=env["es_ca"],
+                    options=EVAL)
+    surfaces = seen_surfaces(evaluation_inputs(cfg("ca"), EVAL, data_dir=env["data"], cache=env["cache"]).seen)
+    for o in outs:
+        rows = {r["scope"]: r for r in o.rows}
+        assert rows["seen"]["n_gold"] + rows["unseen"]["n_gold"] == rows["overall"]["n_gold"]
+        assert rows["seen"]["n_pred"] + rows["unseen"]["n_pred"] == rows["overall"]["n_pred"]
+        tokens = [s.tokens for s in o.sentences]
+        gold = [s.tags for s in o.sentences]
+        for scope, flag in (("seen", True), ("unseen", False)):
+            expected = score(restrict_tags(tokens, gold, surfaces, flag),
+                             restrict_tags(tokens, o.predictions, surfaces, flag)).overall
+            assert rows[scope]["f1"] == pytest.approx(expected.f1)
+    # P1 turns seen entities into unseen ones (replacements come from the target chunks the source lacks)
+    clean, p1 = ({r["scope"]: r for r in o.rows} for o in outs)
+    assert p1["seen"]["n_gold"] == clean["seen"]["n_gold"] - outs[1].report["entities_changed"]
+    assert p1["seen"]["clean_f1"] == pytest.approx(clean["seen"]["f1"])  # the drop is against the same group
 
 
 def test_same_model_on_another_target_gives_rows_of_that_target(env):

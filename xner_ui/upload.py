@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import pandas as pd
 import streamlit as st
 
+from xner_core.corpus.conll import FileColumns
 from xner_core.corpus.sentences import Corpus
 from xner_core.errors import DataError
 from xner_core.evaluation.jobs import CLEAN, EvalOptions
@@ -39,6 +40,13 @@ class Upload:
     converted: bool
     warnings: tuple[str, ...]
     stats: dict[str, Any]  # sentences, tokens, entities, entities_<type>, entity_tokens, mean/max length, vocabulary
+    columns: FileColumns | None = None  # the columns between token and tag, other types' tags (kept in downloads)
+    other_types: dict[str, int] = dataclasses.field(default_factory=dict)  # entities of other types read as O
+
+    @property
+    def mapped_entities(self) -> int:
+        """How many entities of other types (MISC, ...) were read as O."""
+        return sum(self.other_types.values())
 
     @property
     def lang(self) -> str:
@@ -72,9 +80,11 @@ def _read(digest: str, lang: str, max_bytes: int, _data: bytes) -> Upload | str:
     s = corpus_stats(parsed.corpus)
     stats = {"language": parsed.corpus.lang, "sentences": s.sentences, "tokens": s.tokens, "entities": s.entities,
              **{f"entities_{t}": n for t, n in s.entities_by_type.items()}, "entity_tokens": s.entity_tokens,
-             "mean_length": round(s.mean_length, 2), "max_length": s.max_length, "vocabulary": s.vocab_size}
+             "mean_length": round(s.mean_length, 2), "max_length": s.max_length, "vocabulary": s.vocab_size,
+             "extra_columns": parsed.columns.width if parsed.columns else 0,
+             "other_types_as_O": parsed.mapped_entities}
     return Upload(digest, lang, parsed.corpus, parsed.labeled, parsed.scheme, parsed.converted,
-                  tuple(parsed.warnings), stats)
+                  tuple(parsed.warnings), stats, parsed.columns, dict(parsed.other_types))
 
 
 @dataclass(frozen=True)
@@ -91,7 +101,8 @@ def perturbed_copy(upload: Upload, perturbation: str, config: ExperimentConfig,
                    options: EvalOptions) -> PerturbedCopy:
     """The upload perturbed with the inputs of `config`'s evaluation: the corpus that model saw (when the
     perturbation reads it), the evaluation's donor and encoder, its seed and rate; the file itself is the
-    replacement pool (cached by content hash and choices).
+    replacement pool (cached by content hash and choices). The CoNLL text keeps the file's other columns (POS,
+    chunk, other entity types; `perturb.columns.carry_columns`).
 
     Args:
         upload: from `read_upload`.
@@ -100,21 +111,22 @@ def perturbed_copy(upload: Upload, perturbation: str, config: ExperimentConfig,
         options: the evaluation options (`xner_ui.inputs.eval_options`).
     """
     return _perturbed(upload.digest, upload.lang_choice, perturbation, canonical_json(config_to_dict(config)),
-                      dataclasses.astuple(options), str(data_dir()), str(cache_dir()), upload.corpus)
+                      dataclasses.astuple(options), str(data_dir()), str(cache_dir()), upload.corpus, upload.columns)
 
 
 @st.cache_data(show_spinner="Perturbing the file…", max_entries=16)
 def _perturbed(digest: str, lang_choice: str, perturbation: str, config_key: str, options_key: tuple[Any, ...],
-               data_dir_key: str, cache_key: str, _corpus: Corpus) -> PerturbedCopy:
+               data_dir_key: str, cache_key: str, _corpus: Corpus, _columns: FileColumns | None) -> PerturbedCopy:
     from xner_core.corpus.conll import write_conll
     from xner_core.evaluation.inputs import evaluation_inputs, perturb_test
+    from xner_core.perturb.columns import carry_columns
 
     config = config_from_dict(json.loads(config_key))
     lang = _corpus.lang if _corpus.lang != "xx" else config.target  # stopwords of the file's language
     inputs = evaluation_inputs(config, EvalOptions(*options_key), [perturbation], data_dir=data_dir_key,
                                cache=cache_key, text=_corpus, lang=lang)
     result = perturb_test(inputs, perturbation)
-    text = write_conll(result.corpus)
+    text = write_conll(result.corpus, columns=carry_columns(_columns, result) if _columns is not None else None)
     return PerturbedCopy(result.corpus, result.report.as_dict(), text,
                          hashlib.sha256(text.encode("utf-8")).hexdigest())
 

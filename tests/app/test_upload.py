@@ -36,12 +36,50 @@ def test_upload_valid_file_stats_and_perturbed_copy(no_data):
 
 def test_upload_invalid_file_shows_line_number(no_data):
     at = open_page(PAGE)
-    upload(at, "bad.conll", b"Juan B-PER\nvive O\nen O\nMadrid I-MISC\n")
+    upload(at, "bad.conll", b"Juan B-PER\nvive O\nen O\nMadrid I-per\n")
     assert not at.exception
     (err,) = at.error
     shown = unmd(err.value)
-    assert "line 4: entity type 'MISC' is unsupported" in shown and "**bad.conll**" in shown
+    assert "line 4: entity type 'per' is unsupported" in shown and "**bad.conll**" in shown
     assert not at.metric
+
+
+CONLL2002 = ("La DA O\nCoruña NC B-LOC\n, Fc O\nEFECOM NP B-ORG\n. Fp O\n\n"
+             "Juan NP B-PER\nPérez NP I-PER\nganó VMI O\nla DA O\nCopa NC B-MISC\ndel SP I-MISC\nRey NC I-MISC\n"
+             "y CC O\nel DA O\nMundial NC B-MISC\n. Fp O\n")
+
+
+def served_downloads(monkeypatch) -> dict[str, bytes]:
+    """Record what each download button serves, by file name (AppTest runs without the media file manager)."""
+    from streamlit.elements.widgets import button
+
+    served: dict[str, bytes] = {}
+    marshall = button.marshall_file
+
+    def record(coordinates, data, proto, mimetype, file_name=None, **kw):
+        if isinstance(data, (bytes, str)):
+            served[file_name or ""] = data.encode("utf-8") if isinstance(data, str) else data
+        return marshall(coordinates, data, proto, mimetype, file_name, **kw)
+
+    monkeypatch.setattr(button, "marshall_file", record)
+    return served
+
+
+def test_upload_conll2002_file_with_misc_keeps_its_columns(no_data, monkeypatch):
+    served = served_downloads(monkeypatch)
+    at = open_page(PAGE, {"upload_pert": "entity_mask"})
+    upload(at, "esp.testa", CONLL2002.encode())
+    assert_clean_run(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Entities"] == "3" and metrics["Other types → O"] == "2" and metrics["Scheme"] == "IOB2"
+    assert any("read 2 entities of other types as O (2 MISC)" in unmd(w.value) for w in at.warning)
+    stats = at.dataframe[0].value.iloc[0]
+    assert stats["extra_columns"] == 1 and stats["other_types_as_O"] == 2
+    assert "dl_perturbed" in {b.key for b in at.get("download_button")}
+    text = served["esp.entity_mask.conll"].decode("utf-8")
+    assert text.startswith("La\tDA\tO\n[MASK]\tNC\tB-LOC\n,\tFc\tO\n[MASK]\tNP\tB-ORG\n")
+    assert "[MASK]\tNP\tB-PER\n[MASK]\tNP\tI-PER\nganó\tVMI\tO\n" in text
+    assert "Copa\tNC\tB-MISC\ndel\tSP\tI-MISC\nRey\tNC\tI-MISC\n" in text  # other types kept as they were
 
 
 def test_upload_hostile_tokens_are_escaped(no_data):

@@ -109,12 +109,41 @@ def test_upload_scores_a_file_and_reports_bad_lines(page, artifacts, tmp_path):
     assert metrics[:3] == ["2", "8", "3"]  # sentences, tokens, entities
     page.screenshot(path=str(artifacts / "upload.png"), full_page=True)
     bad = tmp_path / "bad.conll"
-    bad.write_text("Juan B-PER\nvive O\nMadrid I-MISC\n", encoding="utf-8")
+    bad.write_text("Juan B-PER\nvive O\nMadrid I-per\n", encoding="utf-8")  # a misspelt type (MISC is read as O)
     page.locator('input[type="file"]').set_input_files(str(bad))
     page.locator('[data-testid="stAlertContentError"]').first.wait_for(timeout=60_000)
     text = page.locator('[data-testid="stAlertContentError"]').first.inner_text()
-    assert "line 3" in text and "MISC" in text
+    assert "line 3" in text and "'per'" in text
     page.screenshot(path=str(artifacts / "upload_error.png"), full_page=True)
+
+
+def test_upload_conll2002_file_with_misc_downloads_its_perturbed_copy(page, artifacts, tmp_path):
+    # A CoNLL-2002 file as distributed (esp.testa: token, POS, tag; MISC entities): read, MISC counted, and the
+    # perturbed copy downloaded with the POS column and the MISC tags where they were.
+    esp = tmp_path / "esp.testa"
+    esp.write_text("-DOCSTART- -X- O\n\nLa DA O\nCoruña NC B-LOC\n, Fc O\nEFECOM NP B-ORG\n. Fp O\n\n"
+                   "Juan NP B-PER\nPérez NP I-PER\nganó VMI O\nla DA O\nCopa NC B-MISC\ndel SP I-MISC\n"
+                   "Rey NC I-MISC\n. Fp O\n", encoding="utf-8")
+    page.goto(f"{page.base}/upload?upload_pert=entity_mask&model=tiny&source=es&target=an")
+    settle(page)
+    page.locator('input[type="file"]').set_input_files(str(esp))
+    page.get_by_text("Perturbed copy").wait_for(timeout=60_000)
+    settle(page)
+    no_error(page)
+    labels = page.locator('[data-testid="stMetricLabel"]').all_inner_texts()
+    values = page.locator('[data-testid="stMetricValue"]').all_inner_texts()
+    metrics = dict(zip([t.strip() for t in labels], values))
+    assert metrics["Entities"] == "3" and metrics["Other types → O"] == "1"
+    alerts = page.locator('[data-testid="stAlert"]').all_inner_texts()
+    assert any("1 entity of other types as O (1 MISC)" in t for t in alerts), alerts
+    page.screenshot(path=str(artifacts / "upload_conll2002.png"), full_page=True)
+    with page.expect_download(timeout=60_000) as download:
+        page.get_by_role("button", name=re.compile("Perturbed file")).click()
+    assert download.value.suggested_filename == "esp.entity_mask.conll"
+    text = open(download.value.path(), encoding="utf-8").read()
+    assert text == ("La\tDA\tO\n[MASK]\tNC\tB-LOC\n,\tFc\tO\n[MASK]\tNP\tB-ORG\n.\tFp\tO\n\n"
+                    "[MASK]\tNP\tB-PER\n[MASK]\tNP\tI-PER\nganó\tVMI\tO\nla\tDA\tO\nCopa\tNC\tB-MISC\n"
+                    "del\tSP\tI-MISC\nRey\tNC\tI-MISC\n.\tFp\tO\n\n")
 
 
 def test_hostile_sentence_is_shown_as_text(page, artifacts):

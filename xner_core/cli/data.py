@@ -180,8 +180,8 @@ def score_cmd(
     from xner_core.metrics.breakdown import error_breakdown
     from xner_core.metrics.scores import score, scores_table
 
-    g = read_conll(gold).corpus
-    p = read_conll(pred).corpus
+    g = read_conll(gold, other_types="error").corpus  # scores over PER/ORG/LOC only: other types are refused
+    p = read_conll(pred, other_types="error").corpus
     if len(g) != len(p):
         raise XnerError(f"gold has {len(g)} sentences but predictions have {len(p)}; they must match one to one")
     for i, (gs, ps) in enumerate(zip(g, p)):

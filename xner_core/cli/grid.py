@@ -184,13 +184,12 @@ def results_show(
     """Show stored results as a table (F1 and drop in points, with 95% CIs)."""
     from rich.table import Table
 
-    from xner_core.experiments.store import ResultsStore, parse_filters
-    from xner_core.metrics.bootstrap import SCOPES
+    from xner_core.experiments.store import ROW_SCOPES, ResultsStore, parse_filters
 
     where = parse_filters(filters or [])
     if scope != "all":
-        if scope not in SCOPES:
-            raise XnerError(f"unknown scope {scope!r}; choose one of: {', '.join(SCOPES)}, all")
+        if scope not in ROW_SCOPES:
+            raise XnerError(f"unknown scope {scope!r}; choose one of: {', '.join(ROW_SCOPES)}, all")
         where.setdefault("scope", scope)
     st = ResultsStore(store)
     df = st.frame(where)

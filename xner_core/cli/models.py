@@ -70,9 +70,9 @@ def train_cmd(
 
 
 @app.command("eval")
-@with_config()
+@with_config(checkpoint=True)
 def eval_cmd(
-    config: Any, *,
+    config: Any, *, checkpoint: Optional[str] = None,
     perturb: Optional[list[str]] = typer.Option(None, "--perturb", help="perturbation(s) besides clean (repeat)"),
     perturb_seed: int = typer.Option(0, help="perturbation seed"),
     rate: float = typer.Option(1.0, help="fraction of eligible units perturbed"),
@@ -82,13 +82,27 @@ def eval_cmd(
     bootstrap: int = typer.Option(1000, help="bootstrap resamples for CIs"),
     backend: str = typer.Option("torch", help="torch or onnx-int8 (CPU)"),
     store: Optional[Path] = typer.Option(None, help="also write the rows to this results store (DuckDB)"),
+    test_file: Optional[Path] = typer.Option(None, "--test-file", help="score on this labelled CoNLL file instead "
+                                             "of the target's WikiANN test split (token first, tag last; columns "
+                                             "between them such as POS and chunk are allowed)"),
+    lang: Optional[str] = typer.Option(None, "--lang", help="with --test-file: the file's language (default: "
+                                       "--target)"),
+    other_types: str = typer.Option("o", "--other-types", help="with --test-file: entity types other than "
+                                    "PER/ORG/LOC (MISC, ...): o = read as O and count them, error = refuse the file"),
     data_dir: Optional[Path] = DataDirOpt, cache_dir: Optional[Path] = CacheOpt,
     device: Optional[str] = DeviceOpt, precision: str = PrecisionOpt, as_json: bool = JsonOpt,
 ) -> None:
-    """Score a model on its target's clean and perturbed test sets (F1 with 95% CIs, paired drop CIs)."""
+    """Score a model on its target's clean and perturbed test sets (F1 with 95% CIs, paired drop CIs).
+
+    With --test-file, on a user's labelled CoNLL file (CoNLL-2002/2003 style files as they are), perturbed as
+    the test split would be; the report counts the entities of other types read as O.
+
+    The model is the config's (trained when not cached), or with --checkpoint an existing token classifier
+    evaluated as it is: its labels are mapped onto PER/ORG/LOC (the report says how and what became O).
+    """
     from xner_core.evaluation.evaluate import evaluate
     from xner_core.evaluation.jobs import CLEAN, EvalOptions
-    from xner_core.evaluation.modelstore import train_model
+    from xner_core.evaluation.modelstore import load_checkpoint_model, train_model
     from xner_core.perturb.registry import get_perturbation
 
     for name in perturb or []:
@@ -96,13 +110,18 @@ def eval_cmd(
             get_perturbation(name)  # an unknown name fails before any training
     if donor:
         donor = _language(donor, "donor")
+    parsed = _read_test_file(test_file, lang, other_types, store, config.target, test_limit)
     _quiet_transformers()
     check_precision(precision)
-    lm = train_model(config, data_dir=data_dir, cache=cache_dir, device=device, precision=precision)
+    if checkpoint:
+        lm = load_checkpoint_model(config, device=device)  # as it is: never trained
+    else:
+        lm = train_model(config, data_dir=data_dir, cache=cache_dir, device=device, precision=precision)
     options = EvalOptions(perturb_seed=perturb_seed, perturb_rate=rate, test_limit=test_limit,
                           embed_model=embed_model, donor=donor, bootstrap=bootstrap, backend=backend,
-                          precision=precision)
-    outcomes = evaluate(config, perturb or [], options, data_dir=data_dir, cache=cache_dir, loaded=lm, device=device)
+                          precision=precision, checkpoint=bool(checkpoint))
+    outcomes = evaluate(config, perturb or [], options, data_dir=data_dir, cache=cache_dir, loaded=lm, device=device,
+                        text=parsed.corpus if parsed else None, lang=parsed.corpus.lang if parsed else None)
     rows = [r for o in outcomes for r in o.rows]
     if store:
         from xner_core.experiments.store import ResultsStore
@@ -111,14 +130,31 @@ def eval_cmd(
     keep = ("perturbation", "scope", "precision", "recall", "f1", "f1_low", "f1_high", "drop", "drop_low",
             "drop_high", "n_sentences", "support", "entities_changed_frac", "tokens_changed_frac")
     slim = [{k: r.get(k) for k in keep} for r in rows]
+    mapping = lm.label_mapping
+    payload: Any = slim if mapping is None else {
+        "checkpoint": config.model, "role": config.setting, "sources": list(config.sources),
+        "target": config.target, "label_mapping": mapping.as_dict(),
+        "rows": [{"model": r.get("model"), **s} for r, s in zip(rows, slim)]}
+    if parsed is not None:
+        payload = {**(payload if isinstance(payload, dict) else {"rows": payload}),
+                   "test_file": _file_report(test_file, parsed)}
 
-    def render(rs: list[dict[str, Any]]) -> str:
+    def render(p: Any) -> str:
         def f(v: Any) -> str:
             return "   -  " if v is None else f"{100 * v:6.2f}"
 
+        rs = p["rows"] if isinstance(p, dict) else p
         pair = f"{','.join(config.sources) or config.target}->{config.target}"
-        lines = [f"model {lm.hash}  {config.model} {pair} {config.setting}",
-                 f"{'perturbation':<16}{'scope':<8}{'F1':>7}{'95% CI':>17}{'drop':>8}{'drop CI':>17}"]
+        what = "checkpoint as " if mapping is not None else ""
+        lines = [f"model {lm.hash}  {config.model} {pair} {what}{config.setting}"]
+        if mapping is not None:
+            lines.append(f"labels {mapping.describe()}")
+        if parsed is not None:
+            t = p["test_file"]
+            mapped = ", ".join(f"{n} {k}" for k, n in t["other_types_as_O"].items()) or "none"
+            lines.append(f"test file {t['path']} ({t['lang']}): {t['sentences']} sentences, {t['entities']} "
+                         f"PER/ORG/LOC entities; other types read as O: {mapped}")
+        lines.append(f"{'perturbation':<16}{'scope':<8}{'F1':>7}{'95% CI':>17}{'drop':>8}{'drop CI':>17}")
         for r in rs:
             if r["scope"] != "overall":
                 continue
@@ -126,7 +162,40 @@ def eval_cmd(
                          f"{f(r['drop'])}  [{f(r['drop_low'])},{f(r['drop_high'])}]")
         return "\n".join(lines)
 
-    emit(slim, as_json, render)
+    emit(payload, as_json, render)
+
+
+def _read_test_file(path: Optional[Path], lang: Optional[str], other_types: str, store: Optional[Path],
+                    target: str, limit: Optional[int]) -> Any:
+    """`xner eval --test-file`: the user's file read and checked before any model is loaded (None without one)."""
+    from xner_core.corpus.conll import OTHER_TYPES, read_conll
+    from xner_core.errors import ConfigError, DataError
+
+    if other_types not in OTHER_TYPES:
+        raise ConfigError(f"unknown --other-types {other_types!r}; choose one of: {', '.join(OTHER_TYPES)}")
+    if path is None:
+        if lang is not None:
+            raise ConfigError("--lang names the language of a --test-file; give --test-file too (or --target)")
+        return None
+    if store is not None:
+        raise ConfigError("--store holds evaluations on the WikiANN test splits; leave it out with --test-file")
+    parsed = read_conll(path, lang=_language(lang, "lang") if lang else target, other_types=other_types)
+    if not parsed.labeled:
+        raise DataError(f"{path}: the file has one column (no tags), so there is nothing to score; give token and "
+                        "tag columns (or tag it with the upload page)")
+    return parsed.head(limit)  # --test-limit caps the file too; the counts are those of the sentences scored
+
+
+def _file_report(path: Optional[Path], parsed: Any) -> dict[str, Any]:
+    """What `xner eval --test-file` reports about the file besides the scores."""
+    from xner_core.corpus.sentences import corpus_stats
+
+    stats = corpus_stats(parsed.corpus)
+    return {"path": str(path), "lang": parsed.corpus.lang, "sentences": stats.sentences,
+            "entities": stats.entities, "scheme": parsed.scheme,
+            "extra_columns": parsed.columns.width if parsed.columns else 0,
+            "other_types_as_O": dict(parsed.other_types), "mapped_entities": parsed.mapped_entities,
+            "warnings": list(parsed.warnings)}
 
 
 @app.command("predict")

@@ -44,6 +44,11 @@ RobustEpsOpt = typer.Option(_TRAIN_DEFAULTS.robust_epsilon, "--robust-epsilon",
                             help="--robust adversarial: L2 norm of the embedding perturbation")
 RobustRateOpt = typer.Option(_TRAIN_DEFAULTS.robust_rate, "--robust-rate",
                              help="--robust smoothing: fraction of tokens perturbed per sentence")
+CheckpointOpt = typer.Option(None, "--checkpoint", help="an existing token-classification checkpoint (a "
+                             "save_pretrained directory or hub id), evaluated as it is instead of --model")
+RoleOpt = typer.Option(None, "--role", help="with --checkpoint: the side it plays, native (trained on the target) "
+                       "or transfer (on --source); decides the data the perturbations call seen (default: transfer "
+                       "when --source is given, else native)")
 
 
 def _param(name: str, annotation: Any, default: Any) -> inspect.Parameter:
@@ -91,7 +96,32 @@ def build_config(*, model: str, setting: str, source: Optional[list[str]], targe
                        freeze_embeddings=freeze_embeddings, robust_epsilon=robust_epsilon, robust_rate=robust_rate)
 
 
-def with_config(target_from: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def checkpoint_config(checkpoint: str, role: Optional[str], values: dict[str, Any]) -> Any:
+    """The config of an existing checkpoint under test: model = the checkpoint, setting = its role.
+
+    Args:
+        checkpoint: the checkpoint's directory or hub id.
+        role: native or transfer (None: transfer when sources are given, else native).
+        values: the other config options as `build_config` takes them (`--model`/`--setting` must be left at
+            their defaults: the checkpoint and the role name them).
+
+    Returns:
+        The ExperimentConfig; ConfigError for a clash or a role other than native/transfer.
+    """
+    from xner_core.errors import ConfigError
+
+    if values["model"] != ModelOpt.default:
+        raise ConfigError(f"give --checkpoint or --model, not both (got --model {values['model']!r})")
+    if values["setting"] != SettingOpt.default:
+        raise ConfigError("with --checkpoint, name its side with --role native|transfer instead of --setting")
+    role = role or ("transfer" if values["source"] else "native")
+    if role not in ("native", "transfer"):
+        raise ConfigError(f"unknown role {role!r}; choose one of: native, transfer")
+    return build_config(**{**values, "model": checkpoint, "setting": role})
+
+
+def with_config(target_from: str | None = None, checkpoint: bool = False
+                ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorate a command taking `config` so that it takes the config's options instead, built once.
 
     The command's own arguments (positional) come first in `--help`, then the config's options, then its other
@@ -100,16 +130,21 @@ def with_config(target_from: str | None = None) -> Callable[[Callable[..., Any]]
     Args:
         target_from: the command's own parameter naming the target language (predict's `lang`); None adds the
             `--target` option.
+        checkpoint: also add `--checkpoint` and `--role` (an existing checkpoint under test, `checkpoint_config`);
+            the command then takes `checkpoint: str | None` besides `config`.
 
     Returns:
         The decorator.
     """
     params = tuple(p for p in CONFIG_PARAMS if not (target_from and p.name == "target"))
+    if checkpoint:
+        params += (_param("checkpoint", Optional[str], CheckpointOpt), _param("role", Optional[str], RoleOpt))
     names = tuple(p.name for p in params)
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         sig = inspect.signature(fn, eval_str=True)
-        own = [p for name, p in sig.parameters.items() if name != "config"]
+        passed = {"config", "checkpoint"} if checkpoint else {"config"}  # given by the wrapper, not options
+        own = [p for name, p in sig.parameters.items() if name not in passed]
         args = [p for p in own if isinstance(p.default, typer.models.ArgumentInfo)]
         rest = [p for p in own if p not in args]
         clash = set(names) & {p.name for p in own}
@@ -120,7 +155,17 @@ def with_config(target_from: str | None = None) -> Callable[[Callable[..., Any]]
         def command(**kwargs: Any) -> Any:
             values = {name: kwargs.pop(name) for name in names}
             target = kwargs[target_from] if target_from else values.pop("target")
-            return fn(config=build_config(target=target, **values), **kwargs)
+            if not checkpoint:
+                return fn(config=build_config(target=target, **values), **kwargs)
+            path, role = values.pop("checkpoint"), values.pop("role")
+            if path is None:
+                if role is not None:
+                    from xner_core.errors import ConfigError
+
+                    raise ConfigError("--role names the side of a --checkpoint; give --checkpoint too "
+                                      "(or --setting for a model trained from --model)")
+                return fn(config=build_config(target=target, **values), checkpoint=None, **kwargs)
+            return fn(config=checkpoint_config(path, role, {"target": target, **values}), checkpoint=path, **kwargs)
 
         merged = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in (*args, *params, *rest)]
         command.__signature__ = sig.replace(parameters=merged)  # type: ignore[attr-defined]

@@ -4,6 +4,12 @@ User files are untrusted: every problem becomes a `DataError` that names the lin
 traceback. Accepted: one token per line, token in the first column and tag in the last (tab- or space-separated;
 one column means unlabeled text), blank lines between sentences, `-DOCSTART-` lines, a UTF-8 BOM, CRLF, WikiANN
 `<lang>:` token prefixes, gzip. IOB1 and BIOES/BILOU tags are converted to IOB2 with a warning.
+
+CoNLL-2002/2003 files carry more than tokens and PER/ORG/LOC tags: columns between the token and the tag (POS,
+chunk, ...) and entities of other types (MISC, ...). The corpus holds what every stage reads (the other types
+read as O, counted per type, or refused with `other_types="error"`); the rest is kept beside it, aligned token by
+token, as `FileColumns`, so `write_conll(..., columns=)` writes a (perturbed) copy with them intact
+(`xner_core.perturb.columns.carry_columns` aligns them with a perturbed copy).
 """
 
 from __future__ import annotations
@@ -11,20 +17,29 @@ from __future__ import annotations
 import os
 import re
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from xner_core.corpus.sentences import Corpus, Sentence
-from xner_core.corpus.tags import ENTITY_TYPES, LABELS, bioes_to_iob2, detect_scheme, first_invalid, iob1_to_iob2
-from xner_core.errors import DataError
+from xner_core.corpus.tags import (
+    ENTITY_TYPES,
+    LABELS,
+    bioes_to_iob2,
+    detect_scheme,
+    first_invalid,
+    iob1_to_iob2,
+    spans,
+)
+from xner_core.errors import ConfigError, DataError
 
 SCHEMES: tuple[str, ...] = ("iob2", "iob1", "bioes", "none")
+OTHER_TYPES: tuple[str, ...] = ("o", "error")  # what `read_conll` does with entity types other than PER/ORG/LOC
 # Prefixes accepted on input (S/E = BIOES, U/L = BILOU); everything is IOB2 after conversion.
 _INPUT_PREFIXES = ("B", "I", "E", "S", "L", "U")
 _ALLOWED_MSG = (
     f"allowed: {', '.join(LABELS)} (IOB1 and BIOES/BILOU prefixes S-/E-/U-/L- are converted to IOB2; "
-    "MISC and other types are not supported)"
+    "MISC and other types are refused here: read them as O with other_types='o', `--other-types o`)"
 )
 _DOCSTART = "-DOCSTART-"
 # A WikiANN language prefix on a token: "br:Kemper", "zh-yue:..." (only stripped when every token has the same one).
@@ -32,15 +47,57 @@ _PREFIX_RE = re.compile(r"^([a-z]{2,3}(?:-[a-z]+)*):.")
 
 
 @dataclass(frozen=True)
+class FileColumns:
+    """What a user file holds per token besides the token and its PER/ORG/LOC tag, aligned with its corpus.
+
+    Attributes:
+        width: the number of columns between the token and the tag (0 for one- and two-column files).
+        extra: per sentence, per token, those columns' fields (POS, chunk, ...); `()` per token when width is 0.
+        other: per sentence, per token, the IOB2 tag of an entity of another type that the corpus reads as O
+            ("B-MISC", "I-MISC"), "" elsewhere.
+    """
+
+    width: int
+    extra: tuple[tuple[tuple[str, ...], ...], ...]
+    other: tuple[tuple[str, ...], ...]
+
+    @staticmethod
+    def empty(corpus: Corpus) -> "FileColumns":
+        """No extra columns and no other types, aligned with `corpus`."""
+        return FileColumns(0, tuple(((),) * len(s) for s in corpus), tuple(("",) * len(s) for s in corpus))
+
+    def head(self, n: int | None) -> "FileColumns":
+        """The columns of the first `n` sentences (all when n is None), as `Corpus.head`."""
+        return self if n is None else FileColumns(self.width, self.extra[:n], self.other[:n])
+
+    def other_counts(self) -> dict[str, int]:
+        """Entity chunks of other types per type, sorted by type."""
+        counts: dict[str, int] = {}
+        for other in self.other:
+            for sp in spans([t or "O" for t in other]):
+                counts[sp.etype] = counts.get(sp.etype, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def check(self, corpus: Corpus) -> None:
+        """Raise DataError unless these columns are aligned with `corpus` token by token."""
+        if len(self.extra) != len(corpus) or len(self.other) != len(corpus) or any(
+                len(e) != len(s) or len(o) != len(s) for e, o, s in zip(self.extra, self.other, corpus)):
+            raise DataError("the file's columns are not aligned with the corpus (one row per token of every "
+                            "sentence is needed)")
+
+
+@dataclass(frozen=True)
 class ConllResult:
     """A parsed user file.
 
     Attributes:
-        corpus: the sentences (IOB2; all "O" when unlabeled).
+        corpus: the sentences (IOB2 over PER/ORG/LOC; all "O" when unlabeled).
         labeled: False when the file had a single (token) column.
         scheme: the scheme found in the file: "iob2", "iob1", "bioes", or "none" when unlabeled.
         converted: True when tags were converted to IOB2.
         warnings: human-readable notes about what was changed or skipped.
+        columns: the columns between token and tag and the other types' tags, aligned with `corpus`.
+        other_types: entity chunks of other types read as O, per type (e.g. {"MISC": 12}); empty when none.
     """
 
     corpus: Corpus
@@ -48,6 +105,21 @@ class ConllResult:
     scheme: str
     converted: bool
     warnings: tuple[str, ...]
+    columns: FileColumns | None = None
+    other_types: dict[str, int] = field(default_factory=dict, hash=False)
+
+    @property
+    def mapped_entities(self) -> int:
+        """How many entity chunks of other types were read as O."""
+        return sum(self.other_types.values())
+
+    def head(self, n: int | None) -> "ConllResult":
+        """The first `n` sentences (all when n is None) with their columns and other-type counts."""
+        if n is None or n >= len(self.corpus):
+            return self
+        columns = self.columns.head(n) if self.columns is not None else None
+        counts = columns.other_counts() if columns is not None else {}
+        return replace(self, corpus=self.corpus.head(n), columns=columns, other_types=counts)
 
 
 def _read_source(source: str | bytes | os.PathLike[str], max_bytes: int) -> tuple[bytes, str]:
@@ -122,14 +194,24 @@ def _decode(data: bytes, name: str) -> str:
     return text[1:] if text.startswith("\ufeff") else text
 
 
-def _check_tag(tag: str, lineno: int, name: str) -> None:
+def _check_tag(tag: str, lineno: int, name: str, other_types: str) -> None:
     if tag == "O":
         return
     prefix, dash, etype = tag.partition("-")
     if dash and prefix in _INPUT_PREFIXES and etype in ENTITY_TYPES:
         return
+    # Another type (MISC, GPE, ...) may be read as O; a misspelt PER/ORG/LOC ("per") never is.
+    if dash and prefix in _INPUT_PREFIXES and etype and other_types == "o" and etype.upper() not in ENTITY_TYPES:
+        return
     what = f"entity type {etype!r} is unsupported" if dash and prefix in _INPUT_PREFIXES else "unknown tag"
     raise DataError(f"{_where(name)}line {lineno}: {what} ({tag[:40]!r}); {_ALLOWED_MSG}")
+
+
+def _split_other(tags: list[str]) -> tuple[list[str], list[str]]:
+    """IOB2 tags -> (tags over PER/ORG/LOC with other types as O, the other types' IOB2 tags or "")."""
+    kept = [t if t == "O" or t[2:] in ENTITY_TYPES else "O" for t in tags]
+    other = iob1_to_iob2([t if t != "O" and t[2:] not in ENTITY_TYPES else "O" for t in tags])
+    return kept, [t if t != "O" else "" for t in other]
 
 
 def read_conll(
@@ -138,6 +220,7 @@ def read_conll(
     max_bytes: int = 20_000_000,
     max_line_chars: int = 10_000,
     max_tokens_per_sentence: int = 1000,
+    other_types: str = "o",
 ) -> ConllResult:
     """Read a user's CoNLL file into IOB2 sentences, validating everything.
 
@@ -149,15 +232,21 @@ def read_conll(
         max_bytes: refuse larger inputs (after gzip decompression too).
         max_line_chars: refuse longer lines.
         max_tokens_per_sentence: refuse longer sentences.
+        other_types: entity types other than PER/ORG/LOC (MISC, ...): "o" reads them as O and counts them per
+            type (`ConllResult.other_types`, with a warning), "error" refuses the file at their first line.
 
     Returns:
-        A ConllResult; sentence ids are `f"{lang}-user-{i}"`.
+        A ConllResult; sentence ids are `f"{lang}-user-{i}"`; the columns between token and tag in `columns`.
 
     Raises:
+        ConfigError: an `other_types` other than "o" or "error".
         DataError: with "line N: ..." for unknown or unsupported tags, an I- without B- in an IOB2 file, mixed
             column counts, empty tokens, over-long lines or sentences; also for binary / non-UTF-8 input, files
             over `max_bytes`, missing files, and input without any sentence.
     """
+    if other_types not in OTHER_TYPES:
+        raise ConfigError(f"unknown other_types {other_types!r}; choose one of: {', '.join(OTHER_TYPES)} "
+                          "(read entity types other than PER/ORG/LOC as O, or refuse the file)")
     data, name = _read_source(source, max_bytes)
     text = _decode(data, name)
     if "\n" not in text:
@@ -199,7 +288,7 @@ def read_conll(
         if not fields[0]:
             raise DataError(f"{_where(name)}line {lineno}: empty token; the first column must be a token")
         if n_cols > 1:
-            _check_tag(fields[-1], lineno, name)
+            _check_tag(fields[-1], lineno, name, other_types)
         current.append((lineno, fields))
         if len(current) > max_tokens_per_sentence:
             raise DataError(
@@ -220,6 +309,9 @@ def read_conll(
     token_seqs = [[f[0] for _, f in sent] for sent in sentences]
     line_seqs = [[n for n, _ in sent] for sent in sentences]
     tag_seqs = [[f[-1] for _, f in sent] for sent in sentences] if labeled else [["O"] * len(s) for s in sentences]
+    extra = tuple(tuple(tuple(f[1:-1]) for _, f in sent) for sent in sentences)
+    other_seqs: list[list[str]] = [[""] * len(s) for s in sentences]
+    other_counts: dict[str, int] = {}
 
     token_seqs, lang = _strip_prefixes(token_seqs, lang, warnings)
     orig_tags = tag_seqs
@@ -236,6 +328,15 @@ def read_conll(
             tag_seqs = [iob1_to_iob2(t) for t in tag_seqs]
             converted = True
             warnings.append("converted IOB1 tags to IOB2 (chunks opening with I- now open with B-)")
+        if other_types == "o":
+            split = [_split_other(tags) for tags in tag_seqs]
+            tag_seqs, other_seqs = [k for k, _ in split], [o for _, o in split]
+            other_counts = FileColumns(0, (), tuple(tuple(o) for o in other_seqs)).other_counts()
+            if other_counts:
+                counts = ", ".join(f"{n:,} {t}" for t, n in sorted(other_counts.items()))
+                total = sum(other_counts.values())
+                warnings.append(f"read {total:,} entit{'y' if total == 1 else 'ies'} of other types as O ({counts}); "
+                                "only PER, ORG and LOC are tagged and scored")
         for tags, orig, lines in zip(tag_seqs, orig_tags, line_seqs):
             bad = first_invalid(tags)
             if bad is not None:
@@ -245,7 +346,7 @@ def read_conll(
                     f"{_where(name)}line {lines[bad]}: {orig[bad]} without B-{etype} (it follows {prev}); "
                     f"a chunk must start with B-{etype} and I-{etype} only continues it ({scheme.upper()} file)"
                 )
-        if not any(t != "O" for tags in tag_seqs for t in tags):
+        if not other_counts and not any(t != "O" for tags in tag_seqs for t in tags):
             warnings.append("the file has a tag column but no entities (every tag is O)")
 
     out = tuple(
@@ -253,7 +354,9 @@ def read_conll(
         for i, (toks, tags) in enumerate(zip(token_seqs, tag_seqs))
     )
     meta = (("source", name or "<input>"), ("scheme", scheme))
-    return ConllResult(Corpus(out, lang, "user", meta), labeled, scheme, converted, tuple(warnings))
+    columns = FileColumns(max(n_cols - 2, 0), extra, tuple(tuple(o) for o in other_seqs))
+    return ConllResult(Corpus(out, lang, "user", meta), labeled, scheme, converted, tuple(warnings), columns,
+                       other_counts)
 
 
 def _strip_prefixes(token_seqs: list[list[str]], lang: str, warnings: list[str]) -> tuple[list[list[str]], str]:
@@ -273,24 +376,29 @@ def _strip_prefixes(token_seqs: list[list[str]], lang: str, warnings: list[str])
     return [[t[n:] for t in toks] for toks in token_seqs], code
 
 
-def write_conll(corpus: Corpus, path: str | os.PathLike[str] | None = None) -> str:
+def write_conll(corpus: Corpus, path: str | os.PathLike[str] | None = None,
+                columns: FileColumns | None = None) -> str:
     """Write `token<TAB>tag` lines, a blank line after each sentence; `read_conll` reads it back unchanged.
 
     Args:
         corpus: the sentences to write.
         path: where to write (UTF-8); None to only return the text.
+        columns: the file's other columns, aligned with `corpus` (`ConllResult.columns`, or
+            `perturb.columns.carry_columns` for a perturbed copy): each line is then `token<TAB>extra...<TAB>tag`,
+            and a token the corpus tags O gets its other-type tag back (B-MISC), so the file reads back the same.
 
     Returns:
         The CoNLL text.
 
     Raises:
-        DataError: an empty sentence, or a token that cannot round-trip (empty, surrounded by whitespace,
-            containing a tab, newline, carriage return or NUL, or equal to -DOCSTART-).
+        DataError: an empty sentence, a token that cannot round-trip (empty, surrounded by whitespace,
+            containing a tab, newline, carriage return or NUL, or equal to -DOCSTART-), a column field with
+            surrounding whitespace, a tab, newline, carriage return or NUL, or columns not aligned with `corpus`.
 
     Note: a corpus whose every token starts with the same WikiANN-like prefix ("ab:") reads back with the
     prefix stripped unless `read_conll` gets a `lang` other than "xx" and that code.
     """
-    return _write_columns(corpus, {}, path)
+    return _write_columns(corpus, {}, path, columns)
 
 
 def predictions_conll(corpus: Corpus, predictions: Mapping[str, Sequence[Sequence[str]]],
@@ -314,9 +422,18 @@ def predictions_conll(corpus: Corpus, predictions: Mapping[str, Sequence[Sequenc
 
 
 def _write_columns(corpus: Corpus, extra: Mapping[str, Sequence[Sequence[str]]],
-                   path: str | os.PathLike[str] | None) -> str:
+                   path: str | os.PathLike[str] | None, file_columns: FileColumns | None = None) -> str:
     lines: list[str] = []
     columns = list(extra.values())
+    if file_columns is not None:
+        file_columns.check(corpus)
+        for k, rows in enumerate(file_columns.extra):
+            for i, fields in enumerate(rows):
+                if len(fields) != file_columns.width or any(
+                        f != f.strip() or any(c in f for c in "\t\n\r\x00") for f in fields):
+                    raise DataError(f"sentence {corpus[k].id or k} token {i}: columns {fields!r} cannot be written "
+                                    f"as CoNLL; {file_columns.width} fields without surrounding whitespace, tabs, "
+                                    "newlines or NUL are needed")
     for k, sent in enumerate(corpus.sentences):
         if not sent.tokens:
             # A blank line is the separator, so an empty sentence would vanish (and shift every later sentence).
@@ -327,6 +444,10 @@ def _write_columns(corpus: Corpus, extra: Mapping[str, Sequence[Sequence[str]]],
                     f"sentence {sent.id or '?'} token {i} {tok[:40]!r} cannot be written as CoNLL; tokens must be "
                     "non-empty, without surrounding whitespace, tabs, newlines or NUL, and not -DOCSTART-"
                 )
+            if file_columns is not None:
+                tag = tag if tag != "O" else file_columns.other[k][i] or "O"
+                lines.append("\t".join([tok, *file_columns.extra[k][i], tag]) + "\n")
+                continue
             lines.append("\t".join([tok, tag, *(col[k][i] for col in columns)]) + "\n")
         lines.append("\n")
     text = "".join(lines)

@@ -14,13 +14,14 @@ import time
 from typing import Any, Collection, Iterator, Mapping, Sequence
 
 from xner_core.corpus.sentences import Corpus
-from xner_core.errors import DataError
+from xner_core.errors import ConfigError, DataError
 from xner_core.evaluation.inputs import evaluation_inputs, perturb_test
 from xner_core.evaluation.jobs import CLEAN, EvalOptions, EvalOutcome, eval_jobs
 from xner_core.evaluation.memo import FEATURES
 from xner_core.evaluation.modelstore import LoadedModel, train_model, trained_precision
 from xner_core.evaluation.predictions import load_predictions, save_predictions
 from xner_core.metrics.bootstrap import SCOPES
+from xner_core.metrics.seen import SURFACE_SCOPES, restrict_tags, seen_surfaces
 from xner_core.numerics import resolve_precision
 from xner_core.runs.config import (
     ExperimentConfig,
@@ -41,6 +42,8 @@ def evaluate(
     loaded: LoadedModel | None = None,
     device: Any = None,
     train_seconds: float | None = None,
+    text: Corpus | None = None,
+    lang: str | None = None,
 ) -> list[EvalOutcome]:
     """Evaluate a model config on its target's clean test set and under each perturbation.
 
@@ -57,12 +60,16 @@ def evaluate(
         loaded: an already loaded model.
         device: torch device.
         train_seconds: recorded in the rows (default: from the model's manifest).
+        text: sentences to score instead of the target's test set (a user's labelled file, `corpus.conll`), as
+            given (no test cap); they are perturbed by the one builder (`evaluation_inputs(..., text=)`), their
+            predictions are not cached on disk and their rows say `test_split` = the corpus's split ("user").
+        lang: the language of `text` (its stopwords; default: the target).
 
     Returns:
         One outcome per condition, clean first; `outcome.rows` follow `results.SCHEMA`.
     """
     return list(iter_evaluate(config, perturbations, options, data_dir=data_dir, cache=cache, loaded=loaded,
-                              device=device, train_seconds=train_seconds))
+                              device=device, train_seconds=train_seconds, text=text, lang=lang))
 
 
 def iter_evaluate(
@@ -76,6 +83,8 @@ def iter_evaluate(
     device: Any = None,
     train_seconds: float | None = None,
     skip: Collection[str] = (),
+    text: Corpus | None = None,
+    lang: str | None = None,
 ) -> Iterator[EvalOutcome]:
     """`evaluate`, one outcome at a time as each condition finishes (so a caller can store it at once).
 
@@ -84,7 +93,7 @@ def iter_evaluate(
     test set (keyed by seen corpus, test set, donor, embedder, perturbation, seed and rate).
 
     Args:
-        config ... train_seconds: as in `evaluate`.
+        config ... train_seconds, text, lang: as in `evaluate`.
         skip: ids of jobs not to run (already stored). A skipped perturbed job is not computed; a skipped clean
             job is still scored when another job needs it as the reference of its drop, but not yielded.
 
@@ -104,26 +113,34 @@ def iter_evaluate(
     if not todo:
         return
     precision = options.precision
+    if options.checkpoint and (loaded is None or loaded.label_mapping is None):
+        raise ConfigError("EvalOptions(checkpoint=True) evaluates an existing checkpoint as it is: pass it as "
+                          "loaded=load_checkpoint_model(config); it is never trained from the config")
     lm = loaded or train_model(config, data_dir=data_dir, cache=cache, device=device, precision=precision)
     if train_seconds is None:
         train_seconds = float((lm.manifest.get("timings") or {}).get("train_s") or 0.0)
-    inputs = evaluation_inputs(config, options, names, data_dir=data_dir, cache=cache)
+    inputs = evaluation_inputs(config, options, names, data_dir=data_dir, cache=cache, text=text, lang=lang)
     test = inputs.test
     if len(test) == 0:
         raise DataError(f"the {config.target!r} test set is empty; nothing to evaluate")
     seen = inputs.seen
-    feats = FEATURES.get((*(inputs.key or ()), config.model),
-                         lambda: pair_features(config, seen, test, tokenizer=lm.tokenizer))
+    if inputs.key is None:  # a caller's text: no in-process key names it
+        feats = pair_features(config, seen, test, tokenizer=lm.tokenizer)
+    else:
+        feats = FEATURES.get((*inputs.key, config.model),
+                             lambda: pair_features(config, seen, test, tokenizer=lm.tokenizer))
     eval_dtype = "int8" if options.backend == "onnx-int8" else resolve_precision(precision, device)
     common = {
         "config_hash": config_hash(config), "model": config.model,
         "sources": ",".join(canonical_sources(config) or (config.target,)), "target": config.target,
         "setting": config.setting, "options": canonical_json(config_to_dict(config)["options"]),
-        "seed": config.seed, "data_protocol": config.data, "test_split": "test", "test_limit": options.test_limit,
+        "seed": config.seed, "data_protocol": config.data, "test_limit": options.test_limit,
+        "test_split": "test" if text is None else (text.split or "user"),
         "train_seconds": train_seconds, "device": _device_name(lm.model), "versions": _versions(),
         "train_dtype": trained_precision(lm.manifest),
         "eval_dtype": eval_dtype,
     }
+    surfaces = seen_surfaces(seen)  # the model's training entities: the seen/unseen scopes
     wanted = {j.id for j in todo}
     clean_tags: list[list[str]] | None = None
     for job in jobs:
@@ -139,15 +156,16 @@ def iter_evaluate(
             result = perturb_test(inputs, name)
             corpus = result.corpus
             report = result.report.as_dict()
-        cached = load_predictions(job.id, cache)
+        cached = load_predictions(job.id, cache) if text is None else None  # job ids name the test split
         if cached is not None and len(cached) == len(corpus) and all(
                 tuple(c["tokens"]) == s.tokens and c.get("dtype") == eval_dtype
                 for c, s in zip(cached, corpus)):
             pred = [list(c["pred"]) for c in cached]
         else:
             pred = predict_tags(lm.model, lm.tokenizer, list(corpus), batch_size=options.batch_size, device=device,
-                                backend=options.backend, precision=precision)
-            save_predictions(job.id, corpus.sentences, pred, cache, dtype=eval_dtype)
+                                backend=options.backend, precision=precision, labels=lm.labels)
+            if text is None:
+                save_predictions(job.id, corpus.sentences, pred, cache, dtype=eval_dtype)
         gold = corpus.tags
         if name == CLEAN:
             clean_tags = pred
@@ -155,8 +173,11 @@ def iter_evaluate(
                 continue  # only the reference of the perturbed jobs' drops: no CIs, not yielded
         clean_gold, clean_pred = (test.tags, clean_tags) if name != CLEAN else (None, None)
         rows = []
-        for numbers in condition_rows(gold, pred, clean_gold, clean_pred, n_resamples=options.bootstrap, seed=0,
-                                      scopes=SCOPES):
+        scored = condition_rows(gold, pred, clean_gold, clean_pred, n_resamples=options.bootstrap, seed=0,
+                                scopes=SCOPES)
+        scored += _surface_rows(corpus, gold, pred, test, clean_tags if name != CLEAN else None, surfaces,
+                                options.bootstrap)
+        for numbers in scored:
             if name == CLEAN:
                 numbers = {k: v for k, v in numbers.items() if not k.startswith("drop_")}
             rows.append({**common, "job_id": job.id, "perturbation": name,
@@ -170,6 +191,28 @@ def iter_evaluate(
         for row in rows:
             row["eval_seconds"] = eval_s
         yield EvalOutcome(job, tuple(rows), corpus.sentences, tuple(tuple(p) for p in pred), report)
+
+
+def _surface_rows(corpus: Corpus, gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], test: Corpus,
+                  clean_pred: Sequence[Sequence[str]] | None, surfaces: frozenset[str],
+                  n_resamples: int) -> list[dict[str, Any]]:
+    """The "seen" and "unseen" scope rows: scores on the entities whose surface form occurs in the model's
+    training data and on the others (`metrics.seen`); a perturbed condition's drop is against the same group
+    of the clean test set."""
+    from xner_core.metrics.bootstrap import condition_rows
+
+    tokens = [s.tokens for s in corpus]
+    clean_tokens = [s.tokens for s in test]
+    out = []
+    for scope, flag in zip(SURFACE_SCOPES, (True, False)):
+        g, p = restrict_tags(tokens, gold, surfaces, flag), restrict_tags(tokens, pred, surfaces, flag)
+        cg = cp = None
+        if clean_pred is not None:
+            cg = restrict_tags(clean_tokens, test.tags, surfaces, flag)
+            cp = restrict_tags(clean_tokens, clean_pred, surfaces, flag)
+        (numbers,) = condition_rows(g, p, cg, cp, n_resamples=n_resamples, seed=0, scopes=("overall",))
+        out.append({**numbers, "scope": scope})
+    return out
 
 
 _FEATURE_COLUMNS = (

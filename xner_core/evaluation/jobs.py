@@ -32,6 +32,9 @@ class EvalOptions:
         backend: "torch" or "onnx-int8".
         precision: inference autocast, auto/bf16/fp32 (`numerics`; also used to train a missing model). Not part
             of the job id; rows record it as `eval_dtype` (and the model's as `train_dtype`).
+        checkpoint: the model is an existing checkpoint evaluated as it is (`models.checkpoint`), never trained
+            from the config: its jobs get their own ids, so their rows and cached predictions never mix with those
+            of a model fine-tuned from the same directory.
     """
 
     perturb_seed: int = 0
@@ -43,6 +46,7 @@ class EvalOptions:
     batch_size: int = 32
     backend: str = "torch"
     precision: str = "auto"
+    checkpoint: bool = False
 
     def donor_for(self, target: str) -> str:
         """The donor language of name swaps when evaluating on `target` (the target itself by default)."""
@@ -60,6 +64,7 @@ class EvalJob:
     test_limit: int | None = None
     embed_model: str = "e5-small"
     donor: str | None = None
+    checkpoint: bool = False  # an existing checkpoint evaluated as it is (see EvalOptions)
 
     @property
     def target(self) -> str:
@@ -78,11 +83,13 @@ class EvalJob:
             "embed_model": self.embed_model if _needs(self.perturbation, "embed") else None,
             "donor": self.donor if _needs(self.perturbation, "donor") else None,
         }
+        if self.checkpoint:  # only then: every other job keeps its id
+            key["checkpoint"] = True
         return hashlib.sha256(canonical_json(key).encode("utf-8")).hexdigest()[:16]
 
     def clean(self) -> "EvalJob":
         """The clean job this one's drop is measured against."""
-        return EvalJob(self.config, CLEAN, 0, 1.0, self.test_limit, self.embed_model, None)
+        return EvalJob(self.config, CLEAN, 0, 1.0, self.test_limit, self.embed_model, None, self.checkpoint)
 
 
 @dataclass(frozen=True)
@@ -123,5 +130,5 @@ def eval_jobs(config: ExperimentConfig, perturbations: Sequence[str] = (CLEAN,),
     """
     o = options
     return [EvalJob(config, name, o.perturb_seed, o.perturb_rate, o.test_limit, o.embed_model,
-                    o.donor_for(config.target))
+                    o.donor_for(config.target), o.checkpoint)
             for name in condition_names(perturbations)]

@@ -15,20 +15,32 @@ from typing import Any, Callable, Mapping
 from xner_core.errors import ConfigError
 from xner_core.evaluation.inputs import training_data
 from xner_core.jsonable import jsonable
+from xner_core.models.labels import LabelMapping
 from xner_core.paths import cache_dir
 from xner_core.runs.config import ExperimentConfig, config_hash, make_config, resolved_lr
 
+CHECKPOINT_ROLES: tuple[str, ...] = ("native", "transfer")  # the sides an existing checkpoint can play
 ProgressFn = Callable[[int, int, dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A trained (or cached) model with its tokenizer, manifest and config."""
+    """A trained (or cached) model with its tokenizer, manifest and config.
+
+    `label_mapping` is set for an existing checkpoint evaluated as it is (`load_checkpoint_model`): how its own
+    labels read as ours; None for models of the cache, whose labels are ours.
+    """
 
     model: Any
     tokenizer: Any
     manifest: dict[str, Any]
     config: ExperimentConfig
+    label_mapping: LabelMapping | None = None
+
+    @property
+    def labels(self) -> tuple[str, ...] | None:
+        """Our IOB2 label per output id for `predict_tags(..., labels=)`; None: the model's own."""
+        return None if self.label_mapping is None or self.label_mapping.identity else self.label_mapping.labels
 
     @property
     def hash(self) -> str:
@@ -102,6 +114,30 @@ def train_model(config: ExperimentConfig, *, data_dir: str | os.PathLike[str] | 
     model, tokenizer, manifest = model_cache(cache).get_or_train(config, train_fn, progress=status, device=device)
     model.eval()
     return LoadedModel(model, tokenizer, manifest, config)
+
+
+def load_checkpoint_model(config: ExperimentConfig, device: Any = None) -> LoadedModel:
+    """Load the existing checkpoint `config.model` as it is (its own head and labels), for `evaluate(...,
+    loaded=...)` with `EvalOptions(checkpoint=True)`. Nothing is trained or cached.
+
+    Args:
+        config: the config naming the checkpoint (a directory or hub id) as its model and the side it plays
+            (setting native or transfer, sources): that decides the "seen" data of the perturbations.
+        device: torch device (auto when None).
+
+    Returns:
+        The loaded model with its label mapping; ConfigError when it cannot be loaded or its labels do not map.
+    """
+    from xner_core.models.checkpoint import load_checkpoint
+    from xner_core.numerics import resolve_device
+
+    if config.setting not in CHECKPOINT_ROLES:
+        raise ConfigError(f"a checkpoint plays the native or transfer model, got {config.setting!r}; "
+                          f"choose one of: {', '.join(CHECKPOINT_ROLES)}")
+    model, tokenizer, mapping = load_checkpoint(config.model)
+    model.to(resolve_device(device))
+    manifest = {"checkpoint": config.model, "label_mapping": mapping.as_dict()}
+    return LoadedModel(model, tokenizer, manifest, config, mapping)
 
 
 def teacher_config(config: ExperimentConfig, source: str) -> ExperimentConfig:

@@ -139,6 +139,19 @@ def _labels_of(model: Any) -> list[str]:
     return labels
 
 
+def _mapped_labels(model: Any, labels: Sequence[str]) -> list[str]:
+    """A checkpoint's label map: one of our IOB2 labels per output id (+ "O" for words without sub-tokens)."""
+    out = [str(x) for x in labels]
+    id2label = getattr(getattr(model, "config", None), "id2label", None)
+    if id2label and len(id2label) != len(out):
+        raise ConfigError(f"the label map has {len(out)} labels but the model has {len(id2label)} outputs")
+    bad = [x for x in out if x != "O" and not (x[:2] in ("B-", "I-") and len(x) > 2)]
+    if bad:
+        raise ConfigError(f"the label map holds {bad}, not IOB2 tags; map a checkpoint's labels with "
+                          f"models.labels.map_labels")
+    return out if "O" in out else [*out, "O"]  # the extra id is never predicted
+
+
 def _windows(lengths: Sequence[int], room: int, stride: int) -> list[tuple[int, int]]:
     """Cut words with sub-token counts `lengths` (each <= room) into windows [a, b) of at most `room` sub-tokens.
 
@@ -276,14 +289,14 @@ def _forward(model: Any, backend: str, device: Any, precision: str = "auto"
 def predict_tags(model: Any, tokenizer: Any, sentences: Sequence[Sentence] | Sequence[Sequence[str]],
                  batch_size: int = ..., device: Any = ..., max_length: int | None = ...,
                  return_probs: Literal[False] = ..., *, stride: int | None = ..., backend: str = ...,
-                 precision: str = ...) -> list[list[str]]: ...
+                 precision: str = ..., labels: Sequence[str] | None = ...) -> list[list[str]]: ...
 
 
 @overload
 def predict_tags(model: Any, tokenizer: Any, sentences: Sequence[Sentence] | Sequence[Sequence[str]],
                  batch_size: int = ..., device: Any = ..., max_length: int | None = ...,
                  return_probs: Literal[True] = ..., *, stride: int | None = ..., backend: str = ...,
-                 precision: str = ...) -> Prediction: ...
+                 precision: str = ..., labels: Sequence[str] | None = ...) -> Prediction: ...
 
 
 def predict_tags(
@@ -298,6 +311,7 @@ def predict_tags(
     stride: int | None = None,
     backend: str = "torch",
     precision: str = "auto",
+    labels: Sequence[str] | None = None,
 ) -> list[list[str]] | Prediction:
     """Predict one IOB2 tag per word.
 
@@ -317,6 +331,8 @@ def predict_tags(
             (see `xner_core.inference.onnx`; an `OnnxTokenClassifier` given as `model` implies it).
         precision: the torch backend's autocast (`numerics.resolve_precision`): auto = bf16 on CUDA (fp16
             without bf16 support) and on CPUs with native bf16, else fp32.
+        labels: our IOB2 label of each output id, for a checkpoint whose own labels are not ours (the
+            `labels` of `models.labels.map_labels`); default: the model's `config.id2label`, which must be IOB2.
 
     Returns:
         `list[list[str]]` aligned with the input words (valid IOB2; [] for an empty sentence), or a
@@ -330,7 +346,7 @@ def predict_tags(
         raise ConfigError("predict_tags needs a fast tokenizer (word_ids() for first-sub-token alignment); "
                           "load it with AutoTokenizer.from_pretrained(..., use_fast=True)")
     words = _words_of(sentences)
-    labels = _labels_of(model)
+    labels = _labels_of(model) if labels is None else _mapped_labels(model, labels)
     o_id = labels.index("O")
     label_ids = [np.full(len(w), o_id, dtype=np.int64) for w in words]
     probs = [np.zeros(len(w), dtype=np.float32) for w in words]
