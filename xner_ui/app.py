@@ -20,7 +20,7 @@ from xner_core.analysis.tidy import protocols
 from xner_core.corpus.languages import reference_pairs
 from xner_core.models.registry import MODEL_NAMES
 from xner_core.perturb.registry import perturbation_names
-from xner_ui import data, page, state
+from xner_ui import data, hooks, page, state
 
 # (script, title, icon, url path); the first is the default page.
 PAGE_TABLE: tuple[tuple[str, str, str, str], ...] = (
@@ -64,8 +64,9 @@ def _sidebar() -> tuple[state.Shared, object]:
         return f"{src}→{tgt}" + (f" · {rel}" if rel else "")
 
     side.header("Shared choices")
-    model = state.select("Model", models, "model", "mbert", where=side,
-                         help="mbert / xlmr: the study's models (published numbers); e5-small / tiny: ours.")
+    model = state.select("Model", models, "model", hooks.default_model(), where=side,
+                         help="mbert / xlmr: the study's models (published numbers; from the Hugging Face hub); "
+                              "e5-small (bundled, works offline) / tiny: ours.")
     source, target = state.pair_select("Pair (source → target)", pairs, ("fr", "br"), where=side,
                                        format_func=pair_label)
     pert = state.select("Perturbation", perturbation_names(), "perturbation", "entity_replace", where=side,

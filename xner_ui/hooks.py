@@ -297,6 +297,22 @@ def subword_pieces(words: Sequence[str], key: ModelKey) -> list[list[str]] | Non
 # ------------------------------------------------------------------------------------------------ training
 
 
+def default_model() -> str:
+    """The sidebar's default model: `mbert` (the study's) where the Hugging Face hub is reachable, else
+    `e5-small`, which is bundled and works offline (so the sentence lab can predict on a fresh machine)."""
+    from xner_core.experiments.plan import hub_online
+
+    return "mbert" if hub_online() else "e5-small"
+
+
+def missing_training_data(key: ModelKey) -> Any:
+    """The local WikiANN training splits `key`'s model needs that are missing (`data.Missing`), else None."""
+    from xner_ui.data import missing_splits
+
+    langs = (key.target,) if key.setting == "native" else (key.source,)
+    return missing_splits([(lang, "train") for lang in langs])
+
+
 def hub_unreachable(model: str) -> str | None:
     """Why `model` cannot be trained here (a hub model without network access), else None."""
     from xner_core.experiments.plan import hub_online

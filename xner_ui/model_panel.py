@@ -91,8 +91,11 @@ def model_panel(keys: Sequence[hooks.ModelKey], *, allow_train: bool = True) -> 
             continue
         used[key] = None
         reason = hooks.hub_unreachable(key.model)
+        missing = hooks.missing_training_data(key) if reason is None else None
         if reason is not None:
             col.info(reason, icon=":material/cloud_off:")
+        elif missing is not None:
+            col.info(f"Cannot train the {key.label} model here: {missing.message}", icon=":material/folder_off:")
         elif allow_train:
             col.caption(f"No cached {render.md_escape(key.label)} model yet.")
             _train_button(key, col)

@@ -39,9 +39,12 @@ def test_lab_widgets_and_variants_with_data(with_data):
     # P2/P3 embed words with the (tiny, in tests) pretrained encoder and run like the others.
     assert "P2 · nearest unseen context words" in blocks and "P3 · unseen entities + context" in blocks
     assert not any("Not run" in c.value for c in at.caption)
-    # No model is cached in this fresh cache: the panel offers to train both, with a time estimate.
-    assert {b.key for b in at.button} >= {"train_mbert_native_es_ca", "train_mbert_transfer_es_ca"} or any(
-        "hub" in i.value for i in at.info)
+    # No model is cached in this fresh cache: the panel offers to train both (the default model works offline:
+    # e5-small here, where the hub cannot be reached), with a time estimate.
+    model = at.selectbox(key="qp_model").value
+    assert model == "e5-small"
+    assert {b.key for b in at.button} >= {f"train_{model}_native_es_ca", f"train_{model}_transfer_es_ca"}
+    assert all("≈" in b.label for b in at.button if b.key.startswith("train_"))
     assert "dl_lab" in {b.key for b in at.get("download_button")}
 
 
@@ -111,3 +114,17 @@ def test_lab_trains_a_missing_model_and_shows_its_predictions(with_data):
     assert list(pieces["word"])[:2] == ["Joan", "Miró"] and (pieces["n"] >= 1).all()
     table = at.get("download_button")
     assert "dl_lab" in {b.key for b in table}
+
+
+def test_default_model_works_offline(no_data, monkeypatch):
+    """Where the hub cannot be reached the sidebar opens on e5-small (bundled), not on mbert."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from xner_core.experiments import plan
+
+    monkeypatch.setattr(plan, "_ONLINE", {})
+    at = open_page(PAGE, {})
+    assert_clean_run(at)
+    assert at.selectbox(key="qp_model").value == "e5-small"
+    monkeypatch.setattr(plan, "_ONLINE", {"hub": True})
+    at = open_page(PAGE, {})
+    assert at.selectbox(key="qp_model").value == "mbert"
