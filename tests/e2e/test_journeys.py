@@ -95,16 +95,21 @@ def test_sentence_lab_trains_tiny_and_tags_variants(page, artifacts):
     page.screenshot(path=str(artifacts / "sentence_lab.png"), full_page=True)
 
 
+def upload(page, path):
+    """Open the upload page (entity masking, tiny models, es->an) and upload `path` until its perturbed copy shows."""
+    page.goto(f"{page.base}/upload?upload_pert=entity_mask&model=tiny&source=es&target=an")
+    settle(page)
+    page.locator('input[type="file"]').set_input_files(str(path))
+    page.get_by_text("Perturbed copy").wait_for(timeout=60_000)
+    settle(page)
+    no_error(page)
+
+
 def test_upload_scores_a_file_and_reports_bad_lines(page, artifacts, tmp_path):
     good = tmp_path / "mine.conll"
     good.write_text("Joan\tB-PER\nviu\tO\na\tO\nMadrid\tB-LOC\n.\tO\n\nMaria\tB-PER\ntreballa\tO\n.\tO\n",
                     encoding="utf-8")
-    page.goto(f"{page.base}/upload?upload_pert=entity_mask&model=tiny&source=es&target=an")
-    settle(page)
-    page.locator('input[type="file"]').set_input_files(str(good))
-    page.get_by_text("Perturbed copy").wait_for(timeout=60_000)
-    settle(page)
-    no_error(page)
+    upload(page, good)
     metrics = page.locator('[data-testid="stMetricValue"]').all_inner_texts()
     assert metrics[:3] == ["2", "8", "3"]  # sentences, tokens, entities
     page.screenshot(path=str(artifacts / "upload.png"), full_page=True)
@@ -124,12 +129,7 @@ def test_upload_conll2002_file_with_misc_downloads_its_perturbed_copy(page, arti
     esp.write_text("-DOCSTART- -X- O\n\nLa DA O\nCoruña NC B-LOC\n, Fc O\nEFECOM NP B-ORG\n. Fp O\n\n"
                    "Juan NP B-PER\nPérez NP I-PER\nganó VMI O\nla DA O\nCopa NC B-MISC\ndel SP I-MISC\n"
                    "Rey NC I-MISC\n. Fp O\n", encoding="utf-8")
-    page.goto(f"{page.base}/upload?upload_pert=entity_mask&model=tiny&source=es&target=an")
-    settle(page)
-    page.locator('input[type="file"]').set_input_files(str(esp))
-    page.get_by_text("Perturbed copy").wait_for(timeout=60_000)
-    settle(page)
-    no_error(page)
+    upload(page, esp)
     labels = page.locator('[data-testid="stMetricLabel"]').all_inner_texts()
     values = page.locator('[data-testid="stMetricValue"]').all_inner_texts()
     metrics = dict(zip([t.strip() for t in labels], values))

@@ -65,6 +65,21 @@ class _NeighbourTable:
         self.embed_calls = 0
 
 
+def _distinct_chunks(corpus: Iterable[Sentence]
+                     ) -> tuple[Mapping[str, tuple[Chunk, ...]], Mapping[str, Mapping[str, int]]]:
+    """Per entity type, the distinct chunks of `corpus` in first-seen order, and each one's position by key."""
+    pool: dict[str, list[Chunk]] = {}
+    index: dict[str, dict[str, int]] = {}
+    for chunk, etype in entity_chunks(corpus):
+        where = index.setdefault(etype, {})
+        key = chunk_key(chunk)
+        if key not in where:
+            where[key] = len(where)
+            pool.setdefault(etype, []).append(chunk)
+    return (MappingProxyType({t: tuple(v) for t, v in pool.items()}),
+            MappingProxyType({t: MappingProxyType(v) for t, v in index.items()}))
+
+
 @dataclass(frozen=True, eq=False)
 class PerturbContext:
     """Everything a perturbation may read, with the shared tables precomputed once.
@@ -138,27 +153,12 @@ class PerturbContext:
         set_("shared_chunks", frozenset(shared))
         set_("unshared_chunks", MappingProxyType({t: tuple(v) for t, v in pool.items()}))
         # The P1 control's pool: every distinct target chunk per type, seen in the source or not.
-        every: dict[str, list[Chunk]] = {}
-        every_index: dict[str, dict[str, int]] = {}
-        for chunk, etype in entity_chunks(self.target or ()):
-            index = every_index.setdefault(etype, {})
-            key = chunk_key(chunk)
-            if key not in index:
-                index[key] = len(index)
-                every.setdefault(etype, []).append(chunk)
-        set_("target_chunks", MappingProxyType({t: tuple(v) for t, v in every.items()}))
-        set_("_chunk_index", MappingProxyType({t: MappingProxyType(v) for t, v in every_index.items()}))
-
-        donor: dict[str, list[Chunk]] = {}
-        donor_index: dict[str, dict[str, int]] = {}
-        for chunk, etype in entity_chunks(self.donor or ()):
-            index = donor_index.setdefault(etype, {})
-            key = chunk_key(chunk)
-            if key not in index:
-                index[key] = len(index)
-                donor.setdefault(etype, []).append(chunk)
-        set_("donor_chunks", MappingProxyType({t: tuple(v) for t, v in donor.items()}))
-        set_("_donor_index", MappingProxyType({t: MappingProxyType(v) for t, v in donor_index.items()}))
+        target_pool, target_index = _distinct_chunks(self.target or ())
+        set_("target_chunks", target_pool)
+        set_("_chunk_index", target_index)
+        donor_pool, donor_index = _distinct_chunks(self.donor or ())
+        set_("donor_chunks", donor_pool)
+        set_("_donor_index", donor_index)
 
         # P2 tables: vocabularies of lowercased words.
         stop = stopwords_for(lang)
