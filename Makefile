@@ -27,6 +27,11 @@ install: $(BIN)/.installed
 app: install
 	$(BIN)/xner app
 
+# Before a live demo: train (or find cached) the demo pairs' models as the dashboard would, then serve the app.
+demo: install
+	$(BIN)/xner grid run demo
+	$(BIN)/xner app
+
 test: install
 	$(BIN)/python -m pytest -q
 

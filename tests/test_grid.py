@@ -522,3 +522,14 @@ def test_ray_executor_on_smoke(wikiann_dir, tmp_path):
         stored = df[(df.job_id == job.id) & (df.scope == "overall")]
         assert stored.f1.item() == pytest.approx(f1) and stored.target.item() == job.target
         assert stored.perturbation.item() == job.perturbation
+
+
+def test_demo_preset_trains_what_the_dashboard_trains():
+    # `make demo` prepares the models the dashboard would train on a click (xner_ui.hooks.preferred_config uses
+    # the `paper` preset's options): same options, data and seed, so the same config hashes.
+    demo, paper = load_spec("demo"), load_spec("paper")
+    assert (demo.options, demo.data, demo.seeds[0]) == (paper.options, paper.data, paper.seeds[0])
+    plan = expand(demo)
+    assert {(t.config.setting, t.config.target) for t in plan.train_jobs} == {
+        ("native", "br"), ("transfer", "br"), ("native", "ast"), ("transfer", "ast")}
+    assert {j.perturbation for j in plan.eval_jobs} == {"clean"}
