@@ -181,7 +181,7 @@ def test_spec_value_forms(tmp_path):
 
 
 def test_unknown_preset_and_bad_files(tmp_path):
-    with pytest.raises(ConfigError, match="unknown preset or spec file 'nosuch'; presets: diversity, paper, paper-faithful, smoke"):
+    with pytest.raises(ConfigError, match="unknown preset or spec file 'nosuch'; presets: demo, diversity, paper, paper-faithful, smoke"):
         load_spec("nosuch")
     (tmp_path / "g.json").write_text("{}")
     with pytest.raises(ConfigError, match=r"must end in \.toml, \.yaml or \.yml"):

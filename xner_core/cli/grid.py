@@ -24,7 +24,7 @@ from xner_core.errors import XnerError
 from xner_core.jsonable import jsonable
 from xner_core.numerics import check_precision
 
-SpecArg = typer.Argument(..., help="preset (paper, diversity, smoke) or spec file (.toml, .yaml)")
+SpecArg = typer.Argument(..., help="preset (paper-faithful, paper, diversity, smoke, demo) or spec file (.toml, .yaml)")
 StoreOpt = typer.Option(None, "--store", help="results store file (DuckDB); default <cache>/results.duckdb, "
                                               "env XNER_RESULTS")
 FilterOpt = typer.Option(None, "--filter", help="column=value (repeat; commas give several values: target=ca,an)")
