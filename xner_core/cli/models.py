@@ -1,4 +1,5 @@
-"""`xner train`, `xner eval`, `xner predict` and `xner models ls|rm|gc`: models of an experiment config."""
+"""`xner train`, `xner eval`, `xner predict` and `xner models ls|rm|gc|export|import`: models of an experiment
+config."""
 
 from __future__ import annotations
 
@@ -261,3 +262,52 @@ def models_gc(cache_dir: Optional[Path] = CacheOpt,
     removed = model_cache(cache_dir).gc(max_bytes=int(max_gb * 2**30) if max_gb else None, verify=True)
     emit({"removed": removed}, as_json, lambda p: "\n".join(p["removed"]) or "nothing to remove")
 
+
+
+def _clean_scores(store: Optional[Path], digest: str) -> list[dict[str, Any]]:
+    """The clean overall rows of a config hash in the results store, one per target (full test sets first)."""
+    from xner_core.experiments.store import ResultsStore
+
+    df = ResultsStore(store).frame({"config_hash": digest, "scope": "overall", "perturbation": "clean"})
+    best: dict[str, dict[str, Any]] = {}
+    for row in df.to_dict("records"):
+        limit = row.get("test_limit")
+        row["test_limit"] = None if limit is None or limit != limit else int(limit)  # NaN from pandas: no cap
+        key = (row["test_limit"] is not None, -(row.get("n_sentences") or 0), str(row.get("eval_dtype")) == "int8")
+        kept = best.get(row["target"])
+        if kept is None or key < kept["_key"]:
+            best[row["target"]] = {**row, "_key": key}
+    return [{k: r.get(k) for k in ("target", "f1", "f1_low", "f1_high", "n_sentences", "test_limit")}
+            for _, r in sorted(best.items())]
+
+
+@models_app.command("export")
+def models_export(hash_prefix: str = typer.Argument(..., help="model hash or unique prefix"),
+                  out_dir: Path = typer.Argument(..., help="a new directory to write"),
+                  store: Optional[Path] = typer.Option(None, help="results store for the card's test F1 "
+                                                       "(default: the default store)"),
+                  cache_dir: Optional[Path] = CacheOpt, as_json: bool = JsonOpt) -> None:
+    """Write a cached model as a save_pretrained directory with a hub model card and the xner manifest."""
+    from xner_core.evaluation.modelstore import model_cache
+    from xner_core.runs.portable import export_model
+
+    cache = model_cache(cache_dir)
+    digest = cache.resolve(hash_prefix)
+    done = export_model(cache, digest, out_dir, scores=_clean_scores(store, digest))
+    emit({"hash": done.hash, "path": str(done.path), "files": list(done.files), "evaluated": done.evaluated},
+         as_json, lambda p: f"exported {p['hash']} to {p['path']} ({len(p['files'])} files; test F1 "
+                            f"{'on the card' if p['evaluated'] else 'not evaluated'})")
+
+
+@models_app.command("import")
+def models_import(src_dir: Path = typer.Argument(..., help="a directory written by `xner models export`"),
+                  cache_dir: Optional[Path] = CacheOpt, as_json: bool = JsonOpt) -> None:
+    """Validate an exported model directory and file it in the model cache under its config hash."""
+    from xner_core.evaluation.modelstore import model_cache
+    from xner_core.runs.portable import import_model
+
+    _quiet_transformers()
+    done = import_model(model_cache(cache_dir), src_dir)
+    emit({"hash": done.hash, "path": str(done.path), "added": done.added}, as_json,
+         lambda p: (f"imported {p['hash']} into {p['path']}" if p["added"]
+                    else f"model {p['hash']} is already cached at {p['path']}; nothing to do"))

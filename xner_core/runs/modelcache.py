@@ -368,6 +368,69 @@ class ModelCache:
         finally:
             lock.release()
 
+    def resolve(self, hash_prefix: str) -> str:
+        """The full hash of the one entry whose hash starts with a prefix.
+
+        Args:
+            hash_prefix: the hash or a prefix of it (hex).
+
+        Returns:
+            The entry's full hash. Raises ConfigError for no match or an ambiguous prefix (listing the matches).
+        """
+        prefix = (hash_prefix or "").strip().lower()
+        if not re.fullmatch(r"[0-9a-f]{1,16}", prefix):
+            raise ConfigError(f"invalid model hash {hash_prefix!r}; give 1-16 hex digits of a cached model's hash")
+        names = [p.name for p in self._entry_dirs()]
+        matches = [n for n in names if n.startswith(prefix)]
+        if not matches:
+            shown = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "") if names else "none"
+            raise ConfigError(f"no cached model matches {hash_prefix!r}; cached: {shown}")
+        if len(matches) > 1:
+            raise ConfigError(f"hash prefix {hash_prefix!r} is ambiguous; it matches: {', '.join(matches)}; "
+                              f"give more digits")
+        return matches[0]
+
+    def add(self, manifest: Mapping[str, Any], source: Path) -> tuple[Path, bool]:
+        """File an entry whose files lie in another directory (an import), atomically as `save` writes.
+
+        Args:
+            manifest: the entry's manifest (its `hash`, `config` and `files` checked by the caller).
+            source: the directory holding every file the manifest lists.
+
+        Returns:
+            (entry path, added); added is False when a valid entry already exists (it is kept as it is). Raises
+            XnerError when a copied file does not match its sha256 (the source changed while being copied).
+        """
+        digest = str(manifest["hash"])
+        if not _HASH_RE.match(digest):
+            raise ConfigError(f"manifest hash {digest!r} is not 16 hex digits")
+        with self._lock(digest):
+            dest = self.root / digest
+            if dest.exists() and inspect_entry(dest, digest, deep=True)[1] is None:
+                return dest, False
+            tmp = self.root / f"{_TMP}{digest}-{uuid.uuid4().hex[:8]}"
+            try:
+                for name, meta in sorted(dict(manifest["files"]).items()):
+                    target = tmp / name
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(source / name, target)
+                    if _sha256(target) != meta["sha256"]:
+                        raise XnerError(f"{source / name} changed while it was copied (sha256 mismatch)")
+                    _fsync_path(target)
+                with (tmp / MANIFEST).open("w", encoding="utf-8") as fh:
+                    fh.write(json.dumps(dict(manifest), indent=2, sort_keys=True, allow_nan=False))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                _fsync_path(tmp, directory=True)
+                if dest.exists():  # invalid (checked above): move it aside, then swap the new entry in
+                    self._delete(dest)
+                os.replace(tmp, dest)
+                _fsync_path(self.root, directory=True)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        return dest, True
+
     def remove(self, hash_prefix: str) -> str:
         """Delete one entry by hash or unique hash prefix.
 
@@ -380,18 +443,7 @@ class ModelCache:
         """
         from filelock import Timeout
 
-        prefix = (hash_prefix or "").strip().lower()
-        if not re.fullmatch(r"[0-9a-f]{1,16}", prefix):
-            raise ConfigError(f"invalid model hash {hash_prefix!r}; give 1-16 hex digits of a cached model's hash")
-        names = [p.name for p in self._entry_dirs()]
-        matches = [n for n in names if n.startswith(prefix)]
-        if not matches:
-            shown = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "") if names else "none"
-            raise ConfigError(f"no cached model matches {hash_prefix!r}; cached: {shown}")
-        if len(matches) > 1:
-            raise ConfigError(f"hash prefix {hash_prefix!r} is ambiguous; it matches: {', '.join(matches)}; "
-                              f"give more digits")
-        digest = matches[0]
+        digest = self.resolve(hash_prefix)
         try:
             with self._lock(digest, timeout=_REMOVE_LOCK_TIMEOUT_S):
                 if (self.root / digest).exists():
