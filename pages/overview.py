@@ -11,12 +11,12 @@ import streamlit as st
 from xner_core.analysis import plots
 from xner_core.analysis.tidy import CLEAN, FEATURES, ORIGINS, OUTCOMES
 from xner_core.analysis.views import pivot_drops, selection_to_filter
-from xner_ui import catalog, data, page, state
+from xner_ui import catalog, data, hooks, page, state
 
 state.require_app()
 
 Y_LABELS = OUTCOMES
-SETTINGS = ("native", "transfer")
+
 PAPER_PERTURBATIONS = ("entity_replace", "context_replace", "entity_context")
 
 st.title("Overview")
@@ -46,7 +46,7 @@ x = state.select("Against", list(FEATURES), "x", "entity_token_overlap", where=c
 origins = state.multiselect("Origin", ORIGINS, "origins", ORIGINS, where=c3)
 c4, c5, c6 = st.columns([1, 1, 2])
 models = state.multiselect("Models", model_options, "models", model_options, where=c4)
-settings = state.multiselect("Settings", SETTINGS, "settings", SETTINGS, where=c5)
+settings = state.multiselect("Settings", hooks.COMPARED, "settings", hooks.COMPARED, where=c5)
 perts = state.multiselect("Perturbations", pert_options, "perturbations", PAPER_PERTURBATIONS, where=c6,
                           format_func=plots.perturbation_title)
 

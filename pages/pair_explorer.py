@@ -96,7 +96,7 @@ with page.guarded("the example viewer"):
     changed_only = state.select("Show", ["changed", "all"], "examples", "changed", where=c2, radio=True,
                                 format_func=lambda v: "changed by the perturbation" if v == "changed" else
                                 "all with entities") == "changed"
-    keys = [hooks.ModelKey(model, setting, source, target) for setting in hooks.SETTINGS]
+    keys = [hooks.ModelKey(model, setting, source, target) for setting in hooks.COMPARED]
     run = hooks.run_spec(sh.protocol, model)  # the examples are perturbed as the run the view shows perturbs
     options = inputs.eval_options(run)
     config = inputs.transfer_config(model, source, target, run)

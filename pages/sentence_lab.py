@@ -69,7 +69,7 @@ else:
 
 if sentence is not None:
     st.subheader("Models")
-    keys = [hooks.ModelKey(sh.model, s, source, target) for s in hooks.SETTINGS]
+    keys = [hooks.ModelKey(sh.model, s, source, target) for s in hooks.COMPARED]
     with page.guarded("the model panel"):
         model_panel(keys)
 

@@ -96,7 +96,7 @@ else:
         st.subheader("Model predictions and scores")
         st.caption(f"The native and transfer `{render.md_escape(sh.model)}` models of the sidebar pair "
                    f"{sh.source}→{sh.target}, on the file as uploaded and on its perturbed copy.")
-        keys = [hooks.ModelKey(sh.model, setting, sh.source, sh.target) for setting in hooks.SETTINGS]
+        keys = [hooks.ModelKey(sh.model, setting, sh.source, sh.target) for setting in hooks.COMPARED]
         with page.guarded("the model panel"):
             model_panel(keys)
         with page.guarded("the model scores"):

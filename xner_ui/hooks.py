@@ -29,7 +29,9 @@ from xner_core.paths import cache_dir
 
 EMBED_ENV = "XNER_EMBED_MODEL"
 DEFAULT_EMBED_MODEL = "e5-small"
-SETTINGS: tuple[str, ...] = ("native", "transfer")
+# The two settings every page compares side by side (the study's native vs transfer; `training.settings.SETTINGS`
+# lists every setting a model can be trained in).
+COMPARED: tuple[str, ...] = ("native", "transfer")
 _PICKS = "_xner_model_picks"  # session state: ModelKey -> chosen config hash
 
 
