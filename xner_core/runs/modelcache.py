@@ -296,19 +296,24 @@ class ModelCache:
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"extra manifest fields must be JSON-ready (finite numbers, strings, lists, "
                                   f"dicts): {exc}") from exc
-            with (tmp / MANIFEST).open("w", encoding="utf-8") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            _fsync_path(tmp, directory=True)
-            if dest.exists():  # invalid (checked above): move it aside, then swap the new entry in
-                self._delete(dest)
-            os.replace(tmp, dest)
-            _fsync_path(self.root, directory=True)
+            self._swap_in(tmp, dest, text)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return dest
+
+    def _swap_in(self, tmp: Path, dest: Path, manifest_text: str) -> None:
+        """Finish an entry written into `tmp`: its manifest last, everything fsynced, then one `os.replace` onto
+        `dest` (an invalid entry there is moved aside first), so a reader sees the whole entry or none."""
+        with (tmp / MANIFEST).open("w", encoding="utf-8") as fh:
+            fh.write(manifest_text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        _fsync_path(tmp, directory=True)
+        if dest.exists():  # invalid (checked by the caller): move it aside, then swap the new entry in
+            self._delete(dest)
+        os.replace(tmp, dest)
+        _fsync_path(self.root, directory=True)
 
     def get_or_train(
         self,
@@ -417,15 +422,7 @@ class ModelCache:
                     if _sha256(target) != meta["sha256"]:
                         raise XnerError(f"{source / name} changed while it was copied (sha256 mismatch)")
                     _fsync_path(target)
-                with (tmp / MANIFEST).open("w", encoding="utf-8") as fh:
-                    fh.write(json.dumps(dict(manifest), indent=2, sort_keys=True, allow_nan=False))
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                _fsync_path(tmp, directory=True)
-                if dest.exists():  # invalid (checked above): move it aside, then swap the new entry in
-                    self._delete(dest)
-                os.replace(tmp, dest)
-                _fsync_path(self.root, directory=True)
+                self._swap_in(tmp, dest, json.dumps(dict(manifest), indent=2, sort_keys=True, allow_nan=False))
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
