@@ -271,3 +271,12 @@ def test_eval_checkpoint_on_a_test_file(capsys, bioes_dir, wikiann_dir, tmp_path
     got = json.loads(out)
     assert got["label_mapping"]["dropped"] == ["MISC"] and got["test_file"]["sentences"] == 2
     assert all(r["f1"] is not None for r in got["rows"])
+
+
+def test_a_missing_checkpoint_directory_is_named_before_any_hub_lookup(tmp_path):
+    from xner_core.errors import ConfigError
+    from xner_core.models.checkpoint import load_checkpoint
+
+    for name in (str(tmp_path / "nope"), "./not-here", "a/b/c"):
+        with pytest.raises(ConfigError, match="no such checkpoint directory"):
+            load_checkpoint(name)

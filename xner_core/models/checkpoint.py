@@ -8,6 +8,7 @@ labels read as ours. Nothing is trained: the model is evaluated as it was saved.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from xner_core.errors import ConfigError
@@ -29,6 +30,10 @@ def load_checkpoint(name: str) -> tuple[Any, Any, LabelMapping]:
     if name in MODEL_NAMES:
         raise ConfigError(f"{name!r} is an encoder without a fine-tuned NER head; give a checkpoint (a directory "
                           f"written by save_pretrained or a hub id), or use --model {name} to fine-tune it")
+    # A hub id is `name` or `org/name`; a path that starts like one, or has more parts, and does not exist is a typo.
+    if (name.startswith((".", "/", "~")) or name.count("/") > 1) and not Path(name).expanduser().exists():
+        raise ConfigError(f"no such checkpoint directory: {name!r}; give a directory written by save_pretrained "
+                          "(with config.json and the weights) or a hub id such as 'org/name'")
     src = resolve_source(name)
     from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer
 
