@@ -143,6 +143,7 @@ def iter_evaluate(
     surfaces = seen_surfaces(seen)  # the model's training entities: the seen/unseen scopes
     wanted = {j.id for j in todo}
     clean_tags: list[list[str]] | None = None
+    clean_groups: dict[str, tuple[list[list[str]], list[list[str]]]] = {}
     for job in jobs:
         name = job.perturbation
         if job.id not in wanted and name != CLEAN:
@@ -167,16 +168,19 @@ def iter_evaluate(
             if text is None:
                 save_predictions(job.id, corpus.sentences, pred, cache, dtype=eval_dtype)
         gold = corpus.tags
+        groups = _surface_groups(corpus, gold, pred, surfaces)
         if name == CLEAN:
-            clean_tags = pred
+            clean_tags, clean_groups = pred, groups
             if job.id not in wanted:
                 continue  # only the reference of the perturbed jobs' drops: no CIs, not yielded
         clean_gold, clean_pred = (test.tags, clean_tags) if name != CLEAN else (None, None)
         rows = []
         scored = condition_rows(gold, pred, clean_gold, clean_pred, n_resamples=options.bootstrap, seed=0,
                                 scopes=SCOPES)
-        scored += _surface_rows(corpus, gold, pred, test, clean_tags if name != CLEAN else None, surfaces,
-                                options.bootstrap)
+        for scope, (g, p) in groups.items():  # a perturbed condition's drop is against the clean set's same group
+            cg, cp = clean_groups[scope] if name != CLEAN else (None, None)
+            (numbers,) = condition_rows(g, p, cg, cp, n_resamples=options.bootstrap, seed=0, scopes=("overall",))
+            scored.append({**numbers, "scope": scope})
         for numbers in scored:
             if name == CLEAN:
                 numbers = {k: v for k, v in numbers.items() if not k.startswith("drop_")}
@@ -193,26 +197,13 @@ def iter_evaluate(
         yield EvalOutcome(job, tuple(rows), corpus.sentences, tuple(tuple(p) for p in pred), report)
 
 
-def _surface_rows(corpus: Corpus, gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], test: Corpus,
-                  clean_pred: Sequence[Sequence[str]] | None, surfaces: frozenset[str],
-                  n_resamples: int) -> list[dict[str, Any]]:
-    """The "seen" and "unseen" scope rows: scores on the entities whose surface form occurs in the model's
-    training data and on the others (`metrics.seen`); a perturbed condition's drop is against the same group
-    of the clean test set."""
-    from xner_core.metrics.bootstrap import condition_rows
-
+def _surface_groups(corpus: Corpus, gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]],
+                    surfaces: frozenset[str]) -> dict[str, tuple[list[list[str]], list[list[str]]]]:
+    """Gold and predicted tags of each "seen" / "unseen" scope: only the entities whose surface form occurs (does
+    not occur) in the model's training data (`metrics.seen`)."""
     tokens = [s.tokens for s in corpus]
-    clean_tokens = [s.tokens for s in test]
-    out = []
-    for scope, flag in zip(SURFACE_SCOPES, (True, False)):
-        g, p = restrict_tags(tokens, gold, surfaces, flag), restrict_tags(tokens, pred, surfaces, flag)
-        cg = cp = None
-        if clean_pred is not None:
-            cg = restrict_tags(clean_tokens, test.tags, surfaces, flag)
-            cp = restrict_tags(clean_tokens, clean_pred, surfaces, flag)
-        (numbers,) = condition_rows(g, p, cg, cp, n_resamples=n_resamples, seed=0, scopes=("overall",))
-        out.append({**numbers, "scope": scope})
-    return out
+    return {scope: (restrict_tags(tokens, gold, surfaces, flag), restrict_tags(tokens, pred, surfaces, flag))
+            for scope, flag in zip(SURFACE_SCOPES, (True, False))}
 
 
 _FEATURE_COLUMNS = (

@@ -190,6 +190,13 @@ class EvalInputs:
             return None
         return (_seen_key(self.config, self.data_dir), _test_key(self.config, self.options.test_limit, self.data_dir))
 
+    @property
+    def context_key(self) -> tuple[Any, ...] | None:
+        """`key` plus what else the perturbation context depends on (donor, encoder, stopword language); None for
+        a caller's text."""
+        key = self.key
+        return None if key is None else (*key, self.donor_lang, self.options.embed_model, self.lang)
+
     @cached_property
     def seen(self) -> Corpus:
         return seen_corpus(self.config, self.data_dir)
@@ -216,10 +223,8 @@ class EvalInputs:
             return build_context(self.seen if with_seen else None, self.test, donor=self.donor,
                                  embed=lazy_word_embedder(self.options.embed_model, self.cache), lang=self.lang)
 
-        key = self.key
-        if key is None:
-            return make()
-        return CONTEXTS.get((*key, self.donor_lang, self.options.embed_model, self.lang), make)
+        key = self.context_key
+        return make() if key is None else CONTEXTS.get(key, make)
 
 
 def evaluation_inputs(config: ExperimentConfig, options: EvalOptions = EvalOptions(),
@@ -262,11 +267,8 @@ def perturb_test(inputs: EvalInputs, name: str) -> "PerturbResult":
     def make() -> "PerturbResult":
         return perturb_corpus(name, inputs.test, inputs.context, seed=seed, rate=rate)
 
-    key = inputs.key
-    if key is None:
-        return make()
-    return PERTURBED.get(((*key, inputs.donor_lang, inputs.options.embed_model, inputs.lang), name, seed,
-                          float(rate)), make)
+    key = inputs.context_key
+    return make() if key is None else PERTURBED.get((key, name, seed, float(rate)), make)
 
 
 def perturb_one(inputs: EvalInputs, name: str, sentence: Sentence, index: int = 0) -> "PerturbResult":
