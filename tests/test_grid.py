@@ -53,6 +53,30 @@ def test_paper_preset_is_the_study_grid():
     assert spec.embed_model == "e5-small"
 
 
+def test_spec_rates_are_checked_and_enter_the_job_ids():
+    from xner_core.evaluation.jobs import eval_jobs
+    from xner_core.runs.config import make_config
+
+    base = '''name = "r"
+models = ["e5-small"]
+pairs = ["es-ca"]
+perturbations = ["entity_replace", "entity_replace_matched"]
+'''
+    spec = parse_spec(base + "[eval]\nrates = { entity_replace_matched = 0.1 }\n")
+    cfg = make_config("e5-small", "ca", "native")
+    jobs = {j.perturbation: j for j in eval_jobs(cfg, spec.perturbations, spec.eval_options())}
+    assert jobs["entity_replace_matched"].perturb_rate == 0.1 and jobs["entity_replace"].perturb_rate == 1.0
+    other = parse_spec(base + "[eval]\nrates = { entity_replace_matched = 0.2 }\n")
+    other_jobs = {j.perturbation: j for j in eval_jobs(cfg, other.perturbations, other.eval_options())}
+    assert other_jobs["entity_replace_matched"].id != jobs["entity_replace_matched"].id
+    assert other_jobs["entity_replace"].id == jobs["entity_replace"].id
+    with pytest.raises(ConfigError, match="'context_replace' is not one of this spec's perturbations; allowed: "
+                                          "entity_replace, entity_replace_matched"):
+        parse_spec(base + "[eval]\nrates = { context_replace = 0.1 }\n")
+    with pytest.raises(ConfigError, match="1.5 is invalid; allowed: a number in \\[0, 1\\]"):
+        parse_spec(base + "[eval]\nrates = { entity_replace_matched = 1.5 }\n")
+
+
 def test_faithful_preset_is_the_study_recipe():
     from xner_core.corpus.languages import reference_pairs
 
@@ -64,8 +88,37 @@ def test_faithful_preset_is_the_study_recipe():
     assert (o.epochs, o.batch_size, o.warmup_ratio, o.weight_decay, o.max_length) == (1, 8, 0.06, 0.0, 128)
     assert o.max_train_sentences is None and o.max_dev_sentences == 0 and spec.test_limit is None
     assert o.lr == 1e-4  # picked by scripts/lr_sweep.py on held-out es data (data/results/lr_sweep_e5-small.csv)
-    assert spec.perturbations == ("clean", "entity_replace", "context_replace", "entity_context", "person_swap",
-                                  "location_swap")
+    assert spec.perturbations == ("clean", "entity_replace", "context_replace_study", "entity_context_study",
+                                  "person_swap", "location_swap", "entity_replace_matched", "entity_random_matched")
+    # the matched P1 and its control change 4 % of all gold entities; every other perturbation runs at rate 1
+    assert spec.rates == (("entity_random_matched", 0.04), ("entity_replace_matched", 0.04))
+    options = spec.eval_options()
+    assert options.rate_for("entity_replace_matched") == 0.04 and options.rate_for("entity_replace") == 1.0
+    assert options.rate_for("clean") == 1.0
+
+
+def test_spec_rates_are_checked_and_enter_the_job_ids():
+    from xner_core.evaluation.jobs import eval_jobs
+    from xner_core.runs.config import make_config
+
+    base = '''name = "r"
+models = ["e5-small"]
+pairs = ["es-ca"]
+perturbations = ["entity_replace", "entity_replace_matched"]
+'''
+    spec = parse_spec(base + "[eval]\nrates = { entity_replace_matched = 0.1 }\n")
+    cfg = make_config("e5-small", "ca", "native")
+    jobs = {j.perturbation: j for j in eval_jobs(cfg, spec.perturbations, spec.eval_options())}
+    assert jobs["entity_replace_matched"].perturb_rate == 0.1 and jobs["entity_replace"].perturb_rate == 1.0
+    other = parse_spec(base + "[eval]\nrates = { entity_replace_matched = 0.2 }\n")
+    other_jobs = {j.perturbation: j for j in eval_jobs(cfg, other.perturbations, other.eval_options())}
+    assert other_jobs["entity_replace_matched"].id != jobs["entity_replace_matched"].id
+    assert other_jobs["entity_replace"].id == jobs["entity_replace"].id
+    with pytest.raises(ConfigError, match="'context_replace' is not one of this spec's perturbations; allowed: "
+                                          "entity_replace, entity_replace_matched"):
+        parse_spec(base + "[eval]\nrates = { context_replace = 0.1 }\n")
+    with pytest.raises(ConfigError, match="1.5 is invalid; allowed: a number in \\[0, 1\\]"):
+        parse_spec(base + "[eval]\nrates = { entity_replace_matched = 1.5 }\n")
 
 
 def test_spec_precision_is_validated(tmp_path):
@@ -251,6 +304,21 @@ source_sets = ["es", "es+fr"]
     for g in by_setting["distill"]:
         assert set(g.train.needs) == set(teachers)
         assert all(order.index(t) < order.index(g.train.hash) for t in g.train.needs)
+
+
+def test_cached_models_run_first_in_plan_order():
+    from xner_core.experiments.execute import _needed_groups, cached_first
+
+    spec = parse_spec(SHARED.replace('settings = ["native", "transfer"]',
+                                     'settings = ["native", "transfer"]\nseeds = [0, 1]'))
+    plan = expand(spec, online=True)
+    needed = _needed_groups(plan, set())
+    cached = {g.train.hash for i, (g, _) in enumerate(needed) if i % 3 == 2}
+    order = [g.train.hash for g, _ in cached_first(needed, lambda cfg: config_hash(cfg) in cached)]
+    plan_order = [g.train.hash for g, _ in needed]
+    assert sorted(order) == sorted(plan_order) and len(cached) >= 2
+    assert order[:len(cached)] == [h for h in plan_order if h in cached]
+    assert order[len(cached):] == [h for h in plan_order if h not in cached]
 
 
 def test_paper_plan_skips_cs_and_keeps_the_other_twelve(wikiann_dir):

@@ -190,10 +190,10 @@ def test_has_punct_or_symbol():
 
 def test_one_p2_candidate_definition_for_overlap_and_perturb():
     # perturb uses overlap's predicate itself (no second copy that could drift)
-    import xner_core.perturb.context as perturb_context
+    import xner_core.perturb.p2rules as perturb_p2rules
     import xner_core.perturb.plan as perturb_plan
 
-    assert perturb_context.context_candidate is context_candidate
+    assert perturb_p2rules.context_candidate is context_candidate
     assert perturb_plan.context_candidate is context_candidate
     stops = stopwords_for("ca")
     words = ["casa", "°C", "└─", "l'any", "de", "x", "Ciutat", "a+b", "1893", "«x»", "ñu"]

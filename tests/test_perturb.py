@@ -495,8 +495,9 @@ def test_unknown_perturbation_lists_the_choices() -> None:
     with pytest.raises(ConfigError) as err:
         get_perturbation("nope")
     assert str(err.value) == ("unknown perturbation 'nope'; choose one of: char_noise, context_noise, "
-                              "context_random, context_replace, entity_context, entity_mask, entity_random, "
-                              "entity_replace, location_swap, mask_random, person_swap")
+                              "context_random, context_replace, context_replace_study, entity_context, "
+                              "entity_context_study, entity_mask, entity_random, entity_random_matched, "
+                              "entity_replace, entity_replace_matched, location_swap, mask_random, person_swap")
 
 
 @pytest.mark.parametrize("name, ctx_kwargs, missing", [

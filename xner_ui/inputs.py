@@ -170,8 +170,8 @@ def variant(context: Any, options: EvalOptions, perturbation: str, sentence: Sen
     from xner_core.perturb.apply import perturb_sentence
     from xner_ui.render import changed_positions
 
-    res = perturb_sentence(perturbation, sentence, context, seed=options.perturb_seed, rate=options.perturb_rate,
-                           index=index)
+    res = perturb_sentence(perturbation, sentence, context, seed=options.perturb_seed,
+                           rate=options.rate_for(perturbation), index=index)
     return res.corpus[0], changed_positions(res.changes)
 
 

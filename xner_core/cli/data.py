@@ -107,7 +107,8 @@ def perturb(
     target: str = typer.Argument(..., help="target language: its test split is perturbed"),
     name: str = typer.Argument(..., help="perturbation name (see `xner perturbations`)"),
     seed: int = typer.Option(0, help="random seed"),
-    rate: float = typer.Option(1.0, help="fraction of eligible units changed (1.0 = all, as in the study)"),
+    rate: float = typer.Option(1.0, help="fraction of eligible units changed (1.0 = all, as in the study; for the "
+                               "*_matched perturbations: the share of ALL gold entities)"),
     out: Optional[Path] = typer.Option(None, "--out", help="write the perturbed test set as token<TAB>tag CoNLL"),
     limit: Optional[int] = typer.Option(None, help="perturb only the first N target sentences"),
     donor: Optional[str] = typer.Option(

@@ -76,7 +76,8 @@ def eval_cmd(
     config: Any, *, checkpoint: Optional[str] = None,
     perturb: Optional[list[str]] = typer.Option(None, "--perturb", help="perturbation(s) besides clean (repeat)"),
     perturb_seed: int = typer.Option(0, help="perturbation seed"),
-    rate: float = typer.Option(1.0, help="fraction of eligible units perturbed"),
+    rate: float = typer.Option(1.0, help="fraction of eligible units perturbed (for the *_matched perturbations: "
+                               "the share of ALL gold entities)"),
     test_limit: Optional[int] = typer.Option(None, help="evaluate on the first N test sentences"),
     embed_model: str = typer.Option("e5-small", help="encoder for context-word perturbations"),
     donor: Optional[str] = typer.Option(None, help="donor language for name swaps (default: the target's extra split)"),

@@ -52,17 +52,20 @@ def stopword_source(lang: str) -> str | None:
 
 
 @lru_cache(maxsize=None)
-def stopwords_for(lang: str) -> frozenset[str]:
+def stopwords_for(lang: str, borrow: bool = True) -> frozenset[str]:
     """Return the lowercased stopwords of a language.
 
     Args:
         lang: a language code (case and a region suffix are ignored).
+        borrow: use the fallback list of the module docstring where stopwordsiso has none (ours); False gives
+            stopwordsiso's own list or nothing, as the study's code did (`stopwordsiso.stopwords(lang)`).
 
     Returns:
         The stopwordsiso list of the language (or of its fallback, see `stopword_source`), lowercased; the
         empty set when neither exists, so callers can filter with it unconditionally.
     """
-    src = stopword_source(lang)
+    code = _norm(lang)
+    src = stopword_source(lang) if borrow else (code if code and stopwordsiso.has_lang(code) else None)
     if src is None:
         return frozenset()
     return frozenset(w.lower() for w in stopwordsiso.stopwords(src))

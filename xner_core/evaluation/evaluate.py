@@ -186,7 +186,7 @@ def iter_evaluate(
                 numbers = {k: v for k, v in numbers.items() if not k.startswith("drop_")}
             rows.append({**common, "job_id": job.id, "perturbation": name,
                          "perturb_seed": options.perturb_seed if name != CLEAN else 0,
-                         "perturb_rate": options.perturb_rate if name != CLEAN else 1.0, **numbers,
+                         "perturb_rate": options.rate_for(name), **numbers,
                          "sentences_changed_frac": _frac(report, "sentences_changed", "sentences"),
                          "tokens_changed_frac": _frac(report, "tokens_changed", "tokens"),
                          "entities_changed_frac": _frac(report, "entities_changed", "entities"),

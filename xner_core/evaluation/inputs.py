@@ -262,7 +262,7 @@ def perturb_test(inputs: EvalInputs, name: str) -> "PerturbResult":
     """
     from xner_core.perturb.apply import perturb_corpus
 
-    seed, rate = inputs.options.perturb_seed, inputs.options.perturb_rate
+    seed, rate = inputs.options.perturb_seed, inputs.options.rate_for(name)
 
     def make() -> "PerturbResult":
         return perturb_corpus(name, inputs.test, inputs.context, seed=seed, rate=rate)
@@ -279,4 +279,4 @@ def perturb_one(inputs: EvalInputs, name: str, sentence: Sentence, index: int = 
     from xner_core.perturb.apply import perturb_sentence
 
     return perturb_sentence(name, sentence, inputs.context, seed=inputs.options.perturb_seed,
-                            rate=inputs.options.perturb_rate, index=index)
+                            rate=inputs.options.rate_for(name), index=index)

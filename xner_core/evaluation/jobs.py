@@ -24,6 +24,9 @@ class EvalOptions:
     Attributes:
         perturb_seed: seed of every perturbation.
         perturb_rate: fraction of eligible units changed.
+        rates: per-perturbation rates overriding `perturb_rate`, as sorted (name, rate) pairs (a grid spec's
+            `[eval.rates]`; e.g. `entity_replace_matched`, whose rate is a share of all entities). `rate_for`
+            reads them; each job carries its own rate, so its id and rows do.
         test_limit: cap on test sentences (None = all).
         embed_model: encoder for context perturbations' word embeddings (pretrained, not fine-tuned).
         donor: donor language of person/location swaps (None: the target itself, names from its `extra` split).
@@ -43,10 +46,17 @@ class EvalOptions:
     embed_model: str = "e5-small"
     donor: str | None = None
     bootstrap: int = 1000
+    rates: tuple[tuple[str, float], ...] = ()
     batch_size: int = 32
     backend: str = "torch"
     precision: str = "auto"
     checkpoint: bool = False
+
+    def rate_for(self, perturbation: str) -> float:
+        """The rate perturbation `perturbation` runs at: its own from `rates`, else `perturb_rate` (1.0 for clean)."""
+        if perturbation == CLEAN:
+            return 1.0
+        return float(dict(self.rates).get(perturbation, self.perturb_rate))
 
     def donor_for(self, target: str) -> str:
         """The donor language of name swaps when evaluating on `target` (the target itself by default)."""
@@ -129,6 +139,6 @@ def eval_jobs(config: ExperimentConfig, perturbations: Sequence[str] = (CLEAN,),
         One EvalJob per condition.
     """
     o = options
-    return [EvalJob(config, name, o.perturb_seed, o.perturb_rate, o.test_limit, o.embed_model,
+    return [EvalJob(config, name, o.perturb_seed, o.rate_for(name), o.test_limit, o.embed_model,
                     o.donor_for(config.target), o.checkpoint)
             for name in condition_names(perturbations)]

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from xner_core.errors import ConfigError
 from xner_core.evaluation.jobs import CLEAN, EvalOptions
@@ -41,8 +41,8 @@ PRESET_SUFFIXES: tuple[str, ...] = (".toml", ".yaml", ".yml")
 _PRESETS_PACKAGE = "xner_core.experiments"  # the presets/ folder is package data of this package
 _TOP_KEYS: tuple[str, ...] = ("name", "description", "models", "pairs", "targets", "settings", "perturbations",
                               "seeds", "data", "training", "eval", "precision")
-_EVAL_KEYS: tuple[str, ...] = ("test_limit", "embed_model", "donor", "perturb_seed", "perturb_rate", "bootstrap",
-                               "batch_size")
+_EVAL_KEYS: tuple[str, ...] = ("test_limit", "embed_model", "donor", "perturb_seed", "perturb_rate", "rates",
+                               "bootstrap", "batch_size")
 _TARGET_KEYS: tuple[str, ...] = ("target", "source_sets")
 # Options where "no cap" is None; spec files write "all" (TOML has no null).
 _ALL_MEANS_NONE: frozenset[str] = frozenset({"max_train_sentences", "max_dev_sentences", "test_limit"})
@@ -74,6 +74,7 @@ class GridSpec:
     donor: str | None = None  # None: each target's own names (its `extra` split)
     perturb_seed: int = 0
     perturb_rate: float = 1.0
+    rates: tuple[tuple[str, float], ...] = ()  # [eval.rates]: per-perturbation rates overriding perturb_rate
     bootstrap: int = 1000
     batch_size: int = 32  # inference batch size
     precision: str = "auto"  # training and inference autocast (numerics); not part of any hash or job id
@@ -82,9 +83,27 @@ class GridSpec:
 
     def eval_options(self) -> EvalOptions:
         """The evaluation options every job of this grid runs with (one object for the planner and executors)."""
-        return EvalOptions(perturb_seed=self.perturb_seed, perturb_rate=self.perturb_rate, test_limit=self.test_limit,
+        return EvalOptions(perturb_seed=self.perturb_seed, perturb_rate=self.perturb_rate, rates=self.rates,
+                           test_limit=self.test_limit,
                            embed_model=self.embed_model, donor=self.donor, bootstrap=self.bootstrap,
                            batch_size=self.batch_size, precision=self.precision)
+
+
+def _rates(w: Any, raw: Any, perturbations: Sequence[str]) -> tuple[tuple[str, float], ...]:
+    """[eval.rates]: perturbation name -> its own rate in [0, 1], for perturbations the spec runs."""
+    if not isinstance(raw, Mapping):
+        raise w.error(("eval", "rates"), "must be a table of perturbation = rate, e.g. rates = "
+                                         "{ entity_replace_matched = 0.04 }")
+    out = {}
+    for name, rate in raw.items():
+        allowed = [p for p in perturbations if p != CLEAN]
+        if name not in allowed:
+            raise w.error(("eval", "rates", name), f"{name!r} is not one of this spec's perturbations; allowed: "
+                                                   f"{', '.join(allowed) or 'none (list it in perturbations)'}")
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+            raise w.error(("eval", "rates", name), f"{rate!r} is invalid; allowed: a number in [0, 1]")
+        out[name] = float(rate)
+    return tuple(sorted(out.items()))
 
 
 def preset_names() -> list[str]:
@@ -230,11 +249,12 @@ def spec_from_dict(data: Mapping[str, Any], origin: str = "<spec>", default_name
     if isinstance(perturb_rate, bool) or not isinstance(perturb_rate, (int, float)) or not 0 <= perturb_rate <= 1:
         raise w.error(("eval", "perturb_rate"), f"perturb_rate={perturb_rate!r} is invalid; allowed: a number in "
                                                 f"[0, 1] (the fraction of eligible units changed; 1 = all)")
+    rates = _rates(w, ev.get("rates", {}), perturbations)
     spec = GridSpec(
         name=name, models=models, pairs=pairs, targets=targets, settings=settings, perturbations=perturbations,
         seeds=seeds, data=protocol, options=options, test_limit=test_limit, embed_model=embed_model, donor=donor,
         perturb_seed=_int(w, ("eval", "perturb_seed"), ev.get("perturb_seed", 0), 0),
-        perturb_rate=float(perturb_rate),
+        perturb_rate=float(perturb_rate), rates=rates,
         bootstrap=_int(w, ("eval", "bootstrap"), ev.get("bootstrap", 1000), 0),
         batch_size=_int(w, ("eval", "batch_size"), ev.get("batch_size", 32), 1),
         precision=_choice(w, ("precision",), data.get("precision", "auto"), PRECISIONS, "precision"),

@@ -14,10 +14,9 @@ from typing import Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from xner_core.corpus.sentences import Corpus, Sentence
-from xner_core.corpus.stopwords import stopwords_for
 from xner_core.corpus.tags import spans
 from xner_core.errors import ConfigError
-from xner_core.features.overlap import context_candidate
+from xner_core.perturb.p2rules import ContextWords, check_rules, context_words
 
 Embedder = Callable[[Sequence[str]], np.ndarray]
 Chunk = tuple[str, ...]
@@ -60,8 +59,9 @@ class _NeighbourTable:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.vectors: dict[str, np.ndarray] = {}
-        self.neighbours: dict[str, str | None] = {}
-        self.pool_matrix: np.ndarray | None = None
+        # Per rule set ("xner", "study"): word -> nearest fresh word, and the fresh pool's matrix.
+        self.neighbours: dict[str, dict[str, str | None]] = {}
+        self.pool_matrix: dict[str, np.ndarray] = {}
         self.embed_calls = 0
 
 
@@ -104,6 +104,9 @@ class PerturbContext:
         target_vocab: sorted lowercased context candidates among the target's O tokens.
         overlap_words: target_vocab ∩ source_o_vocab (the words P2 replaces).
         fresh_words: sorted target_vocab − source_o_vocab (P2/P5 replacement pool).
+        study_words: the same P2 tables under the study's own rules (`perturb.p2rules`; `context_replace_study`).
+        shared_entity_share: the share of the target's entity occurrences whose string the source has (what P1
+            can change at most; `eligible_rate` turns a share of all entities into P1's per-eligible rate).
     """
 
     source: Corpus | None = None
@@ -123,6 +126,9 @@ class PerturbContext:
     target_vocab: tuple[str, ...] = field(init=False)
     overlap_words: frozenset[str] = field(init=False)
     fresh_words: tuple[str, ...] = field(init=False)
+    study_words: ContextWords = field(init=False)
+    shared_entity_share: float = field(init=False)
+    _words: Mapping[str, ContextWords] = field(init=False, repr=False)
     _donor_index: Mapping[str, Mapping[str, int]] = field(init=False, repr=False)
     _chunk_index: Mapping[str, Mapping[str, int]] = field(init=False, repr=False)
     _target_index: Mapping[str, int] = field(init=False, repr=False)
@@ -143,14 +149,18 @@ class PerturbContext:
         shared: set[str] = set()
         pool: dict[str, list[Chunk]] = {}
         seen: set[tuple[str, str]] = set()
+        n_entities = n_shared = 0
         for chunk, etype in entity_chunks(self.target or ()):
             key = chunk_key(chunk)
+            n_entities += 1
             if key in src_chunks:
+                n_shared += 1
                 shared.add(key)
             elif (key, etype) not in seen:
                 seen.add((key, etype))
                 pool.setdefault(etype, []).append(chunk)
         set_("shared_chunks", frozenset(shared))
+        set_("shared_entity_share", n_shared / n_entities if n_entities else 0.0)
         set_("unshared_chunks", MappingProxyType({t: tuple(v) for t, v in pool.items()}))
         # The P1 control's pool: every distinct target chunk per type, seen in the source or not.
         target_pool, target_index = _distinct_chunks(self.target or ())
@@ -160,18 +170,17 @@ class PerturbContext:
         set_("donor_chunks", donor_pool)
         set_("_donor_index", donor_index)
 
-        # P2 tables: vocabularies of lowercased words.
-        stop = stopwords_for(lang)
-        set_("stopwords", stop)
-        o_vocab = {tok.lower() for s in (self.source or ()) for tok, tag in zip(s.tokens, s.tags) if tag == "O"}
-        set_("source_o_vocab", frozenset(o_vocab))
-        target_o = {tok for s in (self.target or ()) for tok, tag in zip(s.tokens, s.tags) if tag == "O"}
-        vocab = {low for tok in target_o if (low := context_candidate(tok, stop)) is not None}
-        target_vocab = tuple(sorted(vocab))
-        set_("target_vocab", target_vocab)
-        set_("_target_index", MappingProxyType({w: i for i, w in enumerate(target_vocab)}))
-        set_("overlap_words", frozenset(vocab & o_vocab))
-        set_("fresh_words", tuple(sorted(vocab - o_vocab)))
+        # P2 tables: our rules (the fields below) and the study's own (`study_words`), see `perturb.p2rules`.
+        ours = context_words(self.source, self.target, lang, rules="xner")
+        set_("stopwords", ours.stopwords)
+        set_("source_o_vocab", ours.source_words)
+        set_("target_vocab", ours.target_vocab)
+        set_("_target_index", MappingProxyType({w: i for i, w in enumerate(ours.target_vocab)}))
+        set_("overlap_words", ours.overlap_words)
+        set_("fresh_words", ours.fresh_words)
+        source_lang = (self.source.lang if self.source is not None else "") or lang
+        set_("study_words", context_words(self.source, self.target, lang, source_lang, rules="study"))
+        set_("_words", MappingProxyType({"xner": ours, "study": self.study_words}))
         set_("_table", _NeighbourTable())
 
     # -- P2 nearest neighbours ---------------------------------------------------------------------------------
@@ -195,46 +204,51 @@ class PerturbContext:
             for w, v in zip(batch, arr):
                 table.vectors[w] = v
 
-    def nearest_fresh(self, words: Iterable[str]) -> dict[str, str | None]:
-        """Return, for each lowercased word, the most cosine-similar other word of `fresh_words` (P2).
+    def nearest_fresh(self, words: Iterable[str], rules: str = "xner") -> dict[str, str | None]:
+        """Return, for each lowercased word, the most cosine-similar other word of the fresh pool (P2).
 
         The first call embeds the whole replacement pool plus the asked words (one list, in batches of
         `embed_batch`); later calls embed only words never seen. Ties go to the alphabetically first word.
 
         Args:
             words: lowercased words (typically `overlap_words`).
+            rules: whose pool: "xner" (`fresh_words`) or "study" (`study_words.fresh_words`); word vectors are
+                shared between the two.
 
         Returns:
             word -> replacement, or None when the pool has no other word.
 
         Raises:
-            ConfigError: the context has no `embed`, or it returned a wrongly shaped array.
+            ConfigError: the context has no `embed`, it returned a wrongly shaped array, or unknown rules.
         """
+        pool = self._words[check_rules(rules)].fresh_words
         asked = list(dict.fromkeys(words))
         table = self._table
         with table.lock:
-            missing = [w for w in asked if w not in table.neighbours]
+            known = table.neighbours.setdefault(rules, {})
+            missing = [w for w in asked if w not in known]
             if missing:
-                self._fill_neighbours(missing)
-            return {w: table.neighbours[w] for w in asked}
+                self._fill_neighbours(missing, rules, pool, known)
+            return {w: known[w] for w in asked}
 
-    def _fill_neighbours(self, missing: list[str]) -> None:
+    def _fill_neighbours(self, missing: list[str], rules: str, pool: tuple[str, ...],
+                         known: dict[str, str | None]) -> None:
         table = self._table
-        pool = self.fresh_words
         if not pool:
-            table.neighbours.update(dict.fromkeys(missing))
+            known.update(dict.fromkeys(missing))
             return
         if self.embed is None:
             raise ConfigError(f"nearest-word replacement needs {_NEED_TEXT['embed']}")
         # One sorted list: every pool word and every asked word is embedded exactly once.
         self._embed_missing(sorted(set(pool).union(missing)))
-        if table.pool_matrix is None:
-            table.pool_matrix = np.stack([table.vectors[w] for w in pool])
+        if rules not in table.pool_matrix:
+            table.pool_matrix[rules] = np.stack([table.vectors[w] for w in pool])
+        matrix = table.pool_matrix[rules]
         pool_index = {w: i for i, w in enumerate(pool)}
         block = 1024
         for b in range(0, len(missing), block):
             rows = missing[b:b + block]
-            sims = np.stack([table.vectors[w] for w in rows]) @ table.pool_matrix.T
+            sims = np.stack([table.vectors[w] for w in rows]) @ matrix.T
             for r, w in enumerate(rows):
                 j = pool_index.get(w)
                 if j is not None:  # "other" word: never the word itself
@@ -242,7 +256,25 @@ class PerturbContext:
             best = sims.argmax(axis=1)
             for r, w in enumerate(rows):
                 j = int(best[r])
-                table.neighbours[w] = pool[j] if np.isfinite(sims[r, j]) else None
+                known[w] = pool[j] if np.isfinite(sims[r, j]) else None
+
+    def words(self, rules: str = "xner") -> ContextWords:
+        """The P2 word tables under a rule set ("xner" or "study", see `perturb.p2rules`)."""
+        return self._words[check_rules(rules)]
+
+    def eligible_rate(self, share: float) -> float:
+        """P1's per-eligible rate that changes `share` of ALL the target's entity occurrences in expectation.
+
+        Args:
+            share: the fraction of all gold entities to change, in [0, 1].
+
+        Returns:
+            min(1, share / shared_entity_share): 1 where the source shares fewer entities than asked (then the
+            achieved share is `shared_entity_share`), 0 where it shares none.
+        """
+        if self.shared_entity_share <= 0:
+            return 0.0
+        return min(1.0, share / self.shared_entity_share)
 
     @property
     def embed_calls(self) -> int:

@@ -33,10 +33,15 @@ from xner_core.perturb.replace import (
     _make_swap,
     _plan_context_random,
     _plan_context_replace,
+    _plan_context_replace_study,
     _plan_entity_context,
+    _plan_entity_context_study,
     _plan_entity_random,
+    _plan_entity_random_matched,
     _plan_entity_replace,
+    _plan_entity_replace_matched,
     _prepare_neighbours,
+    _prepare_neighbours_study,
 )
 
 
@@ -86,6 +91,31 @@ _REGISTRY: tuple[Perturbation, ...] = (
         "chunk of the target (seen in the source or not). P1's drop minus this one's is what unseen entities "
         "cost beyond changing an entity at all.",
         ("source", "target"), _plan_entity_random,
+    ),
+    Perturbation(
+        "context_replace_study", "P2 (study's rules) · nearest unseen context words",
+        "P2 with the reference study's own word rules: the target's own stopwordsiso list only (none for sco, "
+        "cy, oc, scn, an, ast), ASCII punctuation only, source O words as written minus the source's stopwords, "
+        "and a lowercased target word replaced only when the source has it as written (docs/paper-spec.md).",
+        ("source", "target", "embed"), _plan_context_replace_study, _prepare_neighbours_study,
+    ),
+    Perturbation(
+        "entity_context_study", "P3 (study's rules) · unseen entities + context",
+        "P1 and P2 by the study's own word rules on the same sentences.",
+        ("source", "target", "embed"), _plan_entity_context_study, _prepare_neighbours_study,
+    ),
+    Perturbation(
+        "entity_replace_matched", "P1 at a matched share of entities",
+        "P1 where the rate is the share of ALL gold entities of the test set to change (not of those the source "
+        "has), so native and transfer models see the same fraction of entities changed; where the source shares "
+        "fewer, all it shares are changed and the row's changed-entity fraction says so.",
+        ("source", "target"), _plan_entity_replace_matched,
+    ),
+    Perturbation(
+        "entity_random_matched", "P1 control at a matched share",
+        "The random-entity control of the matched P1: in each sentence as many entities as it changes, chosen "
+        "among all entities, seen in the source or not.",
+        ("source", "target"), _plan_entity_random_matched,
     ),
     Perturbation(
         "context_random", "P5 · random unseen context words",

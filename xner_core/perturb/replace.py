@@ -12,7 +12,7 @@ from typing import Sequence
 from xner_core.corpus.sentences import Sentence
 from xner_core.corpus.tags import spans
 from xner_core.perturb.context import PerturbContext, chunk_key
-from xner_core.perturb.plan import PlanFn, Streams, _candidate, _Edit, _Lazy, _pick, _Plan, restore_case
+from xner_core.perturb.plan import PlanFn, Streams, _Edit, _Lazy, _pick, _Plan, restore_case
 
 
 def _plan_entity_replace(s: Sentence, ctx: PerturbContext, streams: Streams, rate: float) -> _Plan:
@@ -79,29 +79,42 @@ def _make_swap(etype: str, name: str) -> PlanFn:
     return plan
 
 
-def _overlap_positions(s: Sentence, ctx: PerturbContext) -> list[tuple[int, str]]:
-    """(position, lowercased word) of the O tokens P2/P5 target: candidates whose lowercase is a source O word."""
+def _overlap_positions(s: Sentence, ctx: PerturbContext, rules: str = "xner") -> list[tuple[int, str]]:
+    """(position, lowercased word) of the O tokens P2/P5 target: candidates under `rules` that the source has
+    (`perturb.p2rules`: ours compare lowercased source words, the study's the source words as written)."""
+    words = ctx.words(rules)
     out = []
     for i, (tok, tag) in enumerate(zip(s.tokens, s.tags)):
         if tag == "O":
-            low = _candidate(ctx, tok)
-            if low is not None and low in ctx.source_o_vocab:
+            low = words.candidate(tok)
+            if low is not None and low in words.source_words:
                 out.append((i, low))
     return out
 
 
-def _plan_context_replace(s: Sentence, ctx: PerturbContext, streams: Streams, rate: float) -> _Plan:
-    units = _overlap_positions(s, ctx)
+def _context_replace(s: Sentence, ctx: PerturbContext, streams: Streams, rate: float, rules: str) -> _Plan:
+    units = _overlap_positions(s, ctx, rules)
     if not units:
         return _Plan((), 0, 0)
-    sel, _ = streams.pair("context_replace")  # deterministic choice: only selection is random
-    nearest = ctx.nearest_fresh(low for _, low in units)
+    # Deterministic choice: only selection is random. Both rule sets draw from the "context_replace" stream, so
+    # a word both select is kept or left alike.
+    sel, _ = streams.pair("context_replace")
+    nearest = ctx.nearest_fresh((low for _, low in units), rules)
     edits = []
     for i, low in units:
         new = nearest[low]
         if sel.random() < rate and new is not None:
             edits.append(_Edit(i, i + 1, (restore_case(s.tokens[i], new),), "context"))
     return _Plan(tuple(edits), len(units), 0)
+
+
+def _plan_context_replace(s: Sentence, ctx: PerturbContext, streams: Streams, rate: float) -> _Plan:
+    return _context_replace(s, ctx, streams, rate, "xner")
+
+
+def _plan_context_replace_study(s: Sentence, ctx: PerturbContext, streams: Streams, rate: float) -> _Plan:
+    """P2 by the study's own rules (`perturb.p2rules`)."""
+    return _context_replace(s, ctx, streams, rate, "study")
 
 
 def _plan_context_random(s: Sentence, ctx: PerturbContext, streams: Streams, rate: float) -> _Plan:
@@ -118,13 +131,31 @@ def _plan_context_random(s: Sentence, ctx: PerturbContext, streams: Streams, rat
     return _Plan(tuple(edits), len(units), 0)
 
 
-def _plan_entity_context(s: Sentence, ctx: PerturbContext, streams: Streams, rate: float) -> _Plan:
+def _plan_entity_context(s: Sentence, ctx: PerturbContext, streams: Streams, rate: float,
+                         rules: str = "xner") -> _Plan:
     # P1 touches only entity tokens and P2 only O tokens, and P2's choice of a token depends on that token alone,
     # so planning both on the original sentence equals applying P1 then P2. Each part uses its own streams:
     # P3's changes are exactly P1's plus P2's for the same seed.
     p1 = _plan_entity_replace(s, ctx, streams, rate)
-    p2 = _plan_context_replace(s, ctx, streams, rate)
+    p2 = _context_replace(s, ctx, streams, rate, rules)
     return _Plan(p1.edits + p2.edits, p1.tokens_eligible + p2.tokens_eligible, p1.entities_eligible)
+
+
+def _plan_entity_context_study(s: Sentence, ctx: PerturbContext, streams: Streams, rate: float) -> _Plan:
+    """P3 with P2 by the study's own rules."""
+    return _plan_entity_context(s, ctx, streams, rate, "study")
+
+
+def _plan_entity_replace_matched(s: Sentence, ctx: PerturbContext, streams: Streams, rate: float) -> _Plan:
+    """P1 where `rate` is the share of ALL the target's entities to change (`PerturbContext.eligible_rate`), so
+    native and transfer models (whose sources share very different amounts) see the same fraction changed. Same
+    streams as P1: at any share it changes a subset of what P1 changes."""
+    return _plan_entity_replace(s, ctx, streams, ctx.eligible_rate(rate))
+
+
+def _plan_entity_random_matched(s: Sentence, ctx: PerturbContext, streams: Streams, rate: float) -> _Plan:
+    """The random-entity control of `entity_replace_matched`: as many entities, chosen among all."""
+    return _plan_entity_random(s, ctx, streams, ctx.eligible_rate(rate))
 
 
 def _prepare_neighbours(sentences: Sequence[Sentence], ctx: PerturbContext) -> None:
@@ -132,3 +163,10 @@ def _prepare_neighbours(sentences: Sequence[Sentence], ctx: PerturbContext) -> N
     words = {low for s in sentences for _, low in _overlap_positions(s, ctx)}
     if words:
         ctx.nearest_fresh(sorted(words))
+
+
+def _prepare_neighbours_study(sentences: Sequence[Sentence], ctx: PerturbContext) -> None:
+    """`_prepare_neighbours` under the study's rules."""
+    words = {low for s in sentences for _, low in _overlap_positions(s, ctx, "study")}
+    if words:
+        ctx.nearest_fresh(sorted(words), "study")
