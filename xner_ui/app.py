@@ -25,6 +25,7 @@ from xner_ui import data, hooks, page, state
 # (script, title, icon, url path); the first is the default page.
 PAGE_TABLE: tuple[tuple[str, str, str, str], ...] = (
     ("overview.py", "Overview", ":material/scatter_plot:", "overview"),
+    ("findings.py", "Findings", ":material/fact_check:", "findings"),
     ("pair_explorer.py", "Pair explorer", ":material/compare_arrows:", "pair_explorer"),
     ("source_diversity.py", "Source diversity", ":material/hub:", "source_diversity"),
     ("sentence_lab.py", "Sentence lab", ":material/science:", "sentence_lab"),

@@ -136,6 +136,44 @@ def _overview_view(stamp: tuple[Any, ...], y: str, x: str, models: tuple[str, ..
     return OverviewView(points, figure, stats)
 
 
+@dataclass(frozen=True)
+class FindingsView:
+    """What the Findings page shows for one run and floor (computed once per choices and results stamp).
+
+    Attributes:
+        findings: `xner_core.analysis.findings.Findings` (table, exclusions, plot frames, protocol, floor).
+        figures: plot key (the table's `plot`) -> its Plotly figure.
+    """
+
+    findings: Any
+    figures: dict[str, Any]
+
+
+def findings_view(protocol: str | None, floor: float) -> FindingsView:
+    """The study's findings tested on one of our runs (cached by protocol, floor and results stamp).
+
+    Args:
+        protocol: which of our runs (`xner_core.analysis.tidy.protocol_label`); None: the paper-faithful run.
+        floor: clean F1 (points) below which a model's drops are left out.
+
+    Returns:
+        A FindingsView.
+    """
+    return _findings_view(results_stamp(), protocol, float(floor))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _findings_view(stamp: tuple[Any, ...], protocol: str | None, floor: float) -> FindingsView:
+    from xner_core.analysis import plots
+    from xner_core.analysis.findings import compute_findings
+
+    committed, store, _ = _our_results(stamp)
+    parts = [f for f in (committed, store) if not f.empty]
+    rows = pd.concat(parts, ignore_index=True) if parts else None
+    findings = compute_findings(_tidy(stamp), protocol=protocol, floor=floor, results=rows)
+    return FindingsView(findings, {key: plots.finding_figure(plot) for key, plot in findings.plots.items()})
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
 def diversity_index(sources: str, kind: str) -> float | None:
     """Mean pairwise URIEL distance of `kind` among comma-joined sources (None for one source or no data)."""

@@ -365,3 +365,79 @@ def diversity_scatter(frame: pd.DataFrame, x: str, x_label: str, perturbations: 
     fig.update_yaxes(title_text="F1 (points)", row=1, col=1)
     fig.update_layout(height=420, margin={"t": 60, "b": 40, "l": 60, "r": 20})
     return fig
+
+
+_USED, _LEFT_OUT = "#1f77b4", "#b0b0b0"
+_SIDE_COLOURS = ("#d62728", "#1f77b4")  # side a (e.g. native), side b (e.g. transfer)
+
+
+def finding_figure(plot: Any) -> go.Figure:
+    """The chart of one finding (`xner_core.analysis.findings.FindingPlot`).
+
+    - "scatter": one point per pair (our overlap against the outcome, ± the seed sd), the OLS line and its 95 %
+      band over the points used; points left out are grey, their reason in the hover.
+    - "paired": a row per pair with side a and side b joined by a line (a dumbbell); pairs left out are grey.
+    - "interval": an estimate with its interval per label, and the zero line.
+
+    Args:
+        plot: a FindingPlot (kind, frame, title, x_label, y_label, a_label, b_label).
+
+    Returns:
+        The figure; traces carry `meta={"kind": ...}` ("points", "fit", "band", "side", "link", "interval").
+    """
+    frame: pd.DataFrame = plot.frame
+    if frame is None or frame.empty:
+        return _empty("no rows for this finding in this run")
+    fig = go.Figure()
+    if plot.kind == "scatter":
+        used = frame[frame["reason"] == ""]
+        fit = ols_fit(used["x"], used["y"])
+        if fit is not None:
+            fig.add_trace(go.Scatter(x=list(fit.x) + list(fit.x[::-1]), y=list(fit.upper) + list(fit.lower[::-1]),
+                                     fill="toself", fillcolor=_rgba(_USED, 0.12), line={"width": 0},
+                                     hoverinfo="skip", showlegend=False, meta={"kind": "band"}))
+            fig.add_trace(go.Scatter(x=list(fit.x), y=list(fit.y), mode="lines", line={"color": _USED},
+                                     hoverinfo="skip", name="OLS fit", meta={"kind": "fit", "slope": fit.slope}))
+        for part, colour, name in ((used, _USED, "pairs used"), (frame[frame["reason"] != ""], _LEFT_OUT,
+                                                                 "left out")):
+            if part.empty:
+                continue
+            sd = [float(v) if v == v else 0.0 for v in part["y_sd"]]
+            fig.add_trace(go.Scatter(
+                x=part["x"], y=part["y"], mode="markers+text", text=part["pair"], textposition="top center",
+                name=name, marker={"color": colour, "size": 10}, customdata=part[["reason", "seeds"]].to_numpy(),
+                error_y={"type": "data", "array": sd, "visible": any(sd), "thickness": 1, "color": colour},
+                hovertemplate=(f"<b>%{{text}}</b><br>{plot.x_label}: %{{x:.3f}}<br>{plot.y_label}: %{{y:.2f}} "
+                               "(%{customdata[1]} seeds)<br>%{customdata[0]}<extra></extra>"),
+                meta={"kind": "points"}))
+        fig.update_xaxes(title_text=plot.x_label)
+        fig.update_yaxes(title_text=plot.y_label)
+    elif plot.kind == "paired":
+        pairs = list(frame["pair"])
+        for _, row in frame.iterrows():
+            fig.add_trace(go.Scatter(x=[row["a"], row["b"]], y=[row["pair"]] * 2, mode="lines", hoverinfo="skip",
+                                     line={"color": _LEFT_OUT if row["reason"] else "#888", "width": 2},
+                                     showlegend=False, meta={"kind": "link"}))
+        for side, label, colour in (("a", plot.a_label, _SIDE_COLOURS[0]), ("b", plot.b_label, _SIDE_COLOURS[1])):
+            colours = [_LEFT_OUT if r else colour for r in frame["reason"]]
+            fig.add_trace(go.Scatter(
+                x=frame[side], y=frame["pair"], mode="markers", name=label, marker={"color": colours, "size": 11},
+                customdata=frame[["reason"]].to_numpy(),
+                hovertemplate=f"<b>%{{y}}</b> · {label}: %{{x:.2f}}<br>%{{customdata[0]}}<extra></extra>",
+                meta={"kind": "side", "side": side}))
+        fig.add_vline(x=0, line={"color": "#999", "dash": "dot"})
+        fig.update_xaxes(title_text=plot.y_label)
+        fig.update_yaxes(categoryorder="array", categoryarray=pairs[::-1])
+    else:
+        fig.add_trace(go.Scatter(
+            x=frame["estimate"], y=frame["label"], mode="markers", marker={"color": _USED, "size": 10},
+            error_x={"type": "data", "symmetric": False, "array": (frame["high"] - frame["estimate"]).tolist(),
+                     "arrayminus": (frame["estimate"] - frame["low"]).tolist()},
+            hovertemplate="%{y}: %{x:.2f}<extra></extra>", name="drop", meta={"kind": "interval"}))
+        fig.add_vline(x=0, line={"color": "#999", "dash": "dot"})
+        fig.update_xaxes(title_text=plot.y_label)
+        fig.update_yaxes(autorange="reversed")
+    rows = len(frame) if plot.kind != "scatter" else 12
+    fig.update_layout(title={"text": plot.title, "font": {"size": 14}}, height=max(300, 26 * rows + 140),
+                      margin={"t": 50, "b": 50, "l": 80, "r": 20}, legend={"orientation": "h", "y": -0.2})
+    return fig

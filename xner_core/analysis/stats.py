@@ -1,5 +1,10 @@
-"""Stage 7, analysis: statistics of the views: correlations with CIs and p-values, Holm adjustment,
-leave-one-out, OLS lines with confidence bands, the per-group stats table and the native-vs-transfer robustness gap.
+"""Stage 7, analysis: statistics of the views: correlations with CIs and p-values (Fisher's z, and a cluster
+bootstrap that resamples language pairs sharing a source together), paired t-tests with their t intervals, Holm
+adjustment, leave-one-out, OLS lines with confidence bands, the per-group stats table and the native-vs-transfer
+robustness gap.
+
+Every interval here comes with a p-value from the same method, so the interval excludes 0 exactly when p < 1 − level
+(tests/test_analysis.py and tests/test_findings.py hold it).
 
 Pure functions over numpy arrays and pandas frames; scipy is imported on first use.
 """
@@ -27,8 +32,11 @@ class Correlation:
         p: two-sided p-value of r = 0.
         n: number of points used (pairs with both values finite).
         level: CI level, e.g. 0.95.
-        interval: "fisher" (CI and p from Fisher's z: they agree, the CI excludes 0 exactly when p < 1 - level)
-            or "bootstrap" (percentile bootstrap CI beside scipy's p-value; they need not agree).
+        interval: "fisher" (CI and p from Fisher's z: they agree, the CI excludes 0 exactly when p < 1 - level),
+            "bootstrap" (percentile bootstrap CI beside scipy's p-value; they need not agree) or "cluster"
+            (`cluster_bootstrap_correlation`: CI and p from one bootstrap distribution; they agree).
+        clusters: number of clusters resampled (interval "cluster"; 0 otherwise).
+        resamples: bootstrap resamples that had a defined r (interval "cluster"; 0 otherwise).
     """
 
     method: str
@@ -39,6 +47,8 @@ class Correlation:
     n: int
     level: float
     interval: str = "fisher"
+    clusters: int = 0
+    resamples: int = 0
 
 
 def _finite_xy(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -339,3 +349,182 @@ def robustness_gap(points: pd.DataFrame, by: Sequence[str] = ("origin", "model",
         rows.append([*key, len(wide), wide["native"].mean(), wide["transfer"].mean(), gap.mean(),
                      float((gap > 0).mean()), p])
     return pd.DataFrame(rows, columns=cols)
+
+
+# ------------------------------------------------------------------------ cluster bootstrap and paired t-test
+
+
+def bootstrap_interval(boots: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """Percentile CI and two-sided p-value of "the statistic is 0" from one bootstrap distribution.
+
+    p = min(1, 2 * min(share of resamples <= 0, share >= 0)). The CI is [b_(k), b_(B-k+1)] (the k-th smallest and
+    k-th largest of the B sorted resamples, i.e. inverted-CDF quantiles) with k the smallest count c for which
+    min(1, 2c/B) >= 1 - level. Then low > 0 exactly when fewer than k resamples are <= 0, and high < 0 exactly when
+    fewer than k are >= 0, so the CI excludes 0 exactly when p < 1 - level (same arithmetic, no rounding gap).
+
+    Args:
+        boots: the resampled statistics (NaNs are dropped).
+        level: CI level in (0, 1).
+
+    Returns:
+        (low, high, p); NaNs when no resample is finite.
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1); got {level!r}")
+    b = np.sort(np.asarray(boots, dtype=float))
+    b = b[np.isfinite(b)]
+    n = len(b)
+    nan = float("nan")
+    if n == 0:
+        return nan, nan, nan
+    alpha = 1 - level
+
+    def pval(count: int) -> float:
+        return min(1.0, 2.0 * count / n)
+
+    k = max(1, math.ceil(alpha * n / 2))
+    while k > 1 and pval(k - 1) >= alpha:
+        k -= 1
+    while pval(k) < alpha:
+        k += 1
+    k = min(k, n)
+    p = pval(min(int((b <= 0).sum()), int((b >= 0).sum())))
+    return float(b[k - 1]), float(b[n - k]), p
+
+
+def _weighted_midranks(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Average ranks of `values` (n,) in each resample that repeats point i weights[b, i] times: (B, n)."""
+    less = (values[None, :] < values[:, None]).astype(float)  # [i, j]: value j < value i
+    same = (values[None, :] == values[:, None]).astype(float)
+    return weights @ less.T + (weights @ same.T + 1.0) / 2.0
+
+
+def _weighted_pearson(xs: np.ndarray, ys: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Pearson r of each resample (row) that repeats point i weights[b, i] times; NaN with fewer than 3 distinct
+    points or a constant variable."""
+    total = weights.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mx = (weights * xs).sum(axis=1) / total
+        my = (weights * ys).sum(axis=1) / total
+        xc, yc = xs - mx[:, None], ys - my[:, None]
+        r = (weights * xc * yc).sum(axis=1) / np.sqrt((weights * xc * xc).sum(axis=1) * (weights * yc * yc).sum(axis=1))
+    chosen = weights > 0
+    spread_x = np.where(chosen, xs, -np.inf).max(axis=1) - np.where(chosen, xs, np.inf).min(axis=1)
+    spread_y = np.where(chosen, ys, -np.inf).max(axis=1) - np.where(chosen, ys, np.inf).min(axis=1)
+    r[(chosen.sum(axis=1) < 3) | ~(spread_x > 0) | ~(spread_y > 0)] = np.nan
+    return np.clip(r, -1.0, 1.0)
+
+
+def cluster_bootstrap_correlation(x: Sequence[float], y: Sequence[float], clusters: Sequence[str],
+                                  method: str = "pearson", n_boot: int = 4000, level: float = 0.95,
+                                  seed: int = 0) -> Correlation:
+    """Pearson or Spearman correlation with a cluster-bootstrap CI and p-value from the same resamples.
+
+    Points of one cluster (language pairs sharing a source: es→ca, es→an and es→ast share the es model) are not
+    independent, so whole clusters are resampled with replacement; a resample repeats every point of a cluster
+    drawn twice. The CI and p come from that one distribution (`bootstrap_interval`) and agree by construction.
+    Resamples with fewer than 3 distinct points or a constant variable have no r and are left out.
+
+    Args:
+        x: feature values (points with a NaN are dropped).
+        y: outcome values.
+        clusters: one cluster label per point (e.g. the pair's source language).
+        method: "pearson" or "spearman" (Pearson on average ranks, ranked within each resample).
+        n_boot: resamples.
+        level: CI level in (0, 1).
+        seed: seed of the resampling (same inputs + seed = same result).
+
+    Returns:
+        A Correlation with interval "cluster", `clusters` (distinct clusters) and `resamples` (resamples with a
+        defined r); r is the coefficient on all points; low/high/p are NaN with fewer than 3 clusters or no
+        defined resample.
+    """
+    if method not in ("pearson", "spearman"):
+        raise ValueError(f"unknown correlation method {method!r}; choose one of: pearson, spearman")
+    xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    labels = np.asarray([str(c) for c in clusters], dtype=object)
+    if not (len(xa) == len(ya) == len(labels)):
+        raise ValueError(f"x, y and clusters must have the same length; got {len(xa)}, {len(ya)}, {len(labels)}")
+    keep = np.isfinite(xa) & np.isfinite(ya)
+    xa, ya, labels = xa[keep], ya[keep], labels[keep]
+    full = correlation(xa.tolist(), ya.tolist(), method, level=level)
+    names = sorted(set(labels.tolist()))
+    nan = float("nan")
+    if not np.isfinite(full.r) or len(names) < 3:
+        return Correlation(method, full.r, nan, nan, nan, full.n, level, "cluster", len(names), 0)
+    index = np.array([names.index(c) for c in labels])
+    rng = np.random.default_rng(seed)
+    drawn = rng.integers(0, len(names), size=(n_boot, len(names)))
+    counts = np.zeros((n_boot, len(names)))
+    np.add.at(counts, (np.repeat(np.arange(n_boot), len(names)), drawn.ravel()), 1.0)
+    weights = counts[:, index]
+    if method == "spearman":
+        xs, ys = _weighted_midranks(xa, weights), _weighted_midranks(ya, weights)
+    else:
+        xs, ys = np.broadcast_to(xa, weights.shape), np.broadcast_to(ya, weights.shape)
+    boots = _weighted_pearson(xs, ys, weights)
+    boots = boots[np.isfinite(boots)]
+    low, high, p = bootstrap_interval(boots, level)
+    return Correlation(method, full.r, low, high, p, full.n, level, "cluster", len(names), len(boots))
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """A paired t-test of the mean difference a − b, with its t interval (one method: the CI excludes 0 exactly
+    when p < 1 − level), and the Wilcoxon signed-rank p-value beside it (a second opinion without a CI).
+
+    Attributes:
+        mean: mean difference.
+        low, high: the t CI of the mean (mean ± t_{(1+level)/2, n−1} · sd / sqrt(n)).
+        p: two-sided p-value of mean = 0 (Student's t, n − 1 degrees of freedom).
+        n: differences used (both values finite).
+        sd: sample standard deviation of the differences.
+        level: CI level.
+        wilcoxon_p: two-sided Wilcoxon signed-rank p-value (NaN with fewer than 3 differences or all zero).
+    """
+
+    mean: float
+    low: float
+    high: float
+    p: float
+    n: int
+    sd: float
+    level: float
+    wilcoxon_p: float
+
+
+def paired_t(a: Sequence[float], b: Sequence[float] | None = None, level: float = 0.95) -> PairedTest:
+    """Paired t-test of a − b (or of `a` alone when b is None) with its t CI.
+
+    Args:
+        a: first values (e.g. native drops, one per language pair).
+        b: second values, same length and order (e.g. transfer drops); None tests `a` against 0.
+        level: CI level in (0, 1).
+
+    Returns:
+        A PairedTest; NaNs with fewer than 2 differences. With all differences equal the CI is the point and p is
+        0 (or 1 when they are all 0).
+    """
+    from scipy import stats
+
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1); got {level!r}")
+    aa = np.asarray(a, dtype=float)
+    bb = np.zeros_like(aa) if b is None else np.asarray(b, dtype=float)
+    if aa.shape != bb.shape:
+        raise ValueError(f"a and b must have the same length; got {aa.shape} and {bb.shape}")
+    d = (aa - bb)[np.isfinite(aa) & np.isfinite(bb)]
+    n = len(d)
+    nan = float("nan")
+    if n < 2:
+        return PairedTest(float(d.mean()) if n else nan, nan, nan, nan, n, nan, level, nan)
+    mean, sd = float(d.mean()), float(d.std(ddof=1))
+    se = sd / math.sqrt(n)
+    wil = nan
+    if n >= 3 and bool((d != 0).any()):
+        wil = float(stats.wilcoxon(d).pvalue)
+    if not se > 0:
+        return PairedTest(mean, mean, mean, 0.0 if mean != 0 else 1.0, n, sd, level, wil)
+    q = float(stats.t.ppf((1 + level) / 2, n - 1))
+    p = float(2 * stats.t.sf(abs(mean / se), n - 1))
+    return PairedTest(mean, mean - q * se, mean + q * se, p, n, sd, level, wil)
