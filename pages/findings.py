@@ -23,10 +23,11 @@ st.title("Findings")
 st.caption(
     "Each finding of the reference study (Manafi & Krishnaswamy 2024) with our test: the statistic, its 95 % "
     "interval and a p-value from the same method (the interval excludes 0 exactly when p < 0.05), the p-value "
-    "Holm-corrected over every test of the table, n, seeds and a verdict. **holds**: the study's direction and Holm "
-    "p < 0.05; **weaker**: the study's direction, not significant after correction; **not supported here**: the "
-    "opposite direction or about 0; **not measured**: no rows yet. Language pairs are the unit (seeds averaged "
-    "first); correlations use our own overlap measure and resample pairs sharing a source together."
+    "Holm-corrected over every test of the table, n, seeds and a verdict. **holds**: the study's direction, Holm "
+    "p < 0.05 and a second method agreeing (a cluster bootstrap that resamples pairs sharing a source together, "
+    "or Wilcoxon); **weaker**: the study's direction, not significant after correction or under the second "
+    "method; **not supported here**: the opposite direction or about 0; **not measured**: no rows yet. Language "
+    "pairs are the unit (seeds averaged first); correlations use our own overlap measure (Fisher's z)."
 )
 floor = state.slider("Clean-F1 floor (points)", 0, 90, "floor", int(FLOOR),
                      help="Drops of a model whose clean F1 is below this are left out: a model that barely tags "
