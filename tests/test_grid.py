@@ -234,7 +234,9 @@ def test_spec_value_forms(tmp_path):
 
 
 def test_unknown_preset_and_bad_files(tmp_path):
-    with pytest.raises(ConfigError, match="unknown preset or spec file 'nosuch'; presets: demo, diversity, paper, paper-faithful, smoke"):
+    assert {"demo", "diversity", "paper", "paper-faithful", "smoke"} <= set(preset_names())
+    names = ", ".join(preset_names())
+    with pytest.raises(ConfigError, match=f"unknown preset or spec file 'nosuch'; presets: {names}"):
         load_spec("nosuch")
     (tmp_path / "g.json").write_text("{}")
     with pytest.raises(ConfigError, match=r"must end in \.toml, \.yaml or \.yml"):
@@ -601,3 +603,157 @@ def test_demo_preset_trains_what_the_dashboard_trains():
     assert {(t.config.setting, t.config.target) for t in plan.train_jobs} == {
         ("native", "br"), ("transfer", "br"), ("native", "ast"), ("transfer", "ast")}
     assert {j.perturbation for j in plan.eval_jobs} == {"clean"}
+
+
+# ------------------------------------------------------------------------------- existing checkpoints in a spec
+
+
+def _tiny_checkpoint(path: Path, favour: str | None = None) -> Path:
+    """A tiny BERT token classifier with BIOES PERSON/ORGANIZATION/LOCATION/MISC labels, saved with save_pretrained."""
+    import torch
+
+    from xner_core.models.registry import build_tiny
+
+    labels = ("O", *(f"{p}-{t}" for t in ("PERSON", "ORGANIZATION", "LOCATION", "MISC") for p in "BIES"))
+    model, tokenizer = build_tiny(labels, seed=1)
+    if favour is not None:
+        with torch.no_grad():
+            model.classifier.bias.zero_()
+            model.classifier.bias[labels.index(favour)] = 100.0
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def ckpt_dir(tmp_path_factory) -> Path:
+    return _tiny_checkpoint(tmp_path_factory.mktemp("grid-ckpt") / "my-ner", favour="S-LOCATION")
+
+
+def _ckpt_spec(path: Path | str, extra: str = "", head: str = "") -> str:
+    return (f'name = "ck"\nperturbations = ["clean", "entity_mask"]\n{head}\n[[checkpoints]]\npath = "{path}"\n'
+            f'{extra}')
+
+
+def test_checkpoint_entries_plan_jobs_that_are_never_trained(ckpt_dir):
+    from xner_core.evaluation.jobs import EvalOptions, eval_jobs
+    from xner_core.experiments.plan import group_options, plan_summary
+
+    spec = parse_spec(_ckpt_spec(ckpt_dir, 'role = "transfer"\nsource = "es"\ntargets = ["ca", "an"]\n\n'
+                                           f'[[checkpoints]]\npath = "{ckpt_dir}"\ntargets = "ca"\n'))
+    assert spec.models == () and spec.pairs == ()
+    transfer, native = spec.checkpoints
+    assert (transfer.path, transfer.role, transfer.source, transfer.targets) == (
+        str(ckpt_dir.resolve()), "transfer", "es", ("ca", "an"))
+    assert (native.role, native.source, native.targets) == ("native", None, ("ca",))  # no source: native
+    plan = expand(spec, online=True)
+    assert [g.train.checkpoint for g in plan.groups] == [True, True]
+    tg, ng = plan.groups
+    assert [b.config.target for b in tg.batches] == ["ca", "an"]  # one transfer model, two targets
+    assert tg.train.config.model == str(ckpt_dir.resolve()) and tg.train.config.sources == ("es",)
+    assert tg.train.label == f"checkpoint {ckpt_dir.resolve()} es transfer" and tg.train.key.startswith("checkpoint:")
+    assert group_options(plan, tg).checkpoint and not spec.eval_options().checkpoint
+    for b in tg.batches:  # the ids `xner eval --checkpoint` gives the same evaluation: never a trained model's
+        assert [j.id for j in b.jobs] == [j.id for j in eval_jobs(b.config, spec.perturbations,
+                                                                  EvalOptions(checkpoint=True))]
+        assert not {j.id for j in b.jobs} & {j.id for j in eval_jobs(b.config, spec.perturbations, EvalOptions())}
+    summary = plan_summary(plan)
+    assert [m["checkpoint"] for m in summary["models"]] == [True, True] and summary["eval_jobs"] == 6
+
+
+def test_checkpoints_beside_models_are_other_models(ckpt_dir):
+    text = _ckpt_spec(ckpt_dir, 'source = "es"\ntargets = ["ca"]\n',
+                      head=f'models = ["tiny", "{ckpt_dir}"]\npairs = ["es-ca"]\nsettings = ["transfer"]\n')
+    plan = expand(parse_spec(text), online=True)
+    fine_tuned = [g for g in plan.groups if not g.train.checkpoint and g.train.config.model == str(ckpt_dir.resolve())]
+    as_is = [g for g in plan.groups if g.train.checkpoint]
+    assert len(fine_tuned) == len(as_is) == 1 and len(plan.groups) == 3
+    # same directory, same options: the same config hash, but two models with their own keys and job ids
+    assert fine_tuned[0].train.hash == as_is[0].train.hash and fine_tuned[0].train.key != as_is[0].train.key
+    assert not {j.id for j in fine_tuned[0].jobs} & {j.id for j in as_is[0].jobs}
+
+
+CHECKPOINT_INVALID = [
+    ("", "needs targets"),
+    ('targets = ["ca"]\nrole = "distill"\n', "unknown role 'distill'; choose one of: native, transfer"),
+    ('targets = ["ca"]\nrole = "transfer"\n', "a transfer checkpoint needs source"),
+    ('targets = ["ca"]\nrole = "native"\nsource = "es"\n', "a native checkpoint was fine-tuned on its target"),
+    ('targets = ["ca", "an"]\n', "a native checkpoint is evaluated on the one language"),
+    ('source = "es"\ntargets = ["es", "ca"]\n', "target 'es' is the checkpoint's source"),
+    ('source = "es"\ntargets = ["xx"]\n', "unknown language 'xx'; choose one of"),
+    ('source = "es"\ntarget = ["ca"]\n', "unknown key 'target'; allowed in a [[checkpoints]] entry: path, role"),
+]
+
+
+@pytest.mark.parametrize("extra,message", CHECKPOINT_INVALID, ids=[m[:30] for _, m in CHECKPOINT_INVALID])
+def test_invalid_checkpoint_entries_say_what_and_where(ckpt_dir, extra, message):
+    with pytest.raises(ConfigError) as info:
+        parse_spec(_ckpt_spec(ckpt_dir, extra), origin="ck.toml")
+    msg = str(info.value)
+    assert msg.startswith("ck.toml, line ") and "(checkpoints[0]" in msg and message in msg, msg
+
+
+def test_checkpoint_paths_are_checked(ckpt_dir, tmp_path):
+    import shutil
+
+    def error(path, extra='targets = ["ca"]\n'):
+        with pytest.raises(ConfigError) as info:
+            parse_spec(_ckpt_spec(path, extra), origin="ck.toml")
+        assert "(checkpoints[0].path)" in str(info.value)
+        return str(info.value)
+
+    assert "no such checkpoint directory: './not-here'" in error("./not-here")
+    assert "no such checkpoint directory" in error(tmp_path / "missing")
+    assert "has no config.json" in error(tmp_path)
+    assert "an encoder without a fine-tuned NER head" in error("e5-small")
+    misc = _tiny_checkpoint(tmp_path / "misc")
+    config = json.loads((misc / "config.json").read_text())
+    (misc / "config.json").write_text(json.dumps({**config, "id2label": {"0": "O", "1": "B-MISC"}}))
+    assert "no label of the checkpoint maps to PER, ORG or LOC" in error(misc)
+    (misc / "config.json").write_text(json.dumps({**config, "architectures": ["BertForMaskedLM"]}))
+    assert "is a BertForMaskedLM, not a token classifier" in error(misc)
+    bare = tmp_path / "bare"
+    shutil.copytree(ckpt_dir, bare)
+    for weights in bare.glob("*.safetensors"):
+        weights.unlink()
+    assert "has no weights" in error(bare)
+    # a hub id is taken as it is (only a load, online, can tell); the missing entry is named
+    assert parse_spec(_ckpt_spec("org/ner-model", 'targets = ["ca"]\n')).checkpoints[0].path == "org/ner-model"
+    with pytest.raises(ConfigError, match=r"\(checkpoints\[0\]\): needs path"):
+        parse_spec('name = "ck"\n\n[[checkpoints]]\ntargets = ["ca"]\n', origin="ck.toml")
+    with pytest.raises(ConfigError, match="names no models"):
+        parse_spec('name = "ck"\n', origin="ck.toml")
+    with pytest.raises(ConfigError, match="the spec names no models"):
+        parse_spec(_ckpt_spec(ckpt_dir, 'targets = ["ca"]\n', head='pairs = ["es-ca"]\n'), origin="ck.toml")
+
+
+def test_any_wikiann_language_in_a_spec(tmp_path):
+    spec = parse_spec('name = "w"\nmodels = ["tiny"]\npairs = ["es-zh-yue", "de→bar"]\nsettings = ["transfer"]\n')
+    assert spec.pairs == (("es", "zh-yue"), ("de", "bar"))
+    plan = expand(spec, tmp_path, online=False)
+    assert plan.skipped == ("es→zh-yue skipped: no local data for es, zh-yue (set XNER_DATA_DIR or go online)",
+                            "de→bar skipped: no local data for de, bar (set XNER_DATA_DIR or go online)")
+    with pytest.raises(ConfigError, match=r"unknown language 'zh_yue'; did you mean 'zh-yue'"):
+        parse_spec('name = "w"\nmodels = ["tiny"]\npairs = [["es", "zh_yue"]]\n')
+
+
+def test_run_plan_evaluates_a_checkpoint_as_it_is(wikiann_dir, ckpt_dir, tmp_path):
+    from xner_core.evaluation.modelstore import model_cache
+
+    text = _ckpt_spec(ckpt_dir, 'role = "transfer"\nsource = "es"\ntargets = ["an"]\n',
+                      head='[training]\nmax_train_sentences = 200\n\n[eval]\ntest_limit = 20\nbootstrap = 0\n'
+                           'embed_model = "tiny"\n\n')
+    plan = expand(parse_spec(text), wikiann_dir, online=False)
+    assert plan.skipped == () and len(plan.eval_jobs) == 2
+    cache, store = tmp_path / "cache", ResultsStore(tmp_path / "ck.duckdb")
+    summary = run_plan(plan, store, data_dir=wikiann_dir, cache=cache, device="cpu")
+    assert summary.failures == () and summary.jobs_run == 2 and summary.models_trained == 0
+    assert model_cache(cache).entries() == []  # evaluated as it is: nothing trained or cached as a model
+    frame = store.frame()
+    assert set(frame["job_id"]) == {j.id for j in plan.eval_jobs}
+    assert set(frame["model"]) == {str(ckpt_dir.resolve())} and set(frame["setting"]) == {"transfer"}
+    assert set(frame["sources"]) == {"es"} and set(frame["target"]) == {"an"}
+    clean = frame[(frame["perturbation"] == "clean") & (frame["scope"] == "overall")].iloc[0]
+    assert clean["n_sentences"] == 20 and 0.0 <= clean["f1"] <= 1.0  # every word a LOC: a low, real score
+    again = run_plan(plan, store, data_dir=wikiann_dir, cache=cache, device="cpu")
+    assert again.jobs_run == 0 and again.jobs_done_before == 2  # resumable like any other job

@@ -24,14 +24,17 @@ REFERENCE = [
 ISO15924 = {"Latn", "Arab", "Deva", "Cyrl", "Hani", "Jpan", "Grek", "Hebr", "Beng", "Taml", "Armn", "Geor", "Thai"}
 
 
+_CACHES = ("_languages", "reference_pairs", "_wikiann_rows", "_library_language", "_subtag_index")
+
+
 @pytest.fixture
 def fresh_tables():
     """Clear the read-once caches before and after a test that swaps the data folder."""
-    L._languages.cache_clear()
-    L.reference_pairs.cache_clear()
+    for name in _CACHES:
+        getattr(L, name).cache_clear()
     yield
-    L._languages.cache_clear()
-    L.reference_pairs.cache_clear()
+    for name in _CACHES:
+        getattr(L, name).cache_clear()
 
 
 def test_table_covers_wikiann_pool_plus_cs():
@@ -99,13 +102,21 @@ def test_get_language_normalises_case_and_space():
     assert L.get_language(" ES ") is L.get_language("es")
 
 
-@pytest.mark.parametrize("bad", ["xx", "", "spa", "e s"])
-def test_unknown_language_message_lists_choices(bad):
+@pytest.mark.parametrize("bad, hint", [("xx", None), ("", None), ("zz", None), ("spa", "'es' (Spanish)"),
+                                       ("e s", "'es' (Spanish)"), ("zh_yue", "'zh-yue' (Cantonese)"),
+                                       ("yue", "'zh-yue' (Cantonese)"), ("Bavarian", "'bar' (Bavarian)"),
+                                       ("gsw", "'als' (Alemannic)"), ("srp", "'sr' (Serbian)")])
+def test_unknown_language_message_lists_choices(bad, hint):
     with pytest.raises(ConfigError) as err:
         L.get_language(bad)
     msg = str(err.value)
-    assert msg.startswith(f"unknown language {bad!r}; choose one of: af, an, ar, ast,")
+    if hint is None:  # the table's codes first (what the CLI and grid messages have always started with)
+        assert msg.startswith(f"unknown language {bad!r}; choose one of: af, an, ar, ast,")
+    else:
+        assert msg.startswith(f"unknown language {bad!r}; did you mean {hint}? choose one of: af, an, ar, ast,")
     assert "sco" in msg and "zh" in msg
+    assert "or another of WikiANN's 176 languages: ace, als, am, ang," in msg and "zh-yue" in msg
+    assert "<code>/<split>.gz" in msg  # where a language outside WikiANN goes
     with pytest.raises(ConfigError):
         L.iso3(bad)
 
@@ -208,3 +219,99 @@ def test_table_matches_local_wikiann(wikiann_dir):
     for lang in L.all_languages():
         if lang.wikiann_train is not None and lang.wikiann_train <= 1000:
             assert len(load_wikiann(lang.code, "train", wikiann_dir)) == lang.wikiann_train, lang.code
+
+
+# ------------------------------------------------------------------------------------ any WikiANN language
+
+
+def test_wikiann_codes_are_the_hubs_176():
+    codes = L.wikiann_codes()
+    assert len(codes) == 176 == len(set(codes)) and list(codes) == sorted(codes)
+    assert {"ace", "bar", "zh-yue", "be-x-old", "zh-min-nan", "map-bms", "simple"} <= set(codes)
+    assert set(L.language_codes()) <= set(codes)  # every row of the table is a WikiANN language (cs included)
+    text = (L.repo_data_dir() / L.WIKIANN_TABLE).read_text(encoding="utf-8")
+    assert "huggingface/datasets" in text and "020ee3494e50792456dc4a1df9b7f274873296de" in text  # its source
+    assert L.on_hub("bar") and L.on_hub("cs") and not L.on_hub("xx")
+
+
+@pytest.mark.parametrize("code, name, iso, script", [
+    ("bar", "Bavarian", "bar", "Latn"),
+    ("ace", "Acehnese", "ace", "Latn"),
+    ("zh-yue", "Cantonese", "yue", "Hant"),
+    ("zh-min-nan", "Min Nan Chinese", "nan", "Latn"),  # Pe̍h-ōe-jī: the library's guess (Hans) corrected
+    ("be-x-old", "Belarusian (Taraškievica)", "bel", "Cyrl"),
+    ("als", "Alemannic", "gsw", "Latn"),  # a Wikipedia code: not Tosk Albanian
+    ("sh", "Serbo-Croatian", "hbs", "Latn"),
+    ("simple", "Simple English", "eng", "Latn"),
+    ("tl", "Tagalog", "tgl", "Latn"),
+    ("arc", "Aramaic", "arc", "Syrc"),
+    ("ka", "Georgian", "kat", "Geor"),
+    ("am", "Amharic", "amh", "Ethi"),
+])
+def test_wikiann_languages_outside_the_table(code, name, iso, script):
+    lang = L.get_language(code)
+    assert (lang.code, lang.name, lang.iso639_3, lang.script) == (code, name, iso, script)
+    assert (lang.family, lang.genus, lang.resource, lang.wikiann_train) == ("", "", "", None)
+    assert L.get_language(f" {code.upper()} ") is lang and L.iso3(code) == iso
+
+
+def test_known_languages_cover_table_wikiann_and_local_data(tmp_path):
+    (tmp_path / "qqx").mkdir()
+    (tmp_path / "qqx" / "test.gz").write_bytes(b"")
+    (tmp_path / "nodata").mkdir()  # a folder without a split is not a language
+    known = {lang.code: lang for lang in L.known_languages(tmp_path)}
+    assert len(known) == 177 and "qqx" in known and "nodata" not in known
+    assert known["es"] is L.get_language("es")  # the table's rows as they are
+    assert known["qqx"].name == "qqx" and known["qqx"].script == L.UNKNOWN_SCRIPT and known["qqx"].iso639_3 == "qqx"
+    assert L.get_language("qqx", tmp_path).note.startswith("local data only")
+    with pytest.raises(ConfigError, match="unknown language 'qqx'"):
+        L.get_language("qqx")  # not under the default data directory
+    assert L.local_codes(tmp_path) == ("qqx",)
+
+
+@pytest.mark.parametrize("text, pair", [
+    ("es-zh-yue", ("es", "zh-yue")), ("zh-yue-es", ("zh-yue", "es")), ("es → be-x-old", ("es", "be-x-old")),
+    ("be-x-old,be", ("be-x-old", "be")), ("de bar", ("de", "bar")), ("zh-min-nan->zh", ("zh-min-nan", "zh")),
+    ("fr-br", ("fr", "br")),
+])
+def test_pairs_of_codes_with_hyphens(text, pair):
+    assert L.split_pair(text) == pair
+    parsed = L.parse_pair(text)
+    assert (parsed.source, parsed.target) == pair and L.parse_pair(parsed.key) == parsed
+
+
+def test_data_hint_says_where_and_whether_the_hub_has_it(tmp_path):
+    hint = L.data_hint("bar", tmp_path)
+    assert f"{tmp_path}/bar/{{train,dev,test}}.gz" in hint and "unimelb-nlp/wikiann) has 'bar'" in hint
+    assert "does not have 'qqx'" in L.data_hint("qqx", tmp_path)
+
+
+def test_uriel_distances_of_wikiann_languages_outside_the_table(tmp_path, monkeypatch):
+    pytest.importorskip("urielplus")
+    from xner_core.features import distance as D
+
+    monkeypatch.setenv("XNER_CACHE_DIR", str(tmp_path))
+    got = D.uriel_distances("de", "bar")
+    assert got["genetic"] is not None and got["geographic"] is not None and got == D.uriel_distances("bar", "de")
+    assert D.uriel_family("bar") == "Indo-European" and D.uriel_family("yue") == "Sino-Tibetan"
+    div = D.source_diversity(["es", "bar", "zh-yue"])
+    assert (div.families, div.scripts) == (2, 2)  # Indo-European (table and URIEL+), Sino-Tibetan; Latn, Hant
+    (tmp_path / "qqx").mkdir()
+    (tmp_path / "qqx" / "test.gz").write_bytes(b"")
+    monkeypatch.setenv("XNER_DATA_DIR", str(tmp_path))
+    assert set(D.uriel_distances("es", "qqx").values()) == {None}  # URIEL+ does not know it: no distances
+
+
+def test_cli_lists_every_wikiann_language_and_accepts_them(capsys, tmp_path):
+    import json
+
+    from xner_core.cli.main import main
+
+    assert main(["data", "languages", "--all", "--json", "--data-dir", str(tmp_path)]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 176 and not any(r["local"] for r in rows)
+    bar = next(r for r in rows if r["code"] == "bar")
+    assert (bar["name"], bar["hub"], bar["local"]) == ("Bavarian", True, False)
+    assert main(["data", "stats", "bar", "--data-dir", str(tmp_path)]) != 0  # a known language without data
+    err = capsys.readouterr().err
+    assert f"{tmp_path}/bar/{{train,dev,test}}.gz" in err and "has 'bar'" in err and "unknown language" not in err

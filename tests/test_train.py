@@ -30,7 +30,7 @@ from xner_core.training.finetune import fine_tune
 from xner_core.training.loop import evaluate_f1
 from xner_core.training.objective import _smooth_ids
 from xner_core.training.settings import TrainOptions
-from xner_core.training.similarity import language_posteriors, similarity_weights
+from xner_core.training.similarity import language_posteriors, language_scores, similarity_weights
 from xner_core.training.tapt import _mask_tokens, mlm_adapt
 
 torch.set_num_threads(1)
@@ -98,9 +98,11 @@ FAST = dict(epochs=2, lr=5e-3, batch_size=8, warmup_ratio=0.1, seed=0)
 
 
 def run_options(**overrides) -> TrainOptions:
-    """`run_setting`'s options: FAST's, balanced sampling on (its keyword default before it took TrainOptions)."""
+    """`run_setting`'s options: FAST's, balanced sampling on (its keyword default before it took TrainOptions), and
+    students trained like everything else (2 epochs, no step floor: the floor's 1,000 steps are for real runs)."""
     base = {k: v for k, v in FAST.items() if k != "seed"}
-    return TrainOptions(**{**base, "balanced_sampling": True, **overrides})
+    return TrainOptions(**{**base, "balanced_sampling": True, "distill_epochs": 2, "distill_min_steps": 0,
+                           **overrides})
 
 
 # ------------------------------------------------------------------------------------------------ encoding
@@ -308,8 +310,11 @@ def _max_diff(a: dict, b: dict) -> float:
     {"weight_decay": 0.05},
     {"robust": "adversarial"},
     {"robust": "smoothing", "robust_rate": 0.2},
-], ids=["plain", "weight-decay", "adversarial", "smoothing"])
-def test_row_sparse_embedding_updates_equal_dense_adamw(data, options):
+    {"robust": "pgd", "robust_steps": 2},
+    {"robust": "word-smoothing", "robust_rate": 0.5, "robust_neighbours": 3},
+], ids=["plain", "weight-decay", "adversarial", "smoothing", "pgd", "word-smoothing"])
+def test_row_sparse_embedding_updates_equal_dense_adamw(data, options, tmp_path, monkeypatch):
+    monkeypatch.setenv("XNER_CACHE_DIR", str(tmp_path))  # word-smoothing's neighbour table
     # Three epochs with a dev set: deferred decay flushed before each dev evaluation and the best epoch kept.
     runs = {}
     for rows in (False, True):
@@ -513,10 +518,18 @@ def test_similarity_weights_rank_closest_source_first_handwritten():
     assert max(post, key=post.get) == "es" and sum(post.values()) == pytest.approx(1.0)
     weights = similarity_weights(CA, sources)
     assert weights.index(max(weights)) == 2 and sum(weights) == pytest.approx(1.0)
-    assert weights[2] > weights[0] and weights[2] > weights[1]
-    # Higher temperature flattens the weights toward uniform.
-    flat = similarity_weights(CA, sources, temperature=100.0)
-    assert max(flat) - min(flat) < max(weights) - min(weights)
+    assert weights[2] > weights[0] > weights[1]  # es, then de (Latin script), then ar
+    # Wu et al.'s aggregation by hand: mean over sentences of softmax(s / var(s)) of the language-ID scores.
+    langs, scores = language_scores(CA, sources)
+    s = torch.tensor(scores, dtype=torch.float64)
+    expected = torch.softmax(s / torch.var(s), dim=1).mean(dim=0)
+    assert langs == ["de", "ar", "es"] and weights == pytest.approx(expected.tolist())
+    # The first method: posterior averages; a higher temperature flattens them toward uniform.
+    sharp = similarity_weights(CA, sources, method="posterior")
+    flat = similarity_weights(CA, sources, method="posterior", temperature=100.0)
+    assert sharp.index(max(sharp)) == 2 and max(flat) - min(flat) < max(sharp) - min(sharp)
+    with pytest.raises(ConfigError, match="posterior"):
+        similarity_weights(CA, sources, method="lid")
     # Sentences, strings and token lists are accepted alike.
     as_sent = [Sentence(tuple(s.split()), ("O",) * len(s.split())) for s in CA]
     assert similarity_weights(as_sent, sources) == pytest.approx(weights)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from xner_core.corpus.languages import all_languages, get_language, parse_pair
+from xner_core.corpus.languages import get_language, known_languages, parse_pair
 from xner_core.features.distance import DISTANCE_KINDS
 from xner_core.perturb.registry import get_perturbation
 from xner_core.perturb.registry import perturbation_names as _perturbation_names
@@ -18,13 +18,14 @@ __all__ = ["DISTANCE_KINDS", "PairInfo", "PerturbationInfo", "language_name", "l
 
 
 def language_name(code: str) -> str:
-    """The English name of a WikiANN language code, e.g. "Breton" for "br"."""
+    """The English name of a WikiANN language code, e.g. "Breton" for "br", "Cantonese" for "zh-yue"."""
     return get_language(code).name
 
 
 def language_names() -> dict[str, str]:
-    """Every known language as code -> name, in the table's (alphabetical) order."""
-    return {lang.code: lang.name for lang in all_languages()}
+    """Every language the pickers offer as code -> name, alphabetical by code: the language table, the other
+    WikiANN languages of the hub (176 in all) and any with local data (`languages.known_languages`)."""
+    return {lang.code: lang.name for lang in known_languages()}
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,11 @@
 
 Which model answers for a (model, setting, source, target) choice: a fine-tuned model in the on-disk model cache
 (`xner_core.evaluation.modelstore.find_cached`), the one the committed results were made with first (the `paper`
-preset's training options), else the newest. A session can pick another cached one (`pick`) or train the missing one
-(`train`), which the sentence lab offers with a progress bar and a time estimate.
+preset's training options), else the newest. A session can pick another cached one (`pick`), train the missing one
+(`train`), which the sentence lab offers with a progress bar and a time estimate, or pick an existing NER checkpoint
+directory (`add_checkpoint`; remembered for the session, listed beside the cached models): it then predicts as it
+is, its own labels mapped onto PER/ORG/LOC (`xner_core.models.checkpoint`, as `xner eval --checkpoint` does). A
+pick is a config hash or `CHECKPOINT` + the checkpoint's absolute path (`is_checkpoint`).
 
 Sharing between sessions: a model is loaded once per process (`st.cache_resource`, keyed by its config hash,
 never by an object) and used under a lock, one forward pass at a time: torch already spreads one pass over the
@@ -32,7 +35,9 @@ DEFAULT_EMBED_MODEL = "e5-small"
 # The two settings every page compares side by side (the study's native vs transfer; `training.settings.SETTINGS`
 # lists every setting a model can be trained in).
 COMPARED: tuple[str, ...] = ("native", "transfer")
-_PICKS = "_xner_model_picks"  # session state: ModelKey -> chosen config hash
+_PICKS = "_xner_model_picks"  # session state: ModelKey -> chosen config hash (or checkpoint pick)
+_CHECKPOINTS = "_xner_checkpoints"  # session state: the checkpoint directories this session added, in order
+CHECKPOINT = "checkpoint:"  # prefix of a pick that names an existing checkpoint directory, not a cached model
 
 
 @dataclass(frozen=True)
@@ -172,22 +177,109 @@ def _picks() -> dict[ModelKey, str]:
     return st.session_state[_PICKS]
 
 
-def pick(key: ModelKey, config_hash: str) -> None:
-    """Make this session use the cached model `config_hash` for `key`."""
-    _picks()[key] = config_hash
+def pick(key: ModelKey, config_hash: str | None) -> None:
+    """Make this session use the cached model `config_hash` (or a checkpoint pick) for `key`; None or "": no pick
+    (the preferred cached model, if any)."""
+    if config_hash:
+        _picks()[key] = config_hash
+    else:
+        _picks().pop(key, None)
 
 
 def picked(key: ModelKey) -> str | None:
-    """The config hash this session uses for `key` (its pick, else the preferred cached one); None: none cached."""
+    """What this session uses for `key`: its pick (a cached model's hash or a checkpoint pick), else the preferred
+    cached model; None when there is neither (a checkpoint is used only where it was picked)."""
     hashes = [c["hash"] for c in cached_choices(key)]
     chosen = _picks().get(key)
-    if chosen in hashes:
+    if chosen in hashes or (chosen is not None and chosen in remembered_checkpoints()):
         return chosen
     return hashes[0] if hashes else None
 
 
+# ------------------------------------------------------------------------------------------ checkpoints
+
+
+def is_checkpoint(choice: str | None) -> bool:
+    """Whether a pick names an existing checkpoint (else it is a cached model's config hash)."""
+    return bool(choice) and str(choice).startswith(CHECKPOINT)
+
+
+def checkpoint_path(choice: str) -> str:
+    """The directory of a checkpoint pick."""
+    return choice[len(CHECKPOINT):]
+
+
+def remembered_checkpoints() -> list[str]:
+    """The checkpoint picks this session added (`add_checkpoint`), oldest first."""
+    if _CHECKPOINTS not in st.session_state:
+        st.session_state[_CHECKPOINTS] = []
+    return st.session_state[_CHECKPOINTS]
+
+
+def add_checkpoint(text: str) -> str:
+    """Check a local checkpoint directory and remember it for this session.
+
+    Args:
+        text: the directory a user typed (`~` and paths relative to the server's directory allowed).
+
+    Returns:
+        Its pick (`CHECKPOINT` + the absolute path). ConfigError saying what is wrong otherwise: no such
+        directory, no config.json, not a token classifier, labels that do not map onto PER/ORG/LOC, no weights.
+    """
+    from xner_core.errors import ConfigError
+    from xner_core.models.checkpoint import check_checkpoint
+
+    location = check_checkpoint(text)
+    if not os.path.isdir(location):  # a hub id: the dashboard loads local directories only
+        raise ConfigError(f"no such checkpoint directory: {text.strip()!r}; give a local directory written by "
+                          f"save_pretrained (a hub checkpoint can be evaluated with `xner eval --checkpoint ID`)")
+    choice = CHECKPOINT + location
+    if choice not in remembered_checkpoints():
+        remembered_checkpoints().append(choice)
+    return choice
+
+
+def checkpoint_choices() -> list[dict[str, Any]]:
+    """The checkpoints this session added, as choices: dicts with hash (the pick), label, path and labels (how its
+    labels read as ours, e.g. "BIOES; PERSON→PER, ...; dropped (→ O): MISC")."""
+    return [{"hash": c, "label": f"checkpoint · {checkpoint_path(c)}", "path": checkpoint_path(c),
+             "labels": _label_summary(checkpoint_path(c), _weights_stamp(checkpoint_path(c)))}
+            for c in remembered_checkpoints()]
+
+
+def model_choices(key: ModelKey) -> list[dict[str, Any]]:
+    """Everything that can answer for `key`: its cached models (preferred first), then this session's
+    checkpoints."""
+    return [*cached_choices(key), *checkpoint_choices()]
+
+
+def _weights_stamp(path: str) -> str:
+    """A cheap identity of a checkpoint's files (names, sizes, mtimes): a checkpoint saved again reloads."""
+    try:
+        files = sorted(os.scandir(path), key=lambda e: e.name)
+        return "|".join(f"{e.name}:{e.stat().st_size}:{e.stat().st_mtime_ns}" for e in files if e.is_file())
+    except OSError:
+        return ""
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _label_summary(path: str, stamp: str) -> str:
+    import json
+
+    from xner_core.errors import XnerError
+    from xner_core.models.labels import map_labels
+
+    try:
+        with open(os.path.join(path, "config.json"), encoding="utf-8") as fh:
+            return map_labels(json.load(fh).get("id2label") or {}).describe()
+    except (OSError, ValueError, XnerError) as exc:
+        return f"unreadable ({exc})"
+
+
 def cached_config(config_hash: str) -> Any:
-    """The ExperimentConfig of the cached model `config_hash` (None when it is no longer cached)."""
+    """The ExperimentConfig of the cached model `config_hash` (None when it is no longer cached, or for a checkpoint
+    pick: the pages then perturb as for the sidebar model of the same role and data, which a checkpoint of that
+    role shares)."""
     for cfg, info in _cached_configs(_models_stamp()):
         if info["hash"] == config_hash:
             return cfg
@@ -209,6 +301,7 @@ class _Shared:
     tokenizer: Any
     config: Any
     lock: threading.Lock
+    labels: tuple[str, ...] | None = None  # a checkpoint's output ids as our IOB2 labels (None: the model's own)
 
 
 _LOADS: list[tuple[str, str]] = []  # (cache root, config hash), in the order this process loaded them
@@ -236,13 +329,29 @@ def _loaded(config_hash: str, cache_key: str) -> _Shared:
     raise DataError(f"model {config_hash} is no longer in the cache ({cache_key}); pick another or train it again")
 
 
+@st.cache_resource(show_spinner="Loading the checkpoint…", max_entries=4)
+def _loaded_checkpoint(path: str, stamp: str) -> _Shared:
+    from xner_core.models.checkpoint import load_checkpoint
+
+    model, tokenizer, mapping = load_checkpoint(path)  # its own head and labels, as `xner eval --checkpoint`
+    return _Shared(model, tokenizer, None, threading.Lock(), None if mapping.identity else mapping.labels)
+
+
+def _shared_for(choice: str, cache_key: str) -> _Shared:
+    if is_checkpoint(choice):
+        path = checkpoint_path(choice)
+        return _loaded_checkpoint(path, _weights_stamp(path))
+    return _loaded(choice, cache_key)
+
+
 @st.cache_data(show_spinner=False, max_entries=512)
-def _predict(config_hash: str, cache_key: str, words: tuple[tuple[str, ...], ...]) -> list[list[str]]:
+def _predict(config_hash: str, cache_key: str, words: tuple[tuple[str, ...], ...], stamp: str = ""
+             ) -> list[list[str]]:
     from xner_core.inference.predict import predict_tags
 
-    shared = _loaded(config_hash, cache_key)
+    shared = _shared_for(config_hash, cache_key)
     with shared.lock:
-        return predict_tags(shared.model, shared.tokenizer, [list(w) for w in words])
+        return predict_tags(shared.model, shared.tokenizer, [list(w) for w in words], labels=shared.labels)
 
 
 def predictions_for(sentences: Sequence[Sentence], key: ModelKey) -> list[list[str]] | None:
@@ -268,8 +377,9 @@ def tag_words(words: Sequence[Sequence[str]], key: ModelKey) -> list[list[str]] 
 
 def tag_with(config_hash: str, words: Sequence[Sequence[str]], cache_key: str | None = None) -> list[list[str]]:
     """Word-level IOB2 predictions of the cached model `config_hash` (of the cache `cache_key`, default the
-    current one), one list per sentence; cached per (model, words)."""
-    return _predict(config_hash, cache_key or str(cache_dir()), tuple(tuple(w) for w in words))
+    current one), or of a checkpoint pick, one list per sentence; cached per (model, words)."""
+    stamp = _weights_stamp(checkpoint_path(config_hash)) if is_checkpoint(config_hash) else ""
+    return _predict(config_hash, cache_key or str(cache_dir()), tuple(tuple(w) for w in words), stamp)
 
 
 def subword_pieces(words: Sequence[str], key: ModelKey) -> list[list[str]] | None:
@@ -285,7 +395,7 @@ def subword_pieces(words: Sequence[str], key: ModelKey) -> list[list[str]] | Non
     config_hash = picked(key)
     if config_hash is None or not words:
         return None if config_hash is None else []
-    tokenizer = _loaded(config_hash, str(cache_dir())).tokenizer
+    tokenizer = _shared_for(config_hash, str(cache_dir())).tokenizer
     enc = tokenizer([list(words)], is_split_into_words=True, add_special_tokens=False, truncation=False,
                     verbose=False)
     pieces: list[list[str]] = [[] for _ in words]

@@ -28,9 +28,11 @@ def data_stats(
     lang = _language(lang, "language")
     splits = [split] if split else list(split_sizes(lang, data_dir))
     if not splits:
+        from xner_core.corpus.languages import data_hint
+
         local = available_languages(data_dir)
-        raise XnerError(f"no local WikiANN files for {lang!r} under {resolve_data_dir(data_dir)}; languages with "
-                        f"local data: {', '.join(local) or 'none'}")
+        raise XnerError(f"no local WikiANN files for {lang!r} under {resolve_data_dir(data_dir)}; "
+                        f"{data_hint(lang, data_dir)}. Languages with local data: {', '.join(local) or 'none'}")
     out = {s: jsonable(corpus_stats(load_wikiann(lang, s, data_dir))) for s in splits}
     emit(out, as_json, lambda d: "\n\n".join(f"[{lang} {s}]\n" + _kv_table(_flat(v)) for s, v in d.items()))
 
@@ -46,17 +48,32 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 @data_app.command("languages")
-def data_languages(data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOpt) -> None:
-    """Languages with local WikiANN data, with their metadata."""
-    from xner_core.corpus.languages import get_language
+def data_languages(data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOpt,
+                   all_: bool = typer.Option(False, "--all", help="every language xner knows: the 176 of WikiANN "
+                                             "on the Hugging Face hub and any with local data, each marked local "
+                                             "or not")) -> None:
+    """Languages with local WikiANN data, with their metadata (--all: every WikiANN language)."""
+    from xner_core.corpus.languages import get_language, known_languages, local_codes, on_hub
     from xner_core.corpus.wikiann import available_languages
 
-    rows = []
-    for code in available_languages(data_dir):
-        lang = get_language(code)
-        rows.append(jsonable(lang))
-    emit(rows, as_json, lambda rs: "\n".join(f"{r['code']:<4} {r['name']:<14} {r['family']:<16} {r['script']}"
-                                             for r in rs))
+    if not all_:
+        rows = [jsonable(get_language(code, data_dir)) for code in available_languages(data_dir)]
+        emit(rows, as_json, lambda rs: "\n".join(f"{r['code']:<4} {r['name']:<14} {r['family']:<16} {r['script']}"
+                                                 for r in rs))
+        return
+    local = set(local_codes(data_dir))
+    rows = [{**jsonable(lang), "local": lang.code in local, "hub": on_hub(lang.code)}
+            for lang in known_languages(data_dir)]
+
+    def render(rs: list[dict[str, Any]]) -> str:
+        lines = [f"{r['code']:<13} {r['name'][:26]:<26} {r['iso639_3'] or '-':<4} {r['script']:<5} "
+                 f"{'local' if r['local'] else 'hub' if r['hub'] else '-'}" for r in rs]
+        n_local = sum(r["local"] for r in rs)
+        lines.append(f"{len(rs)} languages, {n_local} with local data; put another's splits at "
+                     f"<data dir>/<code>/{{train,dev,test}}.gz, or go online to load it from the hub")
+        return "\n".join(lines)
+
+    emit(rows, as_json, render)
 
 
 @data_app.command("pairs")

@@ -64,10 +64,12 @@ def train_cmd(
     finally:
         stop()
     payload = {"hash": lm.hash, "path": str(model_cache(cache_dir).path(config)),
-               "dev_scores": lm.manifest.get("dev_scores"), "timings": lm.manifest.get("timings")}
+               "dev_scores": lm.manifest.get("dev_scores"), "timings": lm.manifest.get("timings"),
+               "note": (lm.manifest.get("train_info") or {}).get("tapt_note")}  # e.g. TAPT without a pretrained head
     emit(payload, as_json, lambda p: f"model {p['hash']}\ncache {p['path']}\n"
                                      f"best dev F1 {((p['dev_scores'] or {}).get('best_dev_f1'))}\n"
-                                     f"train seconds {(p['timings'] or {}).get('train_s')}")
+                                     f"train seconds {(p['timings'] or {}).get('train_s')}"
+                                     + (f"\nnote: {p['note']}" if p["note"] else ""))
 
 
 @app.command("eval")

@@ -29,7 +29,8 @@ LrOpt = typer.Option(None, "--lr", help="learning rate (default: per model; 2e-4
 BatchOpt = typer.Option(32, "--batch-size", help="training batch size")
 MaxTrainOpt = typer.Option(5000, "--max-train", help="cap on training sentences per language (0 = all)")
 MaxDevOpt = typer.Option(1000, "--max-dev", help="cap on dev sentences (0 = no dev evaluation)")
-RobustOpt = typer.Option(None, "--robust", help="adversarial or smoothing (Huang et al. 2021)")
+RobustOpt = typer.Option(None, "--robust", help="pgd, word-smoothing, fgm (= adversarial) or subtoken-noise "
+                                                 "(= smoothing); Huang et al. 2021, see docs/training-methods.md")
 BalancedOpt = typer.Option(False, "--balanced", help="multi_source: equal share per source language")
 DistillWOpt = typer.Option("uniform", "--distill-weights", help="distill: uniform or similarity teacher weights")
 TaptOpt = typer.Option(0, "--tapt-steps", help="tapt: masked-LM steps on target text before fine-tuning")
@@ -41,9 +42,9 @@ MaxLengthOpt = typer.Option(_TRAIN_DEFAULTS.max_length, "--max-length",
 FreezeOpt = typer.Option(_TRAIN_DEFAULTS.freeze_embeddings, "--freeze-embeddings",
                          help="keep the embedding layer frozen while fine-tuning")
 RobustEpsOpt = typer.Option(_TRAIN_DEFAULTS.robust_epsilon, "--robust-epsilon",
-                            help="--robust adversarial: L2 norm of the embedding perturbation")
+                            help="--robust fgm/pgd: L2 radius of the embedding perturbation per sentence")
 RobustRateOpt = typer.Option(_TRAIN_DEFAULTS.robust_rate, "--robust-rate",
-                             help="--robust smoothing: fraction of tokens perturbed per sentence")
+                             help="--robust subtoken-noise/word-smoothing: probability of replacing a token/word")
 CheckpointOpt = typer.Option(None, "--checkpoint", help="an existing token-classification checkpoint (a "
                              "save_pretrained directory or hub id), evaluated as it is instead of --model")
 RoleOpt = typer.Option(None, "--role", help="with --checkpoint: the side it plays, native (trained on the target) "

@@ -366,7 +366,11 @@ def _hub_load(lang: str, split: str, data_dir: str | os.PathLike[str] | None) ->
         return hit
     where = f"no local WikiANN files for {lang!r} under {paths.data_dir(data_dir)}"
     if not _hub_offline() and not _hub_reachable():
-        raise DataError(f"{where} and the Hugging Face hub is unreachable; {_OFFLINE_HINT}")
+        from xner_core.corpus.languages import on_hub
+
+        has = (f"its WikiANN has {lang!r}: go online to download it, or" if on_hub(lang)
+               else f"its WikiANN has no {lang!r} either:")
+        raise DataError(f"{where} and the Hugging Face hub is unreachable ({has} {_OFFLINE_HINT})")
     try:
         import datasets  # heavy import (~1 s): only on this path
     except ImportError:

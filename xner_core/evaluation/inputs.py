@@ -88,7 +88,7 @@ def training_data(config: ExperimentConfig, data_dir: str | os.PathLike[str] | N
     if config.setting == "native":
         target_train, target_dev = train_of(config.target), dev_of(config.target)
     if config.setting in ("distill", "tapt"):
-        unlabeled = unlabeled_target(config.target, opts.distill_unlabeled, cap, data_dir)
+        unlabeled = unlabeled_target(config.target, opts.distill_unlabeled, cap, data_dir, data=config.data)
     return TrainingData(
         source_train=tuple((lang, train_of(lang)) for lang in sources),
         source_dev=tuple((lang, dev_of(lang)) for lang in sources),
@@ -97,11 +97,42 @@ def training_data(config: ExperimentConfig, data_dir: str | os.PathLike[str] | N
 
 
 def unlabeled_target(lang: str, which: str, cap: int | None,
-                     data_dir: str | os.PathLike[str] | None = None) -> tuple[Sentence, ...]:
-    """Target text with its labels dropped: the `extra` split, or `train` when asked or when no `extra` exists."""
-    split = "extra" if which == "extra" and wikiann_file(lang, "extra", data_dir) is not None else "train"
-    corpus = load_wikiann(lang, split, data_dir).head(cap)
-    return tuple(s.replace(tags=("O",) * len(s)) for s in corpus)
+                     data_dir: str | os.PathLike[str] | None = None,
+                     data: str = "wikiann-rahimi") -> tuple[Sentence, ...]:
+    """Target text with its labels dropped (distillation students, TAPT), capped at `cap` sentences in all.
+
+    Args:
+        lang: the target language.
+        which: "train" (Wu et al.: the target's train split), "extra" (text outside every split; the train
+            split where there is none) or "train+extra" (both, train first).
+        cap: most sentences (None: all).
+        data_dir: the WikiANN directory.
+        data: the data protocol. Under `paper-resplit` the train split is the re-split's 80 % and "extra" is
+            what the re-split pooled but left out (beyond its cap): WikiANN's own train and extra splits are
+            pooled into the re-split, so reading them would show the student sentences of the re-split's test set.
+
+    Returns:
+        Sentences with every tag "O".
+    """
+    def extra_text() -> tuple[Sentence, ...]:
+        if data == "paper-resplit":
+            # By tokens: the pool is deduplicated on (tokens, tags), so the same text may sit in it twice.
+            kept = {s.tokens for part in paper_resplit(lang, data_dir, seed=1) for s in part}
+            pooled = paper_resplit(lang, data_dir, cap=None, seed=1)  # the whole deduplicated pool, in two parts
+            left = tuple(s for part in pooled for s in part if s.tokens not in kept)
+        else:
+            left = load_wikiann(lang, "extra", data_dir).sentences if wikiann_file(lang, "extra", data_dir) else ()
+        return left
+
+    train = (paper_resplit(lang, data_dir, seed=1)[0] if data == "paper-resplit"
+             else load_wikiann(lang, "train", data_dir)).sentences
+    if which == "train":
+        chosen = train
+    else:
+        extra = extra_text()
+        chosen = (train + extra) if which == "train+extra" else (extra or train)
+    chosen = chosen if cap is None else chosen[:cap]
+    return tuple(s.replace(tags=("O",) * len(s)) for s in chosen)
 
 
 def test_corpus(config: ExperimentConfig, limit: int | None = None,

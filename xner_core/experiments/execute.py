@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from xner_core.errors import ConfigError, DataError, XnerError
-from xner_core.experiments.plan import EvalBatch, ModelGroup, Plan
+from xner_core.experiments.plan import EvalBatch, ModelGroup, Plan, group_options
 from xner_core.experiments.status import _Claims, read_done
 
 log = logging.getLogger(__name__)
@@ -177,12 +177,12 @@ def _needed_groups(plan: Plan, done: set[str]) -> list[tuple[ModelGroup, list[Ev
     that needs them has work left."""
     todo: dict[str, list[EvalBatch]] = {}
     for g in plan.groups:
-        todo[g.train.hash] = [b for b in g.batches if any(j.id not in done for j in b.jobs)]
+        todo[g.train.key] = [b for b in g.batches if any(j.id not in done for j in b.jobs)]
     needed: set[str] = {h for h, bs in todo.items() if bs}
     for g in plan.groups:
-        if g.train.hash in needed:
+        if g.train.key in needed:
             needed.update(g.train.needs)
-    return [(g, todo[g.train.hash]) for g in plan.groups if g.train.hash in needed]
+    return [(g, todo[g.train.key]) for g in plan.groups if g.train.key in needed]
 
 
 def cached_first(needed: list[tuple[ModelGroup, list[EvalBatch]]], is_cached: Callable[[Any], bool]
@@ -190,14 +190,14 @@ def cached_first(needed: list[tuple[ModelGroup, list[EvalBatch]]], is_cached: Ca
     """The groups whose model is already in the cache first, the others after, each part in plan order.
 
     New evaluation jobs for models trained earlier (a perturbation added to a spec) then run before any training,
-    so their rows arrive within minutes. Teachers still precede their students among the models to train: a
-    cached student needs no teacher.
+    so their rows arrive within minutes; existing checkpoints (never trained) count as cached. Teachers still
+    precede their students among the models to train: a cached student needs no teacher.
 
     Args:
         needed: from `_needed_groups`, in plan order.
         is_cached: config -> whether its weights are in the model cache.
     """
-    flags = [bool(is_cached(g.train.config)) for g, _ in needed]
+    flags = [g.train.checkpoint or bool(is_cached(g.train.config)) for g, _ in needed]  # a checkpoint: no training
     return [n for n, f in zip(needed, flags) if f] + [n for n, f in zip(needed, flags) if not f]
 
 
@@ -281,28 +281,32 @@ def _run_local(needed: list[tuple[ModelGroup, list[EvalBatch]]], done: set[str],
                claims: _Claims, tally: _Tally, event: Callable[..., None], data_dir: Any, cache: Any,
                device: Any) -> None:
     from xner_core.evaluation.evaluate import iter_evaluate
-    from xner_core.evaluation.modelstore import model_cache, train_model
+    from xner_core.evaluation.modelstore import load_checkpoint_model, model_cache, train_model
 
     mc = model_cache(cache)
-    options = plan.spec.eval_options()
     for group, batches in cached_first(needed, mc.has):
         tj = group.train
+        options = group_options(plan, group)
         todo_ids = [j.id for b in batches for j in b.jobs if j.id not in done]
         claims.claim(todo_ids)
         try:
-            cached = mc.has(tj.config)
+            cached = tj.checkpoint or mc.has(tj.config)
             if not batches and cached:
                 tally.models_done += 1
                 event("train_done", tj.label, 0.0, "cached")
                 continue  # a teacher already in the cache: nothing to load
             event("train_start", tj.label)
             t0 = time.perf_counter()
-            lm = train_model(tj.config, data_dir=data_dir, cache=cache, device=device, precision=plan.spec.precision)
+            if tj.checkpoint:  # evaluated as it is: loaded, never trained
+                lm = load_checkpoint_model(tj.config, device=device)
+            else:
+                lm = train_model(tj.config, data_dir=data_dir, cache=cache, device=device,
+                                 precision=plan.spec.precision)
             dt = time.perf_counter() - t0
             tally.compute += dt
             tally.models_trained += 0 if cached else 1
             tally.models_done += 1
-            event("train_done", tj.label, dt, "cached" if cached else "trained")
+            event("train_done", tj.label, dt, "checkpoint" if tj.checkpoint else "cached" if cached else "trained")
             for batch in batches:
                 it = iter_evaluate(batch.config, plan.spec.perturbations, options, data_dir=data_dir, cache=cache,
                                    loaded=lm, device=device, skip=done)

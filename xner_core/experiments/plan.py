@@ -7,6 +7,9 @@
   of their own, ordered before their students;
 - evaluation jobs, one per (model config, target, perturbation, seed), grouped per model so a model is loaded
   once and, per target, the perturbation context is built once (see `evaluation.evaluate.iter_evaluate`);
+- existing checkpoints (`[[checkpoints]]`) make groups of their own that are never trained: the executors load
+  them as they are (`evaluation.modelstore.load_checkpoint_model`) and evaluate them with
+  `EvalOptions(checkpoint=True)`, so their jobs have their own ids (`group_options`);
 - units whose data is missing (no local WikiANN files and no hub) are skipped with a message saying so.
 """
 
@@ -17,7 +20,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from xner_core.evaluation.jobs import CLEAN, EvalJob, eval_jobs
+from xner_core.evaluation.jobs import CLEAN, EvalJob, EvalOptions, eval_jobs
 from xner_core.evaluation.modelstore import teacher_config
 from xner_core.experiments.spec import GridSpec, _Unit, _units
 from xner_core.runs.config import ExperimentConfig, canonical_sources, config_hash, make_config, model_label
@@ -32,15 +35,26 @@ class TrainJob:
     config: ExperimentConfig
     needs: tuple[str, ...] = ()  # hashes of the models this one trains from (distillation teachers)
     teacher: bool = False  # a distillation teacher of another job
+    checkpoint: bool = False  # an existing checkpoint evaluated as it is: loaded, never trained
 
     @property
     def hash(self) -> str:
-        """The model cache key."""
+        """The model cache key (for a checkpoint, its config's hash: it is never cached)."""
         return config_hash(self.config)
 
     @property
+    def key(self) -> str:
+        """The job's key in a plan: the hash, prefixed for a checkpoint (a model fine-tuned from the same
+        directory with the same options has the same config hash, and is another model)."""
+        return f"checkpoint:{self.hash}" if self.checkpoint else self.hash
+
+    @property
     def label(self) -> str:
-        """A short human label without the target for target-free models (`config.model_label`)."""
+        """A short human label without the target for target-free models (`config.model_label`); a checkpoint's
+        says so, e.g. "checkpoint /x/my-ner es transfer"."""
+        if self.checkpoint:
+            trained_on = "+".join(canonical_sources(self.config)) or self.config.target
+            return f"checkpoint {self.config.model} {trained_on} {self.config.setting}"
         return model_label(self.config)
 
 
@@ -179,11 +193,37 @@ def expand(spec: GridSpec, data_dir: str | os.PathLike[str] | None = None, onlin
                     order.append(h)
                 jobs = eval_jobs(cfg, spec.perturbations, spec.eval_options())
                 batches.setdefault(h, {}).setdefault(cfg.target, EvalBatch(cfg, tuple(jobs)))
+    for ck in spec.checkpoints:  # never trained: a group of its own per checkpoint (and target, for native)
+        for target in ck.targets:
+            unit = _Unit(target, ck.role, ck.sources)
+            miss = missing_langs(unit)
+            if miss:
+                skipped.append(f"{ck.label} on {target} skipped: no local data for {', '.join(miss)} "
+                               f"({_NO_DATA_HINT})")
+                continue
+            cfg = ck.config(spec, target)
+            tj = TrainJob(cfg, checkpoint=True)
+            if tj.key not in train:
+                train[tj.key] = tj
+                order.append(tj.key)
+            jobs = eval_jobs(cfg, spec.perturbations, checkpoint_options(spec.eval_options()))
+            batches.setdefault(tj.key, {}).setdefault(cfg.target, EvalBatch(cfg, tuple(jobs)))
     # Teachers (and every other non-distill model) first: a distill job then finds its teachers cached.
     ordered = [h for h in order if train[h].config.setting != "distill"] + \
               [h for h in order if train[h].config.setting == "distill"]
     groups = tuple(ModelGroup(train[h], tuple(batches.get(h, {}).values())) for h in ordered)
     return Plan(spec, groups, tuple(skipped), None if data_dir is None else str(data_dir))
+
+
+def checkpoint_options(options: EvalOptions) -> EvalOptions:
+    """The evaluation options of a checkpoint's jobs: the grid's, evaluated as it is (own job ids)."""
+    return dataclasses.replace(options, checkpoint=True)
+
+
+def group_options(plan: Plan, group: ModelGroup) -> EvalOptions:
+    """The evaluation options a model group's jobs run with (`checkpoint_options` for a checkpoint's)."""
+    options = plan.spec.eval_options()
+    return checkpoint_options(options) if group.train.checkpoint else options
 
 
 def plan_summary(plan: Plan) -> dict[str, Any]:
@@ -193,11 +233,13 @@ def plan_summary(plan: Plan) -> dict[str, Any]:
         plan: the plan.
 
     Returns:
-        A JSON-ready dict: name, train_jobs, eval_jobs, skipped, models (hash, label, targets, jobs).
+        A JSON-ready dict: name, train_jobs, eval_jobs, skipped, models (hash, label, teacher, checkpoint,
+        targets, jobs). `train_jobs` counts model groups, checkpoints (never trained) included.
     """
     return {
         "name": plan.spec.name, "origin": plan.spec.origin, "train_jobs": len(plan.groups),
         "eval_jobs": len(plan.eval_jobs), "skipped": list(plan.skipped),
         "models": [{"hash": g.train.hash, "label": g.train.label, "teacher": g.train.teacher,
+                    "checkpoint": g.train.checkpoint,
                     "targets": [b.config.target for b in g.batches], "jobs": len(g.jobs)} for g in plan.groups],
     }

@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping, cast
 from xner_core.errors import ConfigError
 from xner_core.evaluation.jobs import EvalOptions
 from xner_core.experiments.execute import _Tally, _Writer
-from xner_core.experiments.plan import EvalBatch, ModelGroup, Plan
+from xner_core.experiments.plan import EvalBatch, ModelGroup, Plan, group_options
 from xner_core.experiments.status import _Claims
 from xner_core.runs.config import ExperimentConfig, config_hash
 
@@ -34,15 +34,18 @@ def _ray_train(config: ExperimentConfig, data_dir: str | None, cache: str | None
 
 def _ray_eval(batches: list[tuple[ExperimentConfig, tuple[str, ...]]], options: EvalOptions, skip: frozenset[str],
               data_dir: str | None, cache: str | None, trained: Any) -> Any:
-    """Ray streaming task: evaluate one model on each of its targets, yielding (job_id, rows, seconds) per job."""
+    """Ray streaming task: evaluate one model on each of its targets, yielding (job_id, rows, seconds) per job
+    (an existing checkpoint, `options.checkpoint`, is loaded as it is, never trained)."""
     from xner_core.evaluation.evaluate import iter_evaluate
-    from xner_core.evaluation.modelstore import train_model
+    from xner_core.evaluation.modelstore import load_checkpoint_model, train_model
 
     _quiet()
     lm = None
     for config, perturbations in batches:
         t0 = time.perf_counter()
-        if lm is None:
+        if lm is None and options.checkpoint:
+            lm = load_checkpoint_model(config)
+        elif lm is None:
             lm = train_model(config, data_dir=data_dir, cache=cache, precision=options.precision)
         it = iter_evaluate(config, perturbations, options, data_dir=data_dir, cache=cache, loaded=lm, skip=skip)
         for outcome in it:
@@ -99,23 +102,27 @@ def _run_ray(needed: list[tuple[ModelGroup, list[EvalBatch]]], done: set[str], p
         gpus = gpu_request(ray.cluster_resources())
         train_remote = ray.remote(_ray_train).options(num_gpus=gpus, num_cpus=1)
         eval_remote = ray.remote(_ray_eval).options(num_gpus=gpus, num_cpus=1)
-        options = plan.spec.eval_options()
         skip = frozenset(done)
         train_refs: dict[str, Any] = {}
         failed_train: set[str] = set()
         pending: dict[Any, tuple[str, ModelGroup]] = {}
         for group, batches in needed:
+            claims.claim(j.id for b in batches for j in b.jobs if j.id not in done)
+            if group.train.checkpoint:  # never trained: its evaluation task loads it
+                tally.models_done += 1
+                event("train_done", group.train.label, 0.0, "checkpoint")
+                continue
             deps = [train_refs[h] for h in group.train.needs if h in train_refs]
             ref = train_remote.remote(group.train.config, data_s, cache_s, plan.spec.precision, *deps)
-            train_refs[group.train.hash] = ref
+            train_refs[group.train.key] = ref
             pending[ref] = ("train", group)
-            claims.claim(j.id for b in batches for j in b.jobs if j.id not in done)
             event("train_start", group.train.label)
         for group, batches in needed:
             if not batches:
                 continue
             payload = [(b.config, plan.spec.perturbations) for b in batches]
-            gen = eval_remote.remote(payload, options, skip, data_s, cache_s, train_refs[group.train.hash])
+            gen = eval_remote.remote(payload, group_options(plan, group), skip, data_s, cache_s,
+                                     train_refs.get(group.train.key))
             pending[gen] = ("eval", group)
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
@@ -127,7 +134,7 @@ def _run_ray(needed: list[tuple[ModelGroup, list[EvalBatch]]], done: set[str], p
                 try:
                     info = ray.get(ref)
                 except Exception as exc:  # RayTaskError wraps the worker's exception
-                    failed_train.add(group.train.hash)
+                    failed_train.add(group.train.key)
                     tally.failures.append(f"{label}: training failed: {_ray_message(exc)}")
                     event("failed", label, message=_ray_message(exc))
                     continue
@@ -145,7 +152,7 @@ def _run_ray(needed: list[tuple[ModelGroup, list[EvalBatch]]], done: set[str], p
                 job_id, rows, seconds = ray.get(item_ref)
             except Exception as exc:
                 del pending[ref]
-                if group.train.hash not in failed_train:  # else already reported as a training failure
+                if group.train.key not in failed_train:  # else already reported as a training failure
                     tally.failures.append(f"{label}: evaluation failed: {_ray_message(exc)}")
                     event("failed", label, message=_ray_message(exc))
                 for b in group.batches:

@@ -1,7 +1,8 @@
 """Stage 6, experiments: the grid spec, read from a TOML/YAML file or a built-in preset and validated.
 
 A *spec* (TOML or YAML; built-in presets in `xner_core/experiments/presets/`) names models x pairs (or targets
-with source sets) x settings x perturbations x seeds, with training options, data caps and evaluation options.
+with source sets) x settings x perturbations x seeds, with training options, data caps and evaluation options,
+and existing checkpoints to evaluate as they are (`[[checkpoints]]`: path, role, source, targets; never trained).
 `load_spec` validates it (unknown keys with their line, unknown models, languages, settings and perturbations,
 each with what is allowed); `plan.expand` turns it into a plan of jobs. The units of a spec (target, setting,
 sources) are here too: validation builds every unit's config once, so option/setting combinations fail at load
@@ -20,6 +21,7 @@ from typing import Any, Mapping, Sequence
 
 from xner_core.errors import ConfigError
 from xner_core.evaluation.jobs import CLEAN, EvalOptions
+from xner_core.evaluation.modelstore import CHECKPOINT_ROLES
 from xner_core.experiments.specfile import (
     Locator,
     _check_keys,
@@ -40,10 +42,11 @@ from xner_core.training.settings import SETTINGS, TrainOptions
 PRESET_SUFFIXES: tuple[str, ...] = (".toml", ".yaml", ".yml")
 _PRESETS_PACKAGE = "xner_core.experiments"  # the presets/ folder is package data of this package
 _TOP_KEYS: tuple[str, ...] = ("name", "description", "models", "pairs", "targets", "settings", "perturbations",
-                              "seeds", "data", "training", "eval", "precision")
+                              "seeds", "data", "training", "eval", "precision", "checkpoints")
 _EVAL_KEYS: tuple[str, ...] = ("test_limit", "embed_model", "donor", "perturb_seed", "perturb_rate", "rates",
                                "bootstrap", "batch_size")
 _TARGET_KEYS: tuple[str, ...] = ("target", "source_sets")
+_CHECKPOINT_KEYS: tuple[str, ...] = ("path", "role", "source", "targets")
 # Options where "no cap" is None; spec files write "all" (TOML has no null).
 _ALL_MEANS_NONE: frozenset[str] = frozenset({"max_train_sentences", "max_dev_sentences", "test_limit"})
 
@@ -54,6 +57,39 @@ class TargetSources:
 
     target: str
     source_sets: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True)
+class CheckpointSpec:
+    """An existing token-classification checkpoint a grid evaluates as it is (`[[checkpoints]]`; never trained).
+
+    Attributes:
+        path: its directory (absolute, resolved) or hub id; the `model` of its configs and result rows.
+        role: the side it plays: native (fine-tuned on the target) or transfer (on `source`); it decides the data
+            the perturbations call seen, as `xner eval --checkpoint --role` does.
+        targets: the languages it is evaluated on.
+        source: transfer: the language it was fine-tuned on.
+    """
+
+    path: str
+    role: str
+    targets: tuple[str, ...]
+    source: str | None = None
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return (self.source,) if self.source else ()
+
+    @property
+    def label(self) -> str:
+        """e.g. "checkpoint /x/my-ner es transfer"."""
+        return f"checkpoint {self.path} {self.source or self.targets[0]} {self.role}"
+
+    def config(self, spec: "GridSpec", target: str) -> Any:
+        """Its config on `target`: the spec's data protocol and training options (the seen data's cap) and first
+        seed, as `xner eval --checkpoint` builds one from its options."""
+        return make_config(self.path, target, self.role, sources=self.sources, seed=spec.seeds[0], data=spec.data,
+                           options=spec.options)
 
 
 @dataclass(frozen=True)
@@ -80,6 +116,7 @@ class GridSpec:
     precision: str = "auto"  # training and inference autocast (numerics); not part of any hash or job id
     description: str = ""
     origin: str = ""  # the file or "preset <name>" it came from (for messages)
+    checkpoints: tuple[CheckpointSpec, ...] = ()  # existing checkpoints evaluated as they are
 
     def eval_options(self) -> EvalOptions:
         """The evaluation options every job of this grid runs with (one object for the planner and executors)."""
@@ -211,14 +248,21 @@ def spec_from_dict(data: Mapping[str, Any], origin: str = "<spec>", default_name
     _check_keys(w, (), data, _TOP_KEYS, "at the top level")
     name = _str(w, ("name",), data.get("name", default_name))
     description = _str(w, ("description",), data.get("description", ""), allow_empty=True)
-    if "models" not in data:
-        raise w.error((), "the spec names no models; add e.g. models = [\"e5-small\"]")
-    models = tuple(_model(w, path, m) for path, m in _str_list(w, ("models",), data["models"]))
+    checkpoints = _checkpoints(w, data.get("checkpoints", ()))
+    if "models" not in data and not checkpoints:
+        raise w.error((), "the spec names no models; add e.g. models = [\"e5-small\"] (or [[checkpoints]] with "
+                          "the path of an existing NER model to evaluate as it is)")
+    models = tuple(_model(w, path, m) for path, m in _str_list(w, ("models",), data["models"])) \
+        if "models" in data else ()
     pairs = _pairs(w, data.get("pairs", ()))
     targets = _targets(w, data.get("targets", ()))
-    if not pairs and not targets:
+    if models and not pairs and not targets:
         raise w.error((), "the spec has neither pairs nor targets; add pairs = [\"es-ca\"] (or \"reference\" for "
                           "the study's 13) or [[targets]] with source_sets")
+    if not models and (pairs or targets):
+        raise w.error(("pairs",) if pairs else ("targets",), "pairs and targets are what models are trained and "
+                      "evaluated on, and the spec names no models; add e.g. models = [\"e5-small\"] (a checkpoint "
+                      "names its own targets)")
     settings_raw = data.get("settings", ["native", "transfer"])
     settings = tuple(dict.fromkeys(_choice(w, path, s, SETTINGS, "setting")
                                    for path, s in _str_list(w, ("settings",), settings_raw)))
@@ -258,14 +302,14 @@ def spec_from_dict(data: Mapping[str, Any], origin: str = "<spec>", default_name
         bootstrap=_int(w, ("eval", "bootstrap"), ev.get("bootstrap", 1000), 0),
         batch_size=_int(w, ("eval", "batch_size"), ev.get("batch_size", 32), 1),
         precision=_choice(w, ("precision",), data.get("precision", "auto"), PRECISIONS, "precision"),
-        description=description, origin=origin,
+        description=description, origin=origin, checkpoints=checkpoints,
     )
     _check_units(w, spec)
     return spec
 
 
 def _pairs(w: _Where, value: Any) -> tuple[tuple[str, str], ...]:
-    from xner_core.corpus.languages import get_language, reference_pairs
+    from xner_core.corpus.languages import get_language, reference_pairs, split_pair
 
     if value in ((), []):
         return ()
@@ -280,10 +324,12 @@ def _pairs(w: _Where, value: Any) -> tuple[tuple[str, str], ...]:
         if isinstance(item, list) and len(item) == 2:
             src, tgt = (_language(w, path, x) for x in item)
         elif isinstance(item, str):
-            parts = [p for p in re.split(r"\s*(?:->|→|>|,|-|\s)\s*", item.strip().lower()) if p]
-            if len(parts) != 2:
-                raise w.error(path, f"cannot read pair {item!r}; write source and target like 'es-ca' or 'es→ca'")
-            src, tgt = (_language(w, path, x) for x in parts)
+            try:  # codes may hold a hyphen themselves ("es-zh-yue")
+                src, tgt = split_pair(item)
+            except ConfigError as exc:
+                message = str(exc) if str(exc).startswith("unknown language") else \
+                    f"cannot read pair {item!r}; write source and target like 'es-ca' or 'es→ca'"
+                raise w.error(path, message) from None
         else:
             raise w.error(path, f"a pair is a string like 'es-ca' or a list [\"es\", \"ca\"], got {item!r}")
         if src == tgt:
@@ -326,6 +372,53 @@ def _targets(w: _Where, value: Any) -> tuple[TargetSources, ...]:
             sets.append(langs)
         out.append(TargetSources(target, tuple(dict.fromkeys(sets))))
     return tuple(out)
+
+
+def _checkpoints(w: _Where, value: Any) -> tuple[CheckpointSpec, ...]:
+    """[[checkpoints]]: path (a save_pretrained directory or hub id), role (native | transfer; default transfer
+    with a source, else native), source (transfer) and targets."""
+    from xner_core.models.checkpoint import check_checkpoint
+
+    if value in ((), []):
+        return ()
+    if not isinstance(value, list):
+        raise w.error(("checkpoints",), "must be a list of tables with path, role, source and targets "
+                                        "([[checkpoints]] in TOML)")
+    out: list[CheckpointSpec] = []
+    for i, item in enumerate(value):
+        path = ("checkpoints", i)
+        if not isinstance(item, Mapping):
+            raise w.error(path, f"must be a table with path, role, source and targets, got {item!r}")
+        _check_keys(w, path, item, _CHECKPOINT_KEYS, "in a [[checkpoints]] entry")
+        if "path" not in item:
+            raise w.error(path, "needs path: the directory of an existing NER checkpoint (written by "
+                                "save_pretrained) or a hub id")
+        try:
+            location = check_checkpoint(_str(w, (*path, "path"), item["path"]))
+        except ConfigError as exc:
+            raise w.error((*path, "path"), str(exc)) from None
+        source = _language(w, (*path, "source"), item["source"]) if "source" in item else None
+        role = item.get("role", "transfer" if source else "native")
+        _choice(w, (*path, "role"), role, CHECKPOINT_ROLES, "role")
+        if role == "transfer" and source is None:
+            raise w.error((*path, "role"), "a transfer checkpoint needs source: the language it was fine-tuned on "
+                                           "(e.g. source = \"es\")")
+        if role == "native" and source is not None:
+            raise w.error((*path, "source"), "a native checkpoint was fine-tuned on its target; leave source out, "
+                                             "or use role = \"transfer\"")
+        if "targets" not in item:
+            raise w.error(path, "needs targets: the languages to evaluate it on, e.g. targets = [\"ca\", \"an\"]")
+        targets = tuple(dict.fromkeys(_language(w, p, t) for p, t in _str_list(w, (*path, "targets"),
+                                                                                  item["targets"])))
+        if role == "native" and len(targets) != 1:
+            raise w.error((*path, "targets"), f"a native checkpoint is evaluated on the one language it was "
+                                              f"fine-tuned on; give one target (got {', '.join(targets)}), or "
+                                              f"role = \"transfer\" with its source")
+        if source in targets:
+            raise w.error((*path, "targets"), f"target {source!r} is the checkpoint's source; a checkpoint "
+                                              f"evaluated on its own training language plays role = \"native\"")
+        out.append(CheckpointSpec(location, role, targets, source))
+    return tuple(dict.fromkeys(out))
 
 
 def _training(w: _Where, value: Any) -> TrainOptions:
@@ -384,6 +477,14 @@ def _units(spec: GridSpec) -> list[_Unit]:
 
 
 def _check_units(w: _Where, spec: GridSpec) -> None:
+    for i, ck in enumerate(spec.checkpoints):  # their configs too fail here, not mid-run
+        for target in ck.targets:
+            try:
+                ck.config(spec, target)
+            except ConfigError as exc:
+                raise w.error(("checkpoints", i), f"{ck.label} on {target}: {exc}") from None
+    if not spec.models:
+        return  # only checkpoints: they carry their own roles, the settings apply to nothing
     units = _units(spec)
     for setting in spec.settings:
         if not any(u.setting == setting for u in units):

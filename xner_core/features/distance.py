@@ -218,19 +218,22 @@ def uriel_distances(a: str, b: str) -> dict[str, float | None]:
     """URIEL+ distances between two languages, one per kind of DISTANCE_KINDS.
 
     Args:
-        a: a language code of `data/languages.csv`, e.g. "es".
-        b: another code, e.g. "ca".
+        a: a language code (`languages.get_language`: any WikiANN code), e.g. "es".
+        b: another code, e.g. "ca" or "bar".
 
     Returns:
         {kind: distance in [0, 1] or None where URIEL+ lacks data for either language}. Symmetric in a and b.
-        Raises ConfigError for a code not in the language table.
+        Raises ConfigError for an unknown code.
     """
     la, lb = get_language(a), get_language(b)
     table = _packaged_table()
     for key in ((la.code, lb.code), (lb.code, la.code)):
         if key in table:
             return dict(table[key])
-    return dict(_distances_by_iso(iso3(la.code), iso3(lb.code)))
+    a3, b3 = iso3(la.code), iso3(lb.code)
+    if not a3 or not b3:  # a local language without an ISO 639-3 code: URIEL+ cannot know it
+        return {kind: None for kind in DISTANCE_KINDS}
+    return dict(_distances_by_iso(a3, b3))
 
 
 def precompute_distances(codes: Sequence[str]) -> list[dict[str, Any]]:
@@ -306,7 +309,8 @@ def source_diversity(sources: Sequence[str]) -> Diversity:
         sources: language codes (duplicates are ignored).
 
     Returns:
-        Count, mean pairwise URIEL distance per kind, and the numbers of families and scripts.
+        Count, mean pairwise URIEL distance per kind, and the numbers of families (the language table's; for other
+        languages URIEL+'s top-level family, each language its own where that is unknown too) and scripts.
     """
     langs = [get_language(c) for c in dict.fromkeys(s.strip().lower() for s in sources)]
     codes = tuple(lang.code for lang in langs)
@@ -318,8 +322,45 @@ def source_diversity(sources: Sequence[str]) -> Diversity:
                 if value is not None:
                     per_kind[kind].append(value)
         mean = {k: (round(sum(v) / len(v), 4) if v else None) for k, v in per_kind.items()}
-    return Diversity(codes, len(codes), mean, len({lang.family for lang in langs}),
-                     len({lang.script for lang in langs}))
+    # A language outside the table has no family there: URIEL+'s (its top-level family feature), else its own.
+    families = {lang.family or uriel_family(lang.iso639_3) or f"?{lang.code}" for lang in langs}
+    return Diversity(codes, len(codes), mean, len(families), len({lang.script for lang in langs}))
+
+
+@functools.lru_cache(maxsize=1024)
+def uriel_family(iso: str) -> str | None:
+    """A language's top-level family by URIEL+ (of its family features, the one most languages share).
+
+    Args:
+        iso: ISO 639-3 code, e.g. "bar".
+
+    Returns:
+        e.g. "Indo-European"; None when URIEL+ is not installed, lacks the language or gives it no family (an
+        isolate such as Basque).
+    """
+    if not iso:
+        return None
+    try:
+        uriel = _uriel()
+    except DataError:
+        return None
+    return _top_family(uriel, iso)
+
+
+def _top_family(uriel: Any, iso: str) -> str | None:
+    import numpy as np
+
+    langs = [str(x) for x in uriel.langs[0]]  # matrix 0 is family_features.npz (`_URIEL_FILES`)
+    if iso not in langs:
+        return None
+    data = np.asarray(uriel.data[0])
+    values = data[langs.index(iso)].reshape(data.shape[1], -1)[:, 0]
+    members = np.flatnonzero(values == 1)
+    if members.size == 0:
+        return None
+    sizes = (data[:, members].reshape(data.shape[0], members.size, -1)[:, :, 0] == 1).sum(axis=0)
+    name = str(uriel.feats[0][members[int(np.argmax(sizes))]])
+    return name[2:] if name.startswith("F_") else name
 
 
 def main() -> None:

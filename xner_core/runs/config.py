@@ -14,6 +14,12 @@ same model share one hash:
 - options that a setting ignores are reset to their defaults (`balanced_sampling` only matters for
   `multi_source`, `distill_*` for `distill`, `tapt_steps` and `distill_unlabeled` (the split of target text the
   masked-LM step reads) for `tapt`, `robust_epsilon`/`robust_rate` only when `robust` is set);
+- robust-training names: the descriptive aliases `fgm` and `subtoken-noise` hash as `adversarial` and `smoothing`
+  (the same training); options of the later methods (`robust_steps`/`robust_alpha` for `pgd`,
+  `robust_neighbours` for `word-smoothing`) are reset for the others, and those methods reset the one of
+  `robust_epsilon`/`robust_rate` they do not read;
+- options added after the first release (`training.settings.NEW_OPTIONS`) are left out while at their default,
+  so a config written before they existed keeps its hash;
 - the target is left out for `transfer` and `multi_source` (`TARGET_FREE_SETTINGS`): their training reads only
   source data, so one es transfer model serves ca, an and ast. The config still carries the target (it is the
   language a model is evaluated on), and evaluation ids (`evaluation.jobs.EvalJob.id`) add it back. `native`, `distill`
@@ -38,11 +44,19 @@ from typing import Any, Iterable, Mapping
 
 from xner_core.corpus.languages import get_language
 from xner_core.errors import ConfigError, choices_message
-from xner_core.training.settings import DISTILL_WEIGHTS, ROBUST_METHODS, SETTINGS, TrainOptions
+from xner_core.training.settings import (
+    DISTILL_LOSSES,
+    DISTILL_WEIGHTS,
+    NEW_OPTIONS,
+    ROBUST_ALIASES,
+    ROBUST_METHODS,
+    SETTINGS,
+    TrainOptions,
+)
 
 SCHEMA_VERSION: int = 3  # 3: target dropped from the identity of transfer/multi_source
 DATA_PROTOCOLS: tuple[str, ...] = ("wikiann-rahimi", "paper-resplit")
-DISTILL_UNLABELED: tuple[str, ...] = ("extra", "train")
+DISTILL_UNLABELED: tuple[str, ...] = ("extra", "train", "train+extra")
 # Settings whose training never reads target-language data: the target is not part of their model's identity.
 TARGET_FREE_SETTINGS: frozenset[str] = frozenset({"transfer", "multi_source"})
 
@@ -53,7 +67,8 @@ _HIGH_LR, _BASE_LR = 2e-4, 5e-5
 # Options that only some settings read; for the others they are reset to defaults in the canonical form.
 _SETTING_OPTIONS: dict[str, frozenset[str]] = {
     "multi_source": frozenset({"balanced_sampling"}),
-    "distill": frozenset({"distill_weights", "distill_unlabeled", "distill_temperature"}),
+    "distill": frozenset({"distill_weights", "distill_unlabeled", "distill_temperature", "distill_loss",
+                          "distill_epochs", "distill_min_steps", "distill_freeze"}),
     # tapt's masked-LM text is `evaluation.inputs.unlabeled_target(target, distill_unlabeled, ...)`: it reads the
     # option.
     # Adding it here leaves every other setting's hash unchanged (they still reset it), and a tapt config with
@@ -62,6 +77,14 @@ _SETTING_OPTIONS: dict[str, frozenset[str]] = {
 }
 _SETTING_SPECIFIC: frozenset[str] = frozenset().union(*_SETTING_OPTIONS.values())
 _ROBUST_ONLY: frozenset[str] = frozenset({"robust_epsilon", "robust_rate"})
+# Options only some robust methods read (the first two methods keep their original canonical form).
+_ROBUST_METHOD_ONLY: frozenset[str] = frozenset({"robust_steps", "robust_alpha", "robust_neighbours"})
+_ROBUST_READS: dict[str, frozenset[str]] = {
+    "adversarial": frozenset({"robust_epsilon", "robust_rate"}),
+    "smoothing": frozenset({"robust_epsilon", "robust_rate"}),
+    "pgd": frozenset({"robust_epsilon", "robust_steps", "robust_alpha"}),
+    "word-smoothing": frozenset({"robust_rate", "robust_neighbours"}),
+}
 
 
 @dataclass(frozen=True)
@@ -137,16 +160,25 @@ def _canonical_options(config: ExperimentConfig) -> dict[str, Any]:
     defaults = TrainOptions()
     out: dict[str, Any] = {}
     relevant = _SETTING_OPTIONS.get(config.setting, frozenset())
+    robust = ROBUST_ALIASES.get(config.options.robust or "", config.options.robust)
+    reads = _ROBUST_READS.get(robust or "", frozenset())
     for f in fields(TrainOptions):
         value = getattr(config.options, f.name)
         if f.name in _SETTING_SPECIFIC and f.name not in relevant:
             value = getattr(defaults, f.name)
-        if f.name in _ROBUST_ONLY and config.options.robust is None:
+        if f.name in _ROBUST_ONLY | _ROBUST_METHOD_ONLY and config.options.robust is None:
             value = getattr(defaults, f.name)
+        if f.name in _ROBUST_ONLY | _ROBUST_METHOD_ONLY and robust is not None and f.name not in reads:
+            value = getattr(defaults, f.name)
+        if f.name == "robust":
+            value = robust
         if f.name == "lr":
             value = resolved_lr(config)
-        if isinstance(getattr(defaults, f.name), float) and isinstance(value, int) and not isinstance(value, bool):
+        floaty = isinstance(getattr(defaults, f.name), float) or f.name == "robust_alpha"
+        if floaty and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)  # lr=1 and lr=1.0 are the same run
+        if f.name in NEW_OPTIONS and value == getattr(defaults, f.name):
+            continue  # added later: at its default it leaves every older hash unchanged
         out[f.name] = value
     return out
 
@@ -342,6 +374,14 @@ def validate_options(options: TrainOptions) -> None:
     _check_choice("robust", o.robust, ROBUST_METHODS, optional=True)
     _check_float("robust_epsilon", o.robust_epsilon, 0.0, low_open=True)
     _check_float("robust_rate", o.robust_rate, 0.0, 1.0, low_open=True)
+    _check_choice("distill_loss", o.distill_loss, DISTILL_LOSSES)
+    _check_int("distill_epochs", o.distill_epochs, 1)
+    _check_int("distill_min_steps", o.distill_min_steps, 0)
+    _check_int("distill_freeze", o.distill_freeze, 0)
+    _check_int("robust_steps", o.robust_steps, 1)
+    if o.robust_alpha is not None:
+        _check_float("robust_alpha", o.robust_alpha, 0.0, low_open=True)
+    _check_int("robust_neighbours", o.robust_neighbours, 1)
 
 
 def validate(config: ExperimentConfig) -> None:

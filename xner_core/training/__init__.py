@@ -1,10 +1,12 @@
 """Stage 3b, fine-tuning: native, transfer, multi-source, distillation, TAPT, robust training.
 
 Modules, in pipeline order: `settings` (the names and options a run can ask for; import-light), `encoding`
-(sentences -> windows -> length-grouped, padded batches), `objective` (the task loss and its robust variants),
-`rowadam` (row-sparse AdamW for the word-embedding matrix), `loop` (optimisers, the shared training loop, dev
-selection, `TrainResult`), `finetune`, `distill` + `similarity` (teacher-student learning and its teacher
+(sentences -> windows -> length-grouped, padded batches), `objective` (the task and distillation losses and the
+robust variants: FGM, PGD, sub-token noise, word smoothing), `neighbours` (word smoothing's neighbour table),
+`rowadam` (row-sparse AdamW for the word-embedding matrix), `loop` (optimisers, layer freezing, the shared training
+loop, dev selection, `TrainResult`), `finetune`, `distill` + `similarity` (teacher-student learning and its teacher
 weights), `tapt` (masked-LM adaptation), and `dispatch` (`run_setting`: one entry point per compared setting).
+How each method follows its paper and the authors' code, and where it differs: docs/training-methods.md.
 
 Conventions shared by all of them: labels on the FIRST sub-token of every word (-100 elsewhere, as in
 transformers' `run_ner.py`); sentences longer than `max_length` sub-tokens become several windows of whole words

@@ -3,12 +3,16 @@
 - `native`: fine-tune on the target language's labeled train split;
 - `transfer`: fine-tune on one source language, used zero-shot on the target (the reference study);
 - `multi_source`: fine-tune on several source languages at once, optionally balanced per source;
-- `distill`: Wu et al. (ACL 2020) teacher-student learning. One teacher per source language produces soft label
-  distributions on unlabeled target text; their weighted average (uniform, or by a language-ID similarity) is
-  the target of a student trained with KL(teacher || student);
-- `tapt`: target-adaptive masked-LM training of the encoder on unlabeled target text, then source fine-tuning.
-Any setting can add Huang et al. (EMNLP 2021) robust training: `adversarial` (one-step FGM in the word-embedding
-space) or `smoothing` (randomized smoothing by random sub-token substitution).
+- `distill`: Wu et al. (ACL 2020) teacher-student learning. One teacher per source language (the transfer model,
+  same recipe) produces label distributions on unlabeled target text; their weighted average (uniform, or Wu et
+  al.'s language-ID similarity weights) is the target of a fresh student (embeddings + bottom 3 layers frozen,
+  3 epochs with a floor on steps, MSE on probabilities; `distill.py` lists where we differ);
+- `tapt`: target-adaptive masked-LM training of the encoder (from the pretrained masked-LM head where the model
+  has one) on unlabeled target text, then source fine-tuning.
+Any setting can add Huang et al. (EMNLP 2021) robust training (`objective.py`): `pgd` (K-step projected gradient
+ascent in an L2 ball around the word embeddings), `word-smoothing` (randomized smoothing by nearest-neighbour word
+substitution), or the first two variants `fgm` (= `adversarial`, one-step) and `subtoken-noise` (= `smoothing`,
+random sub-token substitution).
 
 The run's options arrive whole, as the experiment config's `TrainOptions`.
 """
@@ -61,8 +65,11 @@ def run_setting(
       in `source_train` order, e.g. cached transfer models), weights uniform or `similarity_weights` over
       `target_unlabeled` vs the source train text; the student (`model`) learns from them on
       `target_unlabeled`. No target labels: no dev selection for the student.
+      The student: `options.distill_epochs` epochs (at least `options.distill_min_steps` steps), loss
+      `options.distill_loss`, embeddings + bottom `options.distill_freeze` layers frozen; teachers: `epochs`.
     - tapt: `mlm_adapt` on `target_unlabeled` for `options.tapt_steps`, then fine-tune on the source(s) as in
-      transfer/multi_source.
+      transfer/multi_source; `info["tapt_head"]` says whether the masked-LM head was pretrained or new and
+      `info["tapt_note"]` carries the message to show when it was new (e5-small).
     `options.robust` applies to every training stage (teachers and student included).
 
     Args:
@@ -100,8 +107,10 @@ def run_setting(
                   weight_decay=options.weight_decay, max_length=options.max_length, seed=seed,
                   early_stopping_patience=options.early_stopping_patience,
                   freeze_embeddings=options.freeze_embeddings, robust=options.robust,
-                  robust_epsilon=options.robust_epsilon, robust_rate=options.robust_rate, progress=progress,
-                  device=device, precision=precision)
+                  robust_epsilon=options.robust_epsilon, robust_rate=options.robust_rate,
+                  robust_steps=options.robust_steps, robust_alpha=options.robust_alpha,
+                  robust_neighbours=options.robust_neighbours, progress=progress, device=device,
+                  precision=precision)
 
     def source_dev_for(langs: Sequence[str]) -> list[Sentence] | None:
         dev = _concat((source_dev or {}).get(lang, ()) for lang in langs)
@@ -142,13 +151,16 @@ def run_setting(
             raise DataError("setting 'tapt' needs unlabeled target sentences (target_unlabeled)")
         langs = need_sources(1)
         t_mlm = time.perf_counter()
+        tapt_stats: dict[str, Any] = {}
         mlm_adapt(model, tokenizer, target_unlabeled, steps=options.tapt_steps, lr=lr,
                   batch_size=options.batch_size, seed=seed, max_length=options.max_length,
                   warmup_ratio=options.warmup_ratio, weight_decay=options.weight_decay,
-                  progress=progress, device=device, precision=precision)
+                  progress=progress, device=device, precision=precision, stats=tapt_stats)
         tapt_seconds = time.perf_counter() - t_mlm
         res = train_on_sources(model, langs, "fine-tune")
         info = {"tapt_seconds": tapt_seconds, "tapt_steps": options.tapt_steps,
+                "tapt_head": tapt_stats.get("head"), "tapt_note": tapt_stats.get("note"),
+                "tapt_sentences": len(target_unlabeled), "tapt_epochs": tapt_stats.get("epochs"),
                 "fine_tune_seconds": res.train_seconds}
         train_seconds = tapt_seconds + res.train_seconds
     else:  # distill
@@ -169,8 +181,10 @@ def run_setting(
                               f"per source, in source_train order")
         weights = (similarity_weights(target_unlabeled, {lang: sources[lang] for lang in langs})
                    if distill_weights == "similarity" else None)
+        student = {**common, "epochs": options.distill_epochs}
         res = distill(model, tokenizer, teachers, target_unlabeled, weights=weights,
-                      temperature=options.distill_temperature, **common)
+                      temperature=options.distill_temperature, loss=options.distill_loss,
+                      freeze_layers=options.distill_freeze, min_steps=options.distill_min_steps, **student)
         info = dict(res.info)
         info.update({
             "teacher_languages": tuple(langs),

@@ -1,5 +1,21 @@
 """Stage 3b, distillation (Wu et al., ACL 2020): the teachers' weighted soft labels on unlabeled target text, and a
-student trained on them with T^2 * KL(teacher || student). Similarity-based teacher weights: `similarity.py`."""
+student trained on them. Similarity-based teacher weights: `similarity.py`.
+
+What follows the authors' code (microsoft/vert-papers, `papers/SingleMulti-TS`: `main_single.py`, `main.py`,
+`modeling.py`) and what does not:
+- teachers: one model per source, run once over the unlabeled target text; softmax of their logits (no
+  temperature: T = 1 by default), weighted sum per position (uniform 1/K, or the similarity weights);
+- student: a fresh pretrained encoder with a new head (not a teacher copy), its embeddings and bottom 3 encoder
+  layers frozen (`--freeze_bottom_layer 3`), trained 3 epochs (`--num_train_epochs 3`) on the target's train split
+  with its labels unused, loss = MSE between the student's and the teachers' probabilities at the first sub-token
+  of each word (`MSELoss(reduction="mean")`, "L2 Norm" in `modeling.py`); KL is our option (their code keeps it
+  commented out);
+- ours: the student's batch size, learning rate, warmup and weight decay are the run's (the transfer recipe, so
+  teacher and student share one optimiser recipe; theirs: batch 32, lr 1e-4, warmup 10 %, weight decay 0.01),
+  and a floor on student steps (`TrainOptions.distill_min_steps`) for small targets;
+- teachers here are the run's transfer models, trained with the run's recipe (theirs also freeze the bottom 3
+  layers of the teachers; ours do not, so a teacher IS the transfer model the study evaluates).
+"""
 
 from __future__ import annotations
 
@@ -98,17 +114,22 @@ def distill(
     robust: str | None = None,
     robust_epsilon: float = 1.0,
     robust_rate: float = 0.1,
+    robust_steps: int = 3,
+    robust_alpha: float | None = None,
+    robust_neighbours: int = 8,
+    loss: str = "mse",
+    freeze_layers: int = 0,
+    min_steps: int = 0,
     progress: ProgressFn | None = None,
     device: Any = None,
     row_sparse_embeddings: bool = True,
     precision: str = "auto",
 ) -> TrainResult:
-    """Teacher-student distillation on unlabeled target text (Wu et al., ACL 2020).
+    """Teacher-student distillation on unlabeled target text (Wu et al., ACL 2020; see the module docstring).
 
-    The teachers' per-token distributions are computed once (first sub-tokens), averaged with `weights`, and
-    the student minimises T^2 * KL(teacher_avg || student) at temperature T (equal, up to a constant, to the
-    soft cross-entropy). Wu et al. start the student from the pretrained encoder, not from a teacher: pass a
-    fresh model.
+    The teachers' per-token distributions are computed once (first sub-tokens) and averaged with `weights`; the
+    student minimises `objective.soft_loss` against them: "mse" (Wu et al.) or "kl" (T^2 * KL(teacher_avg ||
+    student)). Wu et al. start the student from the pretrained encoder, not from a teacher: pass a fresh model.
 
     Args:
         student: the token classifier to train (in place), same labels and tokenizer as the teachers.
@@ -118,8 +139,11 @@ def distill(
         weights: one weight per teacher (uniform when None); see `similarity_weights`.
         temperature: softmax temperature for teachers and student.
         epochs, lr, batch_size, warmup_ratio, weight_decay, max_length, seed, early_stopping_patience,
-        freeze_embeddings, robust, robust_epsilon, robust_rate, progress, device, row_sparse_embeddings: as
-            in `fine_tune`.
+        freeze_embeddings, robust, robust_epsilon, robust_rate, robust_steps, robust_alpha, robust_neighbours,
+        progress, device, row_sparse_embeddings: as in `fine_tune`.
+        loss: "mse" or "kl".
+        freeze_layers: freeze the student's embeddings and bottom N encoder layers (Wu et al.: 3; 0: none).
+        min_steps: the least number of optimiser steps (epochs are added until reached; the last is partial).
         dev: labeled dev sentences for model selection (None in the zero-resource setting).
 
     Returns:
@@ -127,7 +151,8 @@ def distill(
     """
     spec = _Spec(epochs, lr, batch_size, warmup_ratio, weight_decay, max_length, seed, early_stopping_patience,
                  freeze_embeddings, robust, robust_epsilon, robust_rate, temperature, row_sparse_embeddings,
-                 precision)
+                 precision, soft_loss=loss, freeze_layers=freeze_layers, min_steps=min_steps,
+                 robust_steps=robust_steps, robust_alpha=robust_alpha, robust_neighbours=robust_neighbours)
     _check_spec(spec)
     n_labels = int(student.config.num_labels)
     if any(int(t.config.num_labels) != n_labels for t in teachers):
@@ -140,6 +165,8 @@ def distill(
     result = _train(student, tokenizer, windows, soft, None, dev, spec, progress, device, "student")
     w = [1.0] * len(teachers) if weights is None else [float(x) for x in weights]
     info = {"distill_weights": tuple(x / sum(w) for x in w), "teacher_pass_seconds": teacher_seconds,
-            "precision": result.info["precision"]}
+            "precision": result.info["precision"], "distill_loss": loss, "student_steps": result.steps,
+            "student_epochs": len(result.history), "student_windows": len(windows),
+            "frozen_parameters": result.info.get("frozen_parameters", 0)}
     return TrainResult(result.model, result.history, result.train_seconds, result.sentences_per_second,
                        result.best_dev_f1, result.best_epoch, result.steps, info)

@@ -37,6 +37,9 @@ def fine_tune(
     robust: str | None = None,
     robust_epsilon: float = 1.0,
     robust_rate: float = 0.1,
+    robust_steps: int = 3,
+    robust_alpha: float | None = None,
+    robust_neighbours: int = 8,
     balanced_groups: Sequence[Sequence[Sentence]] | None = None,
     row_sparse_embeddings: bool = True,
     progress: ProgressFn | None = None,
@@ -63,10 +66,17 @@ def fine_tune(
         row_sparse_embeddings: update the word-embedding matrix with `rowadam.RowAdamW`, which works only on
             the rows batches have used and gives dense AdamW's result (up to rounding); False = dense AdamW
             over the whole matrix (the same weights, slower with large vocabularies).
-        robust: None, "adversarial" (FGM on word embeddings, size `robust_epsilon` per sequence) or
-            "smoothing" (each real sub-token replaced by a random vocabulary id with probability `robust_rate`).
-        robust_epsilon: L2 size of the adversarial embedding perturbation per sequence.
-        robust_rate: sub-token substitution rate for smoothing.
+        robust: None or a method of `settings.ROBUST_METHODS` (see `objective`): "fgm"/"adversarial" (one-step
+            perturbation of the word embeddings, L2 size `robust_epsilon` per sequence, clean + perturbed loss),
+            "pgd" (`robust_steps` projected ascent steps of size `robust_alpha` inside the L2 ball of radius
+            `robust_epsilon`, loss at the perturbed embeddings), "subtoken-noise"/"smoothing" (each real
+            sub-token replaced by a random vocabulary id with probability `robust_rate`), "word-smoothing" (each
+            one-piece word replaced by one of its `robust_neighbours` nearest words with probability
+            `robust_rate`; `neighbours`).
+        robust_epsilon: L2 radius of the embedding perturbation per sequence (fgm, pgd).
+        robust_rate: substitution rate (subtoken-noise, word-smoothing).
+        robust_steps, robust_alpha: pgd's K and step size (None: 2.5 * robust_epsilon / robust_steps).
+        robust_neighbours: word-smoothing's k.
         balanced_groups: one list of sentences per source language. Each epoch draws every group up to the
             size of the largest (smaller groups are oversampled, whole permutations before repeats), so each
             source contributes equally and no sentence of the largest is dropped.
@@ -83,7 +93,8 @@ def fine_tune(
     """
     spec = _Spec(epochs, lr, batch_size, warmup_ratio, weight_decay, max_length, seed, early_stopping_patience,
                  freeze_embeddings, robust, robust_epsilon, robust_rate,
-                 row_sparse_embeddings=row_sparse_embeddings, precision=precision)
+                 row_sparse_embeddings=row_sparse_embeddings, precision=precision, robust_steps=robust_steps,
+                 robust_alpha=robust_alpha, robust_neighbours=robust_neighbours)
     label2id = _label2id(model)
 
     def encode(sentences: Sequence[Sentence]) -> list[Encoded]:

@@ -1,9 +1,11 @@
 """Stage 3b, the training loop that fine-tuning (hard labels) and distillation (soft labels) share.
 
 Holds the optimisers (AdamW with no decay on biases and LayerNorm weights; the word-embedding matrix updated
-row-sparsely by `rowadam.RowAdamW`, with dense AdamW's result), the epoch loop (linear warmup then decay, grad
-clipping at 1.0, autocast at the run's precision, deterministic kernels), dev evaluation with best-epoch
-selection and early stopping, and what a training run returns (`TrainResult`).
+row-sparsely by `rowadam.RowAdamW`, with dense AdamW's result), layer freezing (`freeze_bottom`: embeddings +
+bottom N encoder layers, Wu et al.'s student), the epoch loop (linear warmup then decay, grad clipping at 1.0,
+autocast at the run's precision, deterministic kernels, an optional floor on optimiser steps), the robust-training
+step of each method (`objective`), dev evaluation with best-epoch selection and early stopping, and what a
+training run returns (`TrainResult`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from xner_core.corpus.sentences import Sentence
-from xner_core.errors import DataError
+from xner_core.errors import ConfigError, DataError
 from xner_core.numerics import autocast, deterministic, resolve_device, resolve_precision
 from xner_core.training.encoding import (
     Encoded,
@@ -25,8 +27,15 @@ from xner_core.training.encoding import (
     _pad_id,
     length_grouped_batches,
 )
-from xner_core.training.objective import _adversarial_step, _smooth_ids, _task_loss
-from xner_core.training.settings import ProgressFn, _check_spec, _Spec
+from xner_core.training.objective import (
+    _adversarial_step,
+    _pgd_step,
+    _smooth_ids,
+    _smooth_words,
+    _task_loss,
+    single_piece_words,
+)
+from xner_core.training.settings import ProgressFn, _check_spec, _Spec, robust_kind
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +116,42 @@ def _row_optimizer(model: Any, spec: _Spec) -> Any:
     return RowAdamW(emb, eps=1e-8, weight_decay=spec.weight_decay)
 
 
+def freeze_bottom(model: Any, layers: int) -> list[Any]:
+    """Freeze the embeddings module and the bottom `layers` encoder layers (Wu et al.'s student: 3).
+
+    Wu et al. (microsoft/vert-papers `SingleMulti-TS`, `--freeze_bottom_layer 3`) set requires_grad=False on every
+    parameter named `embeddings` (word, position, token-type embeddings and their LayerNorm) or `layer.{i}.` with
+    i < 3. Here: `model.base_model.embeddings` and `model.base_model.encoder.layer[:layers]` (BERT, XLM-R and
+    e5-small share that layout).
+
+    Args:
+        model: a `*ForTokenClassification` with a BERT-like encoder.
+        layers: encoder layers to freeze (>= 1; 0 freezes nothing). An encoder with no more layers than that (the
+            2-layer test model) keeps its top layer trainable: `layers` is lowered to its depth - 1, with a log
+            line.
+
+    Returns:
+        The parameters whose requires_grad was switched off (to switch back on after training).
+    """
+    if layers <= 0:
+        return []
+    base = model.base_model
+    blocks = getattr(getattr(base, "encoder", None), "layer", None)
+    if getattr(base, "embeddings", None) is None or blocks is None:
+        raise ConfigError(f"cannot freeze layers of {type(model).__name__}: no embeddings/encoder.layer modules")
+    if layers >= len(blocks):
+        log.info("freezing %d of the encoder's %d layers (asked for %d): the top layer stays trainable",
+                 len(blocks) - 1, len(blocks), layers)
+        layers = len(blocks) - 1
+    frozen = []
+    for module in [base.embeddings, *blocks[:layers]]:
+        for p in module.parameters():
+            if p.requires_grad:
+                p.requires_grad_(False)
+                frozen.append(p)
+    return frozen
+
+
 def _state_copy(model: Any) -> dict[str, Any]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
@@ -177,8 +222,21 @@ def _train_loop(model: Any, tokenizer: Any, examples: Sequence[Encoded], soft: S
     torch.manual_seed(spec.seed)  # dropout masks
     model.to(dev_device)
     model.train()
+    special = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
+    kind = robust_kind(spec.robust)
+    candidates = words = None
+    if kind == "subtoken-noise":
+        vocab = min(len(tokenizer), int(model.config.vocab_size))
+        keep = torch.ones(vocab, dtype=torch.bool)
+        keep[special[special < vocab]] = False
+        candidates = torch.arange(vocab)[keep]
+    elif kind == "word-smoothing":  # neighbours in the embedding space the run starts from
+        from xner_core.training.neighbours import neighbour_table
+
+        words = neighbour_table(model, tokenizer, _one_piece_word_ids(examples), spec.robust_neighbours)
     emb = model.get_input_embeddings()
     emb_requires_grad = emb.weight.requires_grad
+    frozen = freeze_bottom(model, spec.freeze_layers)
     if spec.freeze_embeddings:
         emb.weight.requires_grad_(False)
     rows = _row_optimizer(model, spec) if emb.weight.requires_grad else None
@@ -187,17 +245,11 @@ def _train_loop(model: Any, tokenizer: Any, examples: Sequence[Encoded], soft: S
     optimizer = _optimizer(model, spec.lr, spec.weight_decay)
     epoch_size = len(groups) * max(len(g) for g in groups) if groups else len(examples)
     steps_per_epoch = math.ceil(epoch_size / spec.batch_size)
-    total = steps_per_epoch * spec.epochs
+    total = max(steps_per_epoch * spec.epochs, spec.min_steps)
+    n_epochs = math.ceil(total / steps_per_epoch)  # > spec.epochs only to reach min_steps (last epoch partial)
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(spec.warmup_ratio * total), total)
     lengths = [len(e) for e in examples]
     pad_id = _pad_id(tokenizer)
-    special = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
-    candidates = None
-    if spec.robust == "smoothing":
-        vocab = min(len(tokenizer), int(model.config.vocab_size))
-        keep = torch.ones(vocab, dtype=torch.bool)
-        keep[special[special < vocab]] = False
-        candidates = torch.arange(vocab)[keep]
     params = [p for p in model.parameters() if p.requires_grad]
 
     history: list[EpochStats] = []
@@ -210,25 +262,31 @@ def _train_loop(model: Any, tokenizer: Any, examples: Sequence[Encoded], soft: S
     seen = 0
     t_start = time.perf_counter()
     try:
-        for epoch in range(spec.epochs):
+        for epoch in range(n_epochs):
             t_epoch = time.perf_counter()
             gen = torch.Generator().manual_seed(_epoch_seed(spec.seed, epoch))
             order = _epoch_order(len(examples), groups, gen)
             batches = length_grouped_batches(order, lengths, spec.batch_size, gen)
+            batches = batches[:total - step]  # the floor's last epoch stops at `total`
             loss_sum = 0.0
             epoch_first_step = step
             for batch in batches:
                 ids, mask, labels = _collate([examples[i] for i in batch], pad_id)
                 if candidates is not None:
                     ids = _smooth_ids(ids, mask, special, candidates, spec.robust_rate, gen)
+                elif words is not None:
+                    ids = _smooth_words(ids, labels, mask, words, spec.robust_rate, gen)
                 batch_soft = torch.cat([soft[i] for i in batch]).to(dev_device) if soft is not None else None
                 ids, mask, labels = ids.to(dev_device), mask.to(dev_device), labels.to(dev_device)
                 clip = params if rows is None else [*params, rows.begin(ids)]
-                if spec.robust == "adversarial":
+                if kind == "fgm":
                     loss = _adversarial_step(model, ids, mask, labels, batch_soft, spec, dev_device, precision)
+                elif kind == "pgd":
+                    loss = _pgd_step(model, ids, mask, labels, batch_soft, spec, dev_device, precision)
                 else:
                     with autocast(dev_device, precision):
-                        loss = _task_loss(model, ids, mask, labels, batch_soft, spec.temperature)
+                        loss = _task_loss(model, ids, mask, labels, batch_soft, spec.temperature,
+                                          soft_kind=spec.soft_loss)
                     loss.backward()
                 torch.nn.utils.clip_grad_norm_(clip, 1.0)
                 lr_used = scheduler.get_last_lr()[0]
@@ -257,13 +315,13 @@ def _train_loop(model: Any, tokenizer: Any, examples: Sequence[Encoded], soft: S
                 model.train()
             history.append(EpochStats(epoch + 1, loss_sum / max(1, len(batches)), dev_f1, epoch_train,
                                       len(batches)))
-            log.info("%s epoch %d/%d: loss %.4f, dev F1 %s, %.1f s, %d steps (%s)", stage, epoch + 1, spec.epochs,
+            log.info("%s epoch %d/%d: loss %.4f, dev F1 %s, %.1f s, %d steps (%s)", stage, epoch + 1, n_epochs,
                      history[-1].loss, "-" if dev_f1 is None else f"{dev_f1:.4f}", epoch_train, len(batches),
                      precision)
             if dev_f1 is not None:
                 if best_f1 is None or dev_f1 > best_f1:
                     best_f1, best_epoch, bad_epochs = dev_f1, epoch + 1, 0
-                    if epoch + 1 < spec.epochs:  # the last epoch's weights are already in the model
+                    if epoch + 1 < n_epochs:  # the last epoch's weights are already in the model
                         best_state = _state_copy(model)
                     else:
                         best_state = None
@@ -277,6 +335,8 @@ def _train_loop(model: Any, tokenizer: Any, examples: Sequence[Encoded], soft: S
         if rows is not None:
             rows.detach()
         emb.weight.requires_grad_(emb_requires_grad)
+        for p in frozen:
+            p.requires_grad_(True)
     model.eval()
     return TrainResult(
         model=model,
@@ -286,5 +346,18 @@ def _train_loop(model: Any, tokenizer: Any, examples: Sequence[Encoded], soft: S
         best_dev_f1=best_f1,
         best_epoch=best_epoch,
         steps=step,
-        info={"precision": precision},
+        info={"precision": precision, "frozen_parameters": sum(p.numel() for p in frozen)},
     )
+
+
+def _one_piece_word_ids(examples: Sequence[Encoded]) -> set[int]:
+    """Ids at the one-piece word positions of the training windows (the words word-smoothing may replace)."""
+    import torch
+
+    out: set[int] = set()
+    for e in examples:
+        ids = torch.tensor([e.input_ids])
+        labels = torch.tensor([e.labels])
+        hit = single_piece_words(labels, torch.ones_like(ids))
+        out.update(ids[hit].tolist())
+    return out

@@ -1,7 +1,11 @@
-"""Stage 3b, training: what a run can ask for. The settings, robust-training methods and teacher weightings
-(`SETTINGS`, `ROBUST_METHODS`, `DISTILL_WEIGHTS`, defined here once), a run's training options
-(`TrainOptions`, part of the experiment config and passed whole to `dispatch.run_setting`), the optimisation
-spec fine-tuning and distillation share (`_Spec`) and the progress-callback type.
+"""Stage 3b, training: what a run can ask for. The settings, robust-training methods, teacher weightings and
+distillation losses (`SETTINGS`, `ROBUST_METHODS`, `DISTILL_WEIGHTS`, `DISTILL_LOSSES`, defined here once), a
+run's training options (`TrainOptions`, part of the experiment config and passed whole to
+`dispatch.run_setting`), the optimisation spec fine-tuning and distillation share (`_Spec`) and the
+progress-callback type.
+
+Options added after the first release (`NEW_OPTIONS`) enter a config's hash only when they differ from their
+default (`xner_core.runs.config`), so every config written before them keeps its id.
 
 Import-light on purpose (no torch, nothing else from training): the experiment config
 (`xner_core.runs.config`), which every CLI command and dashboard page imports, takes these from here.
@@ -17,8 +21,32 @@ from xner_core.errors import ConfigError, choices_message
 ProgressFn = Callable[[int, int, dict], None]
 
 SETTINGS: tuple[str, ...] = ("native", "transfer", "multi_source", "distill", "tapt")
-ROBUST_METHODS: tuple[str, ...] = ("adversarial", "smoothing")
+# Robust training (Huang et al., EMNLP 2021). "fgm" and "subtoken-noise" are the first two methods under their
+# descriptive names; "adversarial" and "smoothing" are their original names, kept (and used in config hashes) so
+# existing configs keep their ids. "pgd" and "word-smoothing" follow the paper (see `objective`, `neighbours`).
+ROBUST_METHODS: tuple[str, ...] = ("adversarial", "smoothing", "fgm", "subtoken-noise", "pgd", "word-smoothing")
+ROBUST_ALIASES: dict[str, str] = {"fgm": "adversarial", "subtoken-noise": "smoothing"}  # new name -> hashed name
 DISTILL_WEIGHTS: tuple[str, ...] = ("uniform", "similarity")
+DISTILL_LOSSES: tuple[str, ...] = ("mse", "kl")
+# Fields added to TrainOptions after hashes were first published: in the hash only when not at their default.
+NEW_OPTIONS: frozenset[str] = frozenset({
+    "distill_loss", "distill_epochs", "distill_min_steps", "distill_freeze", "robust_steps", "robust_alpha",
+    "robust_neighbours",
+})
+
+
+def robust_kind(robust: str | None) -> str | None:
+    """The descriptive name of a robust-training method: fgm, subtoken-noise, pgd, word-smoothing (or None).
+
+    Args:
+        robust: a name of ROBUST_METHODS or None.
+
+    Returns:
+        "adversarial" reads as "fgm", "smoothing" as "subtoken-noise"; the others as they are.
+    """
+    if robust is None:
+        return None
+    return {v: k for k, v in ROBUST_ALIASES.items()}.get(robust, robust)
 
 
 @dataclass(frozen=True)
@@ -38,13 +66,27 @@ class TrainOptions:
     early_stopping_patience: int | None = None  # evaluations without dev-F1 gain before stopping; None: off
     balanced_sampling: bool = False  # multi_source: equal share per source language
     distill_weights: str = "uniform"  # distill: "uniform" | "similarity" teacher weights
-    distill_unlabeled: str = "extra"  # distill/tapt: unlabeled target text (students / masked LM), "extra" | "train"
+    # distill/tapt: unlabeled target text (students / masked LM): "extra" | "train" | "train+extra", labels removed
+    # (`evaluation.inputs.unlabeled_target`). Wu et al. use the target's train split ("train"); the default stays
+    # "extra" because it is part of published config hashes (the faithful presets set "train").
+    distill_unlabeled: str = "extra"
     distill_temperature: float = 1.0
     tapt_steps: int = 0  # tapt: masked-LM steps on target text before fine-tuning
-    robust: str | None = None  # None | "adversarial" | "smoothing"
-    robust_epsilon: float = 1.0  # adversarial: L2 norm of the per-sequence embedding perturbation (FGM)
-    robust_rate: float = 0.1  # smoothing: fraction of tokens perturbed per sentence
+    robust: str | None = None  # None | a name of ROBUST_METHODS
+    robust_epsilon: float = 1.0  # fgm/pgd: radius of the per-sequence L2 ball of the embedding perturbation
+    robust_rate: float = 0.1  # subtoken-noise: sub-tokens replaced; word-smoothing: words replaced (probability)
     freeze_embeddings: bool = False
+    # ---- added later (NEW_OPTIONS): in a config's hash only when not at these defaults
+    distill_loss: str = "mse"  # distill: "mse" on probabilities (Wu et al.) | "kl" (T^2 * KL(teacher || student))
+    distill_epochs: int = 3  # distill: student epochs (Wu et al.: 3); teachers train with `epochs`
+    # distill: the least number of student optimiser steps (epochs are added, the last one partial, until it is
+    # reached): small targets (an, ast: ~2,070 sentences, 777 steps at batch 8) still get about the updates of
+    # Wu et al.'s smallest student (es: 8,323 sentences, 3 epochs at batch 32 = 783 steps), rounded up to 1,000.
+    distill_min_steps: int = 1000
+    distill_freeze: int = 3  # distill: student's embeddings + bottom N encoder layers frozen (Wu et al.: 3); 0: none
+    robust_steps: int = 3  # pgd: K ascent steps
+    robust_alpha: float | None = None  # pgd: step size; None: 2.5 * robust_epsilon / robust_steps (Madry et al.)
+    robust_neighbours: int = 8  # word-smoothing: k nearest neighbours of a word in the model's embedding space
 
 
 @dataclass(frozen=True)
@@ -66,6 +108,12 @@ class _Spec:
     temperature: float = 1.0
     row_sparse_embeddings: bool = True
     precision: str = "auto"  # resolved for the device in `_train`
+    soft_loss: str = "kl"  # soft labels (distillation): "mse" | "kl"
+    freeze_layers: int = 0  # > 0: embeddings + bottom N encoder layers frozen (distillation students)
+    min_steps: int = 0  # the least number of optimiser steps (epochs added, the last one partial)
+    robust_steps: int = 3  # pgd
+    robust_alpha: float | None = None  # pgd; None: 2.5 * epsilon / steps
+    robust_neighbours: int = 8  # word-smoothing
 
 
 def _check_spec(spec: _Spec) -> None:
@@ -81,10 +129,20 @@ def _check_spec(spec: _Spec) -> None:
         raise ConfigError(f"warmup_ratio must be in [0, 1), got {spec.warmup_ratio}")
     if spec.robust is not None and spec.robust not in ROBUST_METHODS:
         raise ConfigError(choices_message("robust training method", spec.robust, ROBUST_METHODS) + " (or None)")
-    if spec.robust == "smoothing" and not 0 < spec.robust_rate <= 1:
-        raise ConfigError(f"robust_rate must be in (0, 1] for smoothing, got {spec.robust_rate}")
-    if spec.robust == "adversarial" and not spec.robust_epsilon > 0:
-        raise ConfigError(f"robust_epsilon must be > 0 for adversarial training, got {spec.robust_epsilon}")
+    kind = robust_kind(spec.robust)
+    if kind in ("subtoken-noise", "word-smoothing") and not 0 < spec.robust_rate <= 1:
+        raise ConfigError(f"robust_rate must be in (0, 1] for {spec.robust}, got {spec.robust_rate}")
+    if kind in ("fgm", "pgd") and not spec.robust_epsilon > 0:
+        raise ConfigError(f"robust_epsilon must be > 0 for {spec.robust} training, got {spec.robust_epsilon}")
+    if kind == "pgd" and (spec.robust_steps < 1 or (spec.robust_alpha is not None and not spec.robust_alpha > 0)):
+        raise ConfigError(f"pgd needs robust_steps >= 1 and robust_alpha > 0 (or None); got {spec.robust_steps}, "
+                          f"{spec.robust_alpha}")
+    if kind == "word-smoothing" and spec.robust_neighbours < 1:
+        raise ConfigError(f"robust_neighbours must be >= 1, got {spec.robust_neighbours}")
+    if spec.soft_loss not in DISTILL_LOSSES:
+        raise ConfigError(choices_message("distillation loss", spec.soft_loss, DISTILL_LOSSES))
+    if spec.freeze_layers < 0 or spec.min_steps < 0:
+        raise ConfigError(f"freeze_layers and min_steps must be >= 0, got {spec.freeze_layers}, {spec.min_steps}")
     if not spec.temperature > 0:
         raise ConfigError(f"distillation temperature must be > 0, got {spec.temperature}")
     if spec.early_stopping_patience is not None and spec.early_stopping_patience < 1:

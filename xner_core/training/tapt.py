@@ -1,9 +1,25 @@
 """Stage 3b, target-adaptive pretraining (TAPT): masked-LM steps of the encoder on unlabeled target text, copied
-back into the token classifier (the `tapt` setting then fine-tunes it on the source languages)."""
+back into the token classifier (the `tapt` setting then fine-tunes it on the source languages).
+
+After Gururangan et al. (ACL 2020, "Don't Stop Pretraining"): continue the model's own masked-LM objective on the
+task's unlabeled text. The masked-LM model starts from the model's PRETRAINED masked-LM head where the checkpoint
+has one (mBERT's `cls.predictions`, XLM-R's `lm_head`: `AutoModelForMaskedLM.from_pretrained` of the location the
+token classifier was loaded from, `masked_lm_for`); only the encoder weights are taken from the token classifier.
+e5-small has no masked-LM head (it is a sentence-embedding model; its checkpoint holds the encoder only), and
+neither has the in-code `tiny` model: there the head is new (randomly initialised, the decoder tied to the word
+embeddings) and `FRESH_HEAD_NOTE` says so in the run's info (manifest `train_info.tapt_note`) and the log.
+
+Steps and text: `TrainOptions.tapt_steps` AdamW steps (batches of `batch_size` windows, the run's learning rate,
+linear warmup/decay, BERT's 15 % masking with 80/10/10 replacement), cycling over the unlabeled target text that
+`TrainOptions.distill_unlabeled` names (`evaluation.inputs.unlabeled_target`: the target's train split, its
+`extra` split or both, labels removed; never its test sentences). Gururangan et al. run 100 epochs over the task
+text; our presets use a step budget CPUs can afford (see `presets/tapt.toml`).
+"""
 
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import os
 import time
@@ -24,6 +40,47 @@ from xner_core.training.encoding import (
 )
 from xner_core.training.loop import _optimizer
 from xner_core.training.settings import ProgressFn
+
+log = logging.getLogger(__name__)
+
+FRESH_HEAD_NOTE = ("this model has no pretrained masked-LM head (e5-small and tiny have none): TAPT trained a "
+                   "freshly initialised head together with the encoder")
+
+
+def masked_lm_for(model: Any, seed: int = 0) -> tuple[Any, str]:
+    """The masked-LM model TAPT trains: the pretrained head of the model's checkpoint when it has one.
+
+    Args:
+        model: a `*ForTokenClassification` loaded with `from_pretrained` (its `name_or_path` names the checkpoint)
+            or built in code.
+        seed: seeds the initialisation of a new head.
+
+    Returns:
+        (masked-LM model holding `model`'s encoder weights, "pretrained" | "fresh"): "pretrained" when every
+        head weight came from the checkpoint, "fresh" when the checkpoint has no masked-LM head (e5-small), the
+        model was built in code (tiny) or the checkpoint cannot be read as a masked LM.
+    """
+    import torch
+    from transformers import AutoModelForMaskedLM
+
+    location = str(getattr(model, "name_or_path", "") or getattr(model.config, "_name_or_path", "") or "")
+    mlm = None
+    head = "fresh"
+    if location:
+        torch.manual_seed(seed)
+        try:
+            mlm, info = AutoModelForMaskedLM.from_pretrained(location, output_loading_info=True)
+        except (OSError, ValueError, KeyError):
+            mlm = None
+        if mlm is not None:
+            prefix = mlm.base_model_prefix + "."
+            missing = [k for k in info.get("missing_keys", ()) if not k.startswith(prefix)]
+            head = "fresh" if missing else "pretrained"
+    if mlm is None:
+        torch.manual_seed(seed)
+        mlm = AutoModelForMaskedLM.from_config(copy.deepcopy(model.config))
+    _copy_encoder(model, mlm)
+    return mlm, head
 
 
 def _copy_encoder(src: Any, dst: Any) -> None:
@@ -76,12 +133,13 @@ def mlm_adapt(
     progress: ProgressFn | None = None,
     device: Any = None,
     precision: str = "auto",
+    stats: dict[str, Any] | None = None,
 ) -> Any:
     """Target-adaptive pretraining: masked-LM steps on target text, then back to a token classifier.
 
-    A `*ForMaskedLM` is built from the same config (from a directory, its saved MLM head is kept when there is
-    one; from a token-classification model, the MLM head starts random) and gets the encoder weights. After
-    `steps` AdamW steps the adapted encoder weights are copied into the token classifier.
+    The masked-LM model is `masked_lm_for(model)` (the checkpoint's pretrained MLM head where it has one, else a
+    new head; from a directory, that directory's) with the token classifier's encoder weights. After `steps` AdamW
+    steps the adapted encoder weights are copied into the token classifier.
 
     Args:
         model: a `*ForTokenClassification` (adapted in place and returned) or a model directory / hub id (a new
@@ -96,6 +154,8 @@ def mlm_adapt(
         labels: label list for the token classifier built from a directory.
         progress: `progress(step, steps, info)` after each step, info with stage "tapt", loss, lr, elapsed.
         device: torch device (auto when None).
+        stats: filled (when given) with `head` ("pretrained" | "fresh"), `note` (`FRESH_HEAD_NOTE` or None),
+            `steps`, `windows` (unlabeled windows cycled over) and `epochs` (passes over them, the last partial).
 
     Returns:
         The token classifier with the adapted encoder, in eval mode.
@@ -115,10 +175,17 @@ def mlm_adapt(
         return model
     torch.manual_seed(seed)
     if from_dir:
-        mlm = AutoModelForMaskedLM.from_pretrained(str(model))
+        mlm, info = AutoModelForMaskedLM.from_pretrained(str(model), output_loading_info=True)
+        prefix = mlm.base_model_prefix + "."
+        kind = "fresh" if any(not k.startswith(prefix) for k in info.get("missing_keys", ())) else "pretrained"
     else:
-        mlm = AutoModelForMaskedLM.from_config(copy.deepcopy(model.config))
-        _copy_encoder(model, mlm)
+        mlm, kind = masked_lm_for(model, seed)
+    if kind == "fresh":
+        log.warning("tapt: %s", FRESH_HEAD_NOTE)
+    report = {"head": kind, "note": FRESH_HEAD_NOTE if kind == "fresh" else None, "steps": steps, "windows": 0,
+              "epochs": 0}
+    if stats is not None:
+        stats.update(report)
     dev = resolve_device(device)
     precision = resolve_precision(precision, dev)
     if steps > 0:
@@ -168,6 +235,8 @@ def mlm_adapt(
                                                "lr": lr_used,
                                                "elapsed": time.perf_counter() - t_start})
                 epoch += 1
+        if stats is not None:
+            stats.update(windows=len(windows), epochs=epoch)
         mlm.to("cpu")
     if from_dir:
         torch.manual_seed(seed)
