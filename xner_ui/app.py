@@ -20,7 +20,9 @@ from xner_core.analysis.tidy import protocols
 from xner_core.corpus.languages import reference_pairs
 from xner_core.models.registry import MODEL_NAMES
 from xner_core.perturb.registry import perturbation_names
-from xner_ui import data, hooks, page, state
+from xner_ui import catalog, data, hooks, page, state
+
+_EXTRA_PAIRS = "_xner_extra_pairs"  # session state: pairs the user added (URL or "Another pair"), in order
 
 # (script, title, icon, url path); the first is the default page.
 PAGE_TABLE: tuple[tuple[str, str, str, str], ...] = (
@@ -57,6 +59,7 @@ def _sidebar() -> tuple[state.Shared, object]:
     pairs = [(p.source, p.target) for p in reference_pairs()]
     ours = tidy[(tidy["origin"] == "ours") & (tidy["setting"] == "transfer") & ~tidy["sources"].str.contains(",")]
     pairs += [pt for pt in dict.fromkeys(zip(ours["sources"], ours["target"])) if pt not in pairs]
+    pairs += [pt for pt in _extra_pairs() if pt not in pairs]
     models = list(dict.fromkeys([*tidy["model"].dropna().astype(str), *MODEL_NAMES]))
 
     def pair_label(key: str) -> str:
@@ -70,6 +73,7 @@ def _sidebar() -> tuple[state.Shared, object]:
                               "e5-small (bundled, works offline) / tiny: ours.")
     source, target = state.pair_select("Pair (source → target)", pairs, ("fr", "br"), where=side,
                                        format_func=pair_label)
+    _another_pair(side, source, target)
     pert = state.select("Perturbation", perturbation_names(), "perturbation", "entity_replace", where=side,
                         format_func=lambda n: f"{n} · {perturbation_title(n)}")
     protos = protocols(tidy, prefer=data.default_protocols())
@@ -81,6 +85,34 @@ def _sidebar() -> tuple[state.Shared, object]:
     fmt = side.radio("Chart image format (camera button)", IMAGE_FORMATS, horizontal=True, key="image_format")
     side.divider()
     return state.Shared(model, source, target, pert, fmt, protocol), side.container()
+
+
+def _extra_pairs() -> list[tuple[str, str]]:
+    """The pairs the user added this session, plus a pair of any two known languages the URL names."""
+    extra: list[tuple[str, str]] = st.session_state.setdefault(_EXTRA_PAIRS, [])
+    src, tgt = st.query_params.get("source"), st.query_params.get("target")
+    names = catalog.language_names()
+    if src and tgt and src != tgt and src in names and tgt in names and (src, tgt) not in extra:
+        extra.append((src, tgt))
+    return extra
+
+
+def _another_pair(side: object, source: str, target: str) -> None:
+    """An expander to pick any two WikiANN languages as the pair (added to the pair list and the URL)."""
+    names = catalog.language_names()
+    codes = list(names)
+    with side.expander("Another pair"):  # type: ignore[attr-defined]
+        src = st.selectbox("Source", codes, index=codes.index(source) if source in codes else 0, key="other_source",
+                           format_func=lambda c: f"{c} · {names[c]}")
+        tgt = st.selectbox("Target", codes, index=codes.index(target) if target in codes else 0, key="other_target",
+                           format_func=lambda c: f"{c} · {names[c]}")
+        if st.button("Use this pair", key="other_pair"):
+            if src == tgt:
+                st.error("Source and target must differ.")
+            elif (src, tgt) != (source, target):
+                st.session_state.setdefault(_EXTRA_PAIRS, []).append((src, tgt))
+                st.query_params["source"], st.query_params["target"] = src, tgt
+                st.rerun()
 
 
 def _environment(slot: object) -> None:
