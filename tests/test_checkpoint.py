@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
+from checkpoints import BIOES, save_checkpoint
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,25 +25,7 @@ from xner_core.evaluation.modelstore import load_checkpoint_model, model_cache
 from xner_core.inference.predict import predict_tags
 from xner_core.models.checkpoint import load_checkpoint
 from xner_core.models.labels import LabelMapping, map_labels
-from xner_core.models.registry import build_tiny
 from xner_core.runs.config import make_config
-
-TYPES = ("PERSON", "ORGANIZATION", "LOCATION", "MISC")
-BIOES = ("O", *(f"{p}-{t}" for t in TYPES for p in "BIES"))
-
-
-def save_checkpoint(path: Path, labels: tuple[str, ...], favour: str | None = None) -> Path:
-    """Save a tiny token classifier over `labels`; `favour` makes that label win on every token."""
-    import torch
-
-    model, tokenizer = build_tiny(labels, seed=1)
-    if favour is not None:
-        with torch.no_grad():
-            model.classifier.bias.zero_()
-            model.classifier.bias[labels.index(favour)] = 100.0
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -13,17 +13,18 @@ import time
 from pathlib import Path
 
 import pytest
+from checkpoints import save_checkpoint
 
 from xner_core.errors import ConfigError, DataError
 from xner_core.evaluation.memo import clear_caches
 from xner_core.evaluation.predictions import load_predictions
-from xner_core.runs.config import config_hash
 from xner_core.experiments.execute import run_plan
 from xner_core.experiments.plan import expand
 from xner_core.experiments.ray_executor import gpu_request
 from xner_core.experiments.spec import GridSpec, load_spec, parse_spec, preset_names
 from xner_core.experiments.status import claims_dir, plan_status
 from xner_core.experiments.store import COLUMN_NAMES, ROW_SCOPES, SCHEMA, ResultsStore, parse_filters
+from xner_core.runs.config import config_hash
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}  # same thread count as this process: same numbers
@@ -95,30 +96,6 @@ def test_faithful_preset_is_the_study_recipe():
     options = spec.eval_options()
     assert options.rate_for("entity_replace_matched") == 0.04 and options.rate_for("entity_replace") == 1.0
     assert options.rate_for("clean") == 1.0
-
-
-def test_spec_rates_are_checked_and_enter_the_job_ids():
-    from xner_core.evaluation.jobs import eval_jobs
-    from xner_core.runs.config import make_config
-
-    base = '''name = "r"
-models = ["e5-small"]
-pairs = ["es-ca"]
-perturbations = ["entity_replace", "entity_replace_matched"]
-'''
-    spec = parse_spec(base + "[eval]\nrates = { entity_replace_matched = 0.1 }\n")
-    cfg = make_config("e5-small", "ca", "native")
-    jobs = {j.perturbation: j for j in eval_jobs(cfg, spec.perturbations, spec.eval_options())}
-    assert jobs["entity_replace_matched"].perturb_rate == 0.1 and jobs["entity_replace"].perturb_rate == 1.0
-    other = parse_spec(base + "[eval]\nrates = { entity_replace_matched = 0.2 }\n")
-    other_jobs = {j.perturbation: j for j in eval_jobs(cfg, other.perturbations, other.eval_options())}
-    assert other_jobs["entity_replace_matched"].id != jobs["entity_replace_matched"].id
-    assert other_jobs["entity_replace"].id == jobs["entity_replace"].id
-    with pytest.raises(ConfigError, match="'context_replace' is not one of this spec's perturbations; allowed: "
-                                          "entity_replace, entity_replace_matched"):
-        parse_spec(base + "[eval]\nrates = { context_replace = 0.1 }\n")
-    with pytest.raises(ConfigError, match="1.5 is invalid; allowed: a number in \\[0, 1\\]"):
-        parse_spec(base + "[eval]\nrates = { entity_replace_matched = 1.5 }\n")
 
 
 def test_spec_precision_is_validated(tmp_path):
@@ -608,26 +585,9 @@ def test_demo_preset_trains_what_the_dashboard_trains():
 # ------------------------------------------------------------------------------- existing checkpoints in a spec
 
 
-def _tiny_checkpoint(path: Path, favour: str | None = None) -> Path:
-    """A tiny BERT token classifier with BIOES PERSON/ORGANIZATION/LOCATION/MISC labels, saved with save_pretrained."""
-    import torch
-
-    from xner_core.models.registry import build_tiny
-
-    labels = ("O", *(f"{p}-{t}" for t in ("PERSON", "ORGANIZATION", "LOCATION", "MISC") for p in "BIES"))
-    model, tokenizer = build_tiny(labels, seed=1)
-    if favour is not None:
-        with torch.no_grad():
-            model.classifier.bias.zero_()
-            model.classifier.bias[labels.index(favour)] = 100.0
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
 @pytest.fixture(scope="module")
 def ckpt_dir(tmp_path_factory) -> Path:
-    return _tiny_checkpoint(tmp_path_factory.mktemp("grid-ckpt") / "my-ner", favour="S-LOCATION")
+    return save_checkpoint(tmp_path_factory.mktemp("grid-ckpt") / "my-ner", favour="S-LOCATION")
 
 
 def _ckpt_spec(path: Path | str, extra: str = "", head: str = "") -> str:
@@ -706,7 +666,7 @@ def test_checkpoint_paths_are_checked(ckpt_dir, tmp_path):
     assert "no such checkpoint directory" in error(tmp_path / "missing")
     assert "has no config.json" in error(tmp_path)
     assert "an encoder without a fine-tuned NER head" in error("e5-small")
-    misc = _tiny_checkpoint(tmp_path / "misc")
+    misc = save_checkpoint(tmp_path / "misc")
     config = json.loads((misc / "config.json").read_text())
     (misc / "config.json").write_text(json.dumps({**config, "id2label": {"0": "O", "1": "B-MISC"}}))
     assert "no label of the checkpoint maps to PER, ORG or LOC" in error(misc)

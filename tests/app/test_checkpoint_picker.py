@@ -8,26 +8,10 @@ from pathlib import Path
 
 import pytest
 from apptest_helpers import assert_clean_run, open_page, rendered_texts, unmd
+from checkpoints import save_checkpoint
 
 LAB = "pages/sentence_lab.py"
 EXPLORER = "pages/pair_explorer.py"
-BIOES = ("O", *(f"{p}-{t}" for t in ("PERSON", "ORGANIZATION", "LOCATION", "MISC") for p in "BIES"))
-
-
-def save_checkpoint(path: Path, labels: tuple[str, ...] = BIOES, favour: str | None = None) -> Path:
-    """A tiny token classifier over `labels` saved with save_pretrained; `favour` wins on every token."""
-    import torch
-
-    from xner_core.models.registry import build_tiny
-
-    model, tokenizer = build_tiny(labels, seed=1)
-    if favour is not None:
-        with torch.no_grad():
-            model.classifier.bias.zero_()
-            model.classifier.bias[labels.index(favour)] = 100.0
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="module")
