@@ -16,6 +16,8 @@ from xner_ui import catalog, data, hooks, page, state
 state.require_app()
 
 Y_LABELS = OUTCOMES
+SCOPES = {"overall": "all", "seen": "seen in training", "unseen": "unseen in training", "PER": "PER", "ORG": "ORG",
+          "LOC": "LOC"}
 
 PAPER_PERTURBATIONS = ("entity_replace", "context_replace", "entity_context")
 
@@ -50,10 +52,15 @@ settings = state.multiselect("Settings", hooks.COMPARED, "settings", hooks.COMPA
 perts = state.multiselect("Perturbations", pert_options, "perturbations", PAPER_PERTURBATIONS, where=c6,
                           format_func=plots.perturbation_title)
 
+scope = state.select("Entities scored", list(SCOPES), "scope", "overall", radio=True, format_func=SCOPES.get,
+                     help="seen / unseen: the gold entities whose surface form occurs (does not occur) in the "
+                          "model's own training data, the study's central variable; ours only (the study published "
+                          "overall F1).")
+
 # A drop is 0 by definition on the clean test set, so "clean" only makes sense for F1.
 shown_perts = [p for p in perts if y == "f1" or p != CLEAN]
 view = data.overview_view(y, x, tuple(models), tuple(settings), tuple(shown_perts), tuple(origins),
-                          state.shared().protocol)
+                          state.shared().protocol, scope)
 points = view.points
 
 st.subheader(f"{Y_LABELS[y]} vs {FEATURES[x].lower()}")

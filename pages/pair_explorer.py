@@ -61,6 +61,20 @@ else:
     page.download_csv(typed[["setting", "perturbation", "scope", "f1", "f1_low", "f1_high"]],
                       f"xner_pair_{source}_{target}_{model}_types.csv", key="dl_types", label="Per-type F1 (CSV)")
 
+st.subheader(f"Seen vs unseen entities (ours, {model})")
+seen = rows[(rows["origin"] == "ours") & (rows["model"] == model) & rows["scope"].isin(["seen", "unseen"])]
+if seen.empty:
+    st.info(f"No seen/unseen scores of ours for {source}→{target} with `{model}` yet (runs made since 2026-12 "
+            "write them).")
+else:
+    st.caption("F1 on the gold entities whose surface form occurs in the model's own training data (seen) and on "
+               "those that do not (unseen): the study's central variable. P1 moves entities from the first group to "
+               "the second.")
+    page.chart(plots.per_type_bars(seen, ("seen", "unseen")), "pair_seen",
+               f"xner_pair_{source}_{target}_{model}_seen")
+    page.download_csv(seen[["setting", "perturbation", "scope", "f1", "f1_low", "f1_high"]],
+                      f"xner_pair_{source}_{target}_{model}_seen.csv", key="dl_seen", label="Seen/unseen F1 (CSV)")
+
 st.subheader("Pair features")
 features = []
 # Our rows first: each carries the overlap measured on the data its models saw (its protocol's training and test

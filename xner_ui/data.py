@@ -108,7 +108,7 @@ class OverviewView:
 
 def overview_view(y: str, x: str, models: tuple[str, ...], settings: tuple[str, ...],
                   perturbations: tuple[str, ...], origins: tuple[str, ...],
-                  protocol: str | None = None) -> OverviewView:
+                  protocol: str | None = None, scope: str = "overall") -> OverviewView:
     """Points, scatter figure and correlation table of the overview (cached by choices + results stamp).
 
     Args:
@@ -116,20 +116,23 @@ def overview_view(y: str, x: str, models: tuple[str, ...], settings: tuple[str, 
         x: a feature column of `FEATURES`.
         models, settings, perturbations, origins: the filters.
         protocol: which of our runs (`xner_core.analysis.tidy.protocol_label`); None: all.
+        scope: "overall", an entity type, or "seen" / "unseen" (entities in / not in the model's training data;
+            our rows only: the study published overall F1).
 
     Returns:
         An OverviewView.
     """
-    return _overview_view(results_stamp(), y, x, models, settings, perturbations, origins, protocol)
+    return _overview_view(results_stamp(), y, x, models, settings, perturbations, origins, protocol, scope)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _overview_view(stamp: tuple[Any, ...], y: str, x: str, models: tuple[str, ...], settings: tuple[str, ...],
-                   perturbations: tuple[str, ...], origins: tuple[str, ...], protocol: str | None) -> OverviewView:
+                   perturbations: tuple[str, ...], origins: tuple[str, ...], protocol: str | None,
+                   scope: str = "overall") -> OverviewView:
     from xner_core.analysis import plots
 
     points = view_points(_tidy(stamp), models=models, settings=settings, perturbations=perturbations,
-                                  origins=origins, protocol=protocol)
+                         origins=origins, protocol=protocol, scope=scope)
     figure = plots.overlap_scatter(points, x, y, FEATURES[x], OUTCOMES[y], settings=settings,
                                    perturbations=perturbations)
     stats = stats_table(points, x, y)

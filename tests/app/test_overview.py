@@ -155,3 +155,17 @@ def test_the_faithful_run_is_the_default_view(committed, no_data):
     at = open_page(None, {"models": "e5-small"})
     assert_clean_run(at)
     assert widget_value(at, "qp_protocol") == spec_protocol(load_spec(DEFAULT_PRESET), "e5-small")
+
+
+def test_overview_scores_seen_or_unseen_entities(committed, no_data):
+    """The committed faithful run has seen/unseen rows: with scope=unseen only our points are drawn (the study
+    published overall F1 only), and their drops differ from the overall ones."""
+    overall = open_page(None, {"models": "e5-small", "origins": "ours", "perturbations": "entity_replace"})
+    unseen = open_page(None, {"models": "e5-small", "origins": "ours", "perturbations": "entity_replace",
+                              "scope": "unseen"})
+    assert_clean_run(unseen)
+    assert widget_value(unseen, "qp_scope") == "unseen"
+    traces = marker_traces(plotly_specs(unseen)[0])
+    assert traces and all(t["meta"]["series"].endswith("· ours") for t in traces)
+    ys = lambda at: sorted(v for t in marker_traces(plotly_specs(at)[0]) for v in values(t["y"]))  # noqa: E731
+    assert ys(unseen) and ys(unseen) != ys(overall)

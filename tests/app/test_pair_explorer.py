@@ -142,3 +142,12 @@ def test_examples_follow_the_selected_run(committed, with_data):
                               "n": "2"})
         assert_clean_run(at)
         assert any(seen in c.value and test in c.value for c in at.caption), [c.value for c in at.caption]
+
+
+def test_seen_and_unseen_f1_of_the_committed_run(committed, no_data):
+    at = open_page(PAGE, {"source": "es", "target": "ca", "model": "e5-small"})
+    assert_clean_run(at)
+    specs = plotly_specs(at)
+    seen = [s for s in specs if {b.get("x", [None])[0] for b in s["data"] if b.get("type") == "bar"} & {"seen"}]
+    assert seen, "no seen/unseen chart"
+    assert "dl_seen" in {b.key for b in at.get("download_button")}

@@ -297,18 +297,20 @@ def pair_f1_bars(rows: pd.DataFrame, perturbations: Sequence[str] | None = None)
     return fig
 
 
-def per_type_bars(rows: pd.DataFrame) -> go.Figure:
-    """Per-entity-type F1 (PER, ORG, LOC) of our rows: a panel per setting, bars per perturbation.
+def per_type_bars(rows: pd.DataFrame, scopes: Sequence[str] = ("PER", "ORG", "LOC")) -> go.Figure:
+    """F1 per scope of our rows (entity types, or the entities seen / unseen in the model's training data): a
+    panel per setting, bars per perturbation.
 
     Args:
-        rows: rows of one pair and model with scope in PER/ORG/LOC (origin ours).
+        rows: rows of one pair and model (origin ours).
+        scopes: the scopes to draw, in order (e.g. ("seen", "unseen")).
 
     Returns:
         The figure.
     """
-    rows = rows[rows["scope"].isin(["PER", "ORG", "LOC"])]
+    rows = rows[rows["scope"].isin(list(scopes))]
     if rows.empty:
-        return _empty("no per-type scores")
+        return _empty("no " + "/".join(scopes) + " scores")
     cols = [s for s in ("native", "transfer") if s in set(rows["setting"])] or list(dict.fromkeys(rows["setting"]))
     fig = make_subplots(rows=1, cols=len(cols), shared_yaxes=True, subplot_titles=[SETTING_TITLES.get(c, c)
                                                                                    for c in cols])
@@ -318,7 +320,7 @@ def per_type_bars(rows: pd.DataFrame) -> go.Figure:
     for c, setting in enumerate(cols, 1):
         panel = rows[rows["setting"] == setting]
         for i, pert in enumerate(perts):
-            part = panel[panel["perturbation"] == pert].groupby("scope")["f1"].mean().reindex(["PER", "ORG", "LOC"])
+            part = panel[panel["perturbation"] == pert].groupby("scope")["f1"].mean().reindex(list(scopes))
             if part.isna().all():
                 continue
             fig.add_trace(go.Bar(x=list(part.index), y=part.values, name=perturbation_title(pert),
