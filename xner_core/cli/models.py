@@ -65,11 +65,29 @@ def train_cmd(
         stop()
     payload = {"hash": lm.hash, "path": str(model_cache(cache_dir).path(config)),
                "dev_scores": lm.manifest.get("dev_scores"), "timings": lm.manifest.get("timings"),
+               "adapter": lm.manifest.get("adapter"),  # LoRA: rank, trainable parameters, adapter/ size
                "note": (lm.manifest.get("train_info") or {}).get("tapt_note")}  # e.g. TAPT without a pretrained head
     emit(payload, as_json, lambda p: f"model {p['hash']}\ncache {p['path']}\n"
                                      f"best dev F1 {((p['dev_scores'] or {}).get('best_dev_f1'))}\n"
                                      f"train seconds {(p['timings'] or {}).get('train_s')}"
+                                     + (f"\n{_adapter_line(p['adapter'])}" if p["adapter"] else "")
                                      + (f"\nnote: {p['note']}" if p["note"] else ""))
+
+
+def _adapter_line(adapter: dict[str, Any]) -> str:
+    """One line about a LoRA model's adapter (manifest's `adapter` section)."""
+    return (f"adapter {adapter.get('kind')} r={adapter.get('r')} on {','.join(adapter.get('target_modules') or [])}"
+            f" + {','.join(adapter.get('modules_to_save') or [])}: {_count(adapter.get('trainable_parameters'))} "
+            f"trainable parameters of {_count(adapter.get('total_parameters'))}; weights merged, the adapter alone in "
+            f"{adapter.get('dir')}/ ({_mb(adapter.get('adapter_bytes'))})")
+
+
+def _count(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else "-"
+
+
+def _mb(size: Any) -> str:
+    return f"{size / 2**20:.2f} MB" if isinstance(size, (int, float)) else "size unknown"
 
 
 @app.command("eval")
@@ -290,16 +308,24 @@ def models_export(hash_prefix: str = typer.Argument(..., help="model hash or uni
                   store: Optional[Path] = typer.Option(None, help="results store for the card's test F1 "
                                                        "(default: the default store)"),
                   cache_dir: Optional[Path] = CacheOpt, as_json: bool = JsonOpt) -> None:
-    """Write a cached model as a save_pretrained directory with a hub model card and the xner manifest."""
+    """Write a cached model as a save_pretrained directory with a hub model card and the xner manifest.
+
+    A LoRA model (trained with --adapter lora) is written whole (merged weights) and its adapter besides, in
+    adapter/ (peft format, a few MB); the output says the size of each."""
     from xner_core.evaluation.modelstore import model_cache
     from xner_core.runs.portable import export_model
 
     cache = model_cache(cache_dir)
     digest = cache.resolve(hash_prefix)
     done = export_model(cache, digest, out_dir, scores=_clean_scores(store, digest))
-    emit({"hash": done.hash, "path": str(done.path), "files": list(done.files), "evaluated": done.evaluated},
-         as_json, lambda p: f"exported {p['hash']} to {p['path']} ({len(p['files'])} files; test F1 "
-                            f"{'on the card' if p['evaluated'] else 'not evaluated'})")
+    emit({"hash": done.hash, "path": str(done.path), "files": list(done.files), "evaluated": done.evaluated,
+          "weights_bytes": done.weights_bytes, "adapter_bytes": done.adapter_bytes},
+         as_json, lambda p: f"exported {p['hash']} to {p['path']} ({len(p['files'])} files, weights "
+                            f"{_mb(p['weights_bytes'])}; test F1 "
+                            f"{'on the card' if p['evaluated'] else 'not evaluated'})"
+                            + (f"\nLoRA adapter alone in {p['path']}/adapter/: {_mb(p['adapter_bytes'])} (apply it to "
+                               "the base model with peft; the weights beside it have it merged in)"
+                               if p["adapter_bytes"] is not None else ""))
 
 
 @models_app.command("import")

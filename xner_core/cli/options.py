@@ -45,6 +45,16 @@ RobustEpsOpt = typer.Option(_TRAIN_DEFAULTS.robust_epsilon, "--robust-epsilon",
                             help="--robust fgm/pgd: L2 radius of the embedding perturbation per sentence")
 RobustRateOpt = typer.Option(_TRAIN_DEFAULTS.robust_rate, "--robust-rate",
                              help="--robust subtoken-noise/word-smoothing: probability of replacing a token/word")
+AdapterOpt = typer.Option(_TRAIN_DEFAULTS.adapter, "--adapter",
+                          help="none (train every weight) or lora (LoRA adapters on --lora-targets + the head, "
+                               "merged into the cached model; docs/training-methods.md)")
+LoraROpt = typer.Option(_TRAIN_DEFAULTS.lora_r, "--lora-r", help="--adapter lora: adapter rank r")
+LoraAlphaOpt = typer.Option(_TRAIN_DEFAULTS.lora_alpha, "--lora-alpha",
+                            help="--adapter lora: scaling alpha (updates scaled by alpha / r)")
+LoraDropoutOpt = typer.Option(_TRAIN_DEFAULTS.lora_dropout, "--lora-dropout", help="--adapter lora: adapter dropout")
+LoraTargetsOpt = typer.Option(_TRAIN_DEFAULTS.lora_targets, "--lora-targets",
+                              help="--adapter lora: comma-separated Linear modules to adapt (BERT-like encoders: "
+                                   "query,value; every Linear: query,key,value,dense)")
 CheckpointOpt = typer.Option(None, "--checkpoint", help="an existing token-classification checkpoint (a "
                              "save_pretrained directory or hub id), evaluated as it is instead of --model")
 RoleOpt = typer.Option(None, "--role", help="with --checkpoint: the side it plays, native (trained on the target) "
@@ -68,6 +78,8 @@ CONFIG_PARAMS: tuple[inspect.Parameter, ...] = (
     _param("early_stopping", Optional[int], EarlyStopOpt), _param("warmup", float, WarmupOpt),
     _param("max_length", int, MaxLengthOpt), _param("freeze_embeddings", bool, FreezeOpt),
     _param("robust_epsilon", float, RobustEpsOpt), _param("robust_rate", float, RobustRateOpt),
+    _param("adapter", str, AdapterOpt), _param("lora_r", int, LoraROpt), _param("lora_alpha", float, LoraAlphaOpt),
+    _param("lora_dropout", float, LoraDropoutOpt), _param("lora_targets", str, LoraTargetsOpt),
     _param("data", str, ProtocolOpt),
 )
 
@@ -76,11 +88,14 @@ def build_config(*, model: str, setting: str, source: Optional[list[str]], targe
                  epochs: int, lr: Optional[float], batch_size: int, max_train: int, max_dev: int,
                  robust: Optional[str], balanced: bool, distill_weights: str, tapt_steps: int,
                  early_stopping: Optional[int], warmup: float, max_length: int, freeze_embeddings: bool,
-                 robust_epsilon: float, robust_rate: float) -> Any:
+                 robust_epsilon: float, robust_rate: float, adapter: str = _TRAIN_DEFAULTS.adapter,
+                 lora_r: int = _TRAIN_DEFAULTS.lora_r, lora_alpha: float = _TRAIN_DEFAULTS.lora_alpha,
+                 lora_dropout: float = _TRAIN_DEFAULTS.lora_dropout,
+                 lora_targets: str = _TRAIN_DEFAULTS.lora_targets) -> Any:
     """The experiment config named by the command-line options (`make_config` validates them).
 
     Args:
-        model ... robust_rate: the options of `CONFIG_PARAMS` (`--source` may repeat or hold commas;
+        model ... lora_targets: the options of `CONFIG_PARAMS` (`--source` may repeat or hold commas;
             `--max-train 0` means every sentence).
 
     Returns:
@@ -94,7 +109,9 @@ def build_config(*, model: str, setting: str, source: Optional[list[str]], targe
                        max_dev_sentences=max_dev, robust=robust, balanced_sampling=balanced,
                        distill_weights=distill_weights, tapt_steps=tapt_steps,
                        early_stopping_patience=early_stopping, warmup_ratio=warmup, max_length=max_length,
-                       freeze_embeddings=freeze_embeddings, robust_epsilon=robust_epsilon, robust_rate=robust_rate)
+                       freeze_embeddings=freeze_embeddings, robust_epsilon=robust_epsilon, robust_rate=robust_rate,
+                       adapter=adapter, lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+                       lora_targets=lora_targets)
 
 
 def checkpoint_config(checkpoint: str, role: Optional[str], values: dict[str, Any]) -> Any:
@@ -115,6 +132,9 @@ def checkpoint_config(checkpoint: str, role: Optional[str], values: dict[str, An
         raise ConfigError(f"give --checkpoint or --model, not both (got --model {values['model']!r})")
     if values["setting"] != SettingOpt.default:
         raise ConfigError("with --checkpoint, name its side with --role native|transfer instead of --setting")
+    if values.get("adapter", AdapterOpt.default) != AdapterOpt.default:
+        raise ConfigError("--adapter trains a model from --model; a --checkpoint is evaluated as it is (leave "
+                          "--adapter out)")
     role = role or ("transfer" if values["source"] else "native")
     if role not in ("native", "transfer"):
         raise ConfigError(f"unknown role {role!r}; choose one of: native, transfer")

@@ -1,7 +1,7 @@
 """Runs, model cache: one cache entry. What an entry directory holds (`manifest.json` and the files it
-lists), how it is checked (`inspect_entry`: the cheap size check, or every sha256), how it is listed
-(`CacheEntry`), and the file helpers the cache writes with (sha256, walk, fsync). The cache itself, its layout,
-locks and writes, is `modelcache.ModelCache`.
+lists; a LoRA model's adapter beside its merged weights, `_save_adapter`), how it is checked (`inspect_entry`:
+the cheap size check, or every sha256), how it is listed (`CacheEntry`), and the file helpers the cache writes
+with (sha256, walk, fsync). The cache itself, its layout, locks and writes, is `modelcache.ModelCache`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from xner_core.errors import XnerError
-from xner_core.runs.config import config_from_dict, config_hash
+from xner_core.runs.config import ExperimentConfig, canonical_dict, config_from_dict, config_hash
+from xner_core.training.lora import ADAPTER_CONFIG, ADAPTER_DIR, ADAPTER_WEIGHTS, adapter_of
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -132,6 +133,11 @@ def inspect_entry(entry: Path, expected_hash: str, deep: bool) -> tuple[dict[str
         return manifest, f"missing file(s) {', '.join(missing)}"
     if unlisted:
         return manifest, f"file(s) not in the manifest: {', '.join(unlisted)}"
+    adapter = manifest.get("adapter")
+    if adapter is not None:
+        named = adapter.get("files") if isinstance(adapter, dict) else None
+        if not isinstance(named, list) or not named or not set(named) <= set(listed):
+            return manifest, "the manifest's adapter section names files the entry does not list"
     for name, meta in sorted(listed.items()):
         if not isinstance(meta, dict) or "size" not in meta or "sha256" not in meta:
             return manifest, f"manifest entry for {name} lacks size/sha256"
@@ -141,6 +147,24 @@ def inspect_entry(entry: Path, expected_hash: str, deep: bool) -> tuple[dict[str
         if deep and _sha256(path) != meta["sha256"]:
             return manifest, f"{name} does not match its sha256 in the manifest (modified after saving)"
     return manifest, None
+
+
+def _save_adapter(config: ExperimentConfig, model: Any, entry: Path) -> dict[str, Any] | None:
+    """Write the LoRA adapter a merged model carries (`training.lora.adapter_of`) into `entry/adapter/`.
+
+    Returns:
+        The manifest's `adapter` section, or None for a model trained without an adapter.
+    """
+    adapter = adapter_of(model)
+    if adapter is None:
+        return None
+    base = str(canonical_dict(config)["model"])
+    adapter.save(entry / ADAPTER_DIR, base_model=base)
+    size = (entry / ADAPTER_DIR / ADAPTER_WEIGHTS).stat().st_size
+    return {**adapter.summary(), "merged": True, "dir": ADAPTER_DIR, "base_model": base,
+            "files": [f"{ADAPTER_DIR}/{ADAPTER_WEIGHTS}", f"{ADAPTER_DIR}/{ADAPTER_CONFIG}"], "adapter_bytes": size,
+            "note": "the weights of this entry are the base model's with the adapter merged in and the head "
+                    f"trained; {ADAPTER_DIR}/ holds the adapter alone (peft format) to apply to {base}"}
 
 
 def _entry_size(entry: Path) -> int:

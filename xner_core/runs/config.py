@@ -18,8 +18,12 @@ same model share one hash:
   (the same training); options of the later methods (`robust_steps`/`robust_alpha` for `pgd`,
   `robust_neighbours` for `word-smoothing`) are reset for the others, and those methods reset the one of
   `robust_epsilon`/`robust_rate` they do not read;
-- options added after the first release (`training.settings.NEW_OPTIONS`) are left out while at their default,
-  so a config written before they existed keeps its hash;
+- the LoRA options (`lora_r`, `lora_alpha`, `lora_dropout`, `lora_targets`) are reset unless `adapter = "lora"`,
+  and `lora_targets` is written sorted, without repeats or spaces (`"value, query"` trains what `"query,value"`
+  trains);
+- options added after the first release (`training.settings.NEW_OPTIONS`: the later distillation and robust
+  options, `adapter` and the LoRA options) are left out while at their default, so a config written before they
+  existed keeps its hash;
 - the target is left out for `transfer` and `multi_source` (`TARGET_FREE_SETTINGS`): their training reads only
   source data, so one es transfer model serves ca, an and ast. The config still carries the target (it is the
   language a model is evaluated on), and evaluation ids (`evaluation.jobs.EvalJob.id`) add it back. `native`, `distill`
@@ -45,13 +49,16 @@ from typing import Any, Iterable, Mapping
 from xner_core.corpus.languages import get_language
 from xner_core.errors import ConfigError, choices_message
 from xner_core.training.settings import (
+    ADAPTERS,
     DISTILL_LOSSES,
     DISTILL_WEIGHTS,
+    LORA_OPTIONS,
     NEW_OPTIONS,
     ROBUST_ALIASES,
     ROBUST_METHODS,
     SETTINGS,
     TrainOptions,
+    lora_targets,
 )
 
 SCHEMA_VERSION: int = 3  # 3: target dropped from the identity of transfer/multi_source
@@ -170,6 +177,10 @@ def _canonical_options(config: ExperimentConfig) -> dict[str, Any]:
             value = getattr(defaults, f.name)
         if f.name in _ROBUST_ONLY | _ROBUST_METHOD_ONLY and robust is not None and f.name not in reads:
             value = getattr(defaults, f.name)
+        if f.name in LORA_OPTIONS and config.options.adapter != "lora":
+            value = getattr(defaults, f.name)
+        if f.name == "lora_targets":
+            value = ",".join(lora_targets(value))
         if f.name == "robust":
             value = robust
         if f.name == "lr":
@@ -382,6 +393,11 @@ def validate_options(options: TrainOptions) -> None:
     if o.robust_alpha is not None:
         _check_float("robust_alpha", o.robust_alpha, 0.0, low_open=True)
     _check_int("robust_neighbours", o.robust_neighbours, 1)
+    _check_choice("adapter", o.adapter, ADAPTERS)
+    _check_int("lora_r", o.lora_r, 1)
+    _check_float("lora_alpha", o.lora_alpha, 0.0, low_open=True)
+    _check_float("lora_dropout", o.lora_dropout, 0.0, 1.0, high_open=True)
+    lora_targets(o.lora_targets)
 
 
 def validate(config: ExperimentConfig) -> None:
@@ -431,6 +447,10 @@ def validate(config: ExperimentConfig) -> None:
     if setting == "tapt" and config.options.tapt_steps < 1:
         raise ConfigError("tapt needs tapt_steps >= 1 (masked-LM steps on target text); "
                           "use setting 'transfer' for no adaptation")
+    if setting == "tapt" and config.options.adapter == "lora":
+        raise ConfigError("adapter 'lora' does not combine with setting 'tapt' (its masked-LM stage changes every "
+                          "encoder weight); use adapter 'none' with tapt, or lora with native, transfer, "
+                          "multi_source or distill")
 
 
 def _normalize_model(model: str) -> str:

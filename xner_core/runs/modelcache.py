@@ -2,7 +2,8 @@
 
 Layout under the root (default `<cache_dir>/models`):
 
-    <hash>/                 one entry: save_pretrained weights (safetensors only), tokenizer files, manifest.json
+    <hash>/                 one entry: save_pretrained weights (safetensors only), tokenizer files, manifest.json,
+                            and for a LoRA run `adapter/` (adapter_model.safetensors + adapter_config.json)
     <hash>.lock             the lock held while an entry is checked, trained and saved
     .tmp-<hash>-<rand>/     an entry being written (left behind only by a crash; `gc` removes it)
     .trash-<hash>-<rand>/   an entry being deleted
@@ -15,6 +16,11 @@ with its size (cheap; catches truncation and half-deleted entries); `load` also 
 weight is read (catches tampering and bit rot). Pickled weight files (`*.bin`, `*.pt`, ...) make an entry
 invalid: weights are only ever read with `use_safetensors=True`. What an entry holds and how it is checked
 (`inspect_entry`, `CacheEntry`, the manifest constants) is in `cacheentry.py`.
+
+A model trained with LoRA (`adapter = "lora"`) is saved merged: the entry's weights are the base weights with the
+adapters folded in and the trained head, so every reader loads it as any other model. The adapter itself is kept
+beside them in `adapter/` (peft's format, the few MB to share) and the manifest's `adapter` section says so
+(`merged: true`, its directory, rank, targets, trainable parameters, file size).
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from xner_core.runs.cacheentry import (
     CacheEntry,
     _entry_size,
     _fsync_path,
+    _save_adapter,
     _sha256,
     _walk,
     inspect_entry,
@@ -51,7 +58,7 @@ from xner_core.runs.config import ExperimentConfig, config_hash, config_label, c
 log = logging.getLogger(__name__)
 
 _RESERVED_KEYS: frozenset[str] = frozenset({"format", "hash", "config", "created", "xner_version", "versions",
-                                            "files", "model_class"})
+                                            "files", "model_class", "adapter"})
 _HASH_RE = re.compile(r"^[0-9a-f]{16}$")
 _TMP, _TRASH = ".tmp-", ".trash-"
 _REMOVE_LOCK_TIMEOUT_S = 30.0
@@ -242,7 +249,8 @@ class ModelCache:
             model: a transformers PreTrainedModel.
             tokenizer: its tokenizer.
             extra_manifest: JSON-ready fields merged into the manifest, e.g. `dev_scores`, `timings`
-                (reserved keys: format, hash, config, created, xner_version, versions, files, model_class).
+                (reserved keys: format, hash, config, created, xner_version, versions, files, model_class,
+                adapter).
 
         Returns:
             The entry path. An existing valid entry is kept as it is (the new model is discarded); an
@@ -267,6 +275,7 @@ class ModelCache:
             tmp.mkdir(parents=True)
             model.save_pretrained(tmp)  # transformers >= 5 writes safetensors only
             tokenizer.save_pretrained(tmp)
+            adapter = _save_adapter(config, model, tmp)
             written = _walk(tmp)
             pickled = sorted(n for n in written if Path(n).suffix.lower() in PICKLE_SUFFIXES)
             if pickled:
@@ -289,6 +298,7 @@ class ModelCache:
                           for name, p in sorted(written.items())},
                 "dev_scores": extra.pop("dev_scores", None) or {},
                 "timings": timings,
+                **({"adapter": adapter} if adapter else {}),
                 **extra,
             }
             try:

@@ -7,6 +7,12 @@ scores, timings, library versions) and `README.md`, a model card for the Hugging
 directory (a hub clone's `.gitattributes`, `.git/`) is ignored by the import, which files only the files the
 manifest lists, after checking that the config hashes to the recorded hash, that every listed file has its
 sha256, and that the weights load as a token classifier with xner's label set.
+
+A model trained with LoRA (`adapter = "lora"`) is exported whole: its merged weights (so the directory stays a
+plain `save_pretrained` model that transformers' pipelines, `xner models import` and `xner eval --checkpoint` read
+as any other) and, besides them, its adapter in `adapter/` (peft's `adapter_model.safetensors` +
+`adapter_config.json`, a few MB: what to share with someone who has the base model). `Exported.adapter_bytes` and
+the model card give its size.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from xner_core.runs.config import (
     resolved_lr,
 )
 from xner_core.runs.modelcache import ModelCache, _model_class
+from xner_core.training.lora import ADAPTER_CONFIG, ADAPTER_DIR
 
 EXPORT_MANIFEST = "xner_manifest.json"
 CARD = "README.md"
@@ -45,6 +52,8 @@ class Exported:
     path: Path
     files: tuple[str, ...]  # relative names, the card and the xner manifest included
     evaluated: bool  # whether the card reports test scores
+    weights_bytes: int = 0  # the full weights (*.safetensors outside adapter/)
+    adapter_bytes: int | None = None  # a LoRA model's adapter/adapter_model.safetensors; None: no adapter
 
 
 @dataclass(frozen=True)
@@ -156,6 +165,7 @@ def model_card(config: ExperimentConfig, manifest: Mapping[str, Any],
         f"| best dev F1 | {_pct(dev) if isinstance(dev, (int, float)) else '-'} |",
         f"| training seconds | {train_s if train_s is not None else '-'} |",
         "",
+        *_adapter_lines(manifest),
         "All training options (the config as recorded in `xner_manifest.json`):",
         "",
         "```json",
@@ -192,6 +202,29 @@ def model_card(config: ExperimentConfig, manifest: Mapping[str, Any],
         "",
     ]
     return "\n".join(lines)
+
+
+def _count(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else "-"
+
+
+def _adapter_lines(manifest: Mapping[str, Any]) -> list[str]:
+    """The model card's LoRA section (none for a model trained without an adapter)."""
+    a = manifest.get("adapter")
+    if not isinstance(a, Mapping):
+        return []
+    size = a.get("adapter_bytes")
+    mb = f"{size / 2**20:.2f} MB" if isinstance(size, (int, float)) else "size not recorded"
+    return [
+        f"Trained with LoRA: rank {a.get('r')}, alpha {a.get('alpha')}, dropout {a.get('dropout')} on "
+        f"`{', '.join(a.get('target_modules') or [])}`, the head (`{', '.join(a.get('modules_to_save') or [])}`) "
+        f"trained fully: {_count(a.get('trainable_parameters'))} trainable parameters of "
+        f"{_count(a.get('total_parameters'))}. "
+        f"The weights here have the adapter merged in; `{a.get('dir', ADAPTER_DIR)}/` holds the adapter alone "
+        f"({mb}, peft format), to apply to `{a.get('base_model')}` with "
+        f"`peft.PeftModel.from_pretrained(base, \"PATH/{a.get('dir', ADAPTER_DIR)}\")`.",
+        "",
+    ]
 
 
 def export_model(cache: ModelCache, hash_prefix: str, dest: Path | str,
@@ -234,7 +267,12 @@ def export_model(cache: ModelCache, hash_prefix: str, dest: Path | str,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     files = tuple(sorted([*manifest["files"], EXPORT_MANIFEST, CARD]))
-    return Exported(hash=digest, path=out, files=files, evaluated=bool(scores))
+    sizes = {name: int(meta["size"]) for name, meta in manifest["files"].items()}
+    adapter_dir = f"{ADAPTER_DIR}/"
+    weights = sum(n for name, n in sizes.items() if name.endswith(".safetensors") and not name.startswith(adapter_dir))
+    adapter = sum(n for name, n in sizes.items() if name.endswith(".safetensors") and name.startswith(adapter_dir))
+    return Exported(hash=digest, path=out, files=files, evaluated=bool(scores), weights_bytes=weights,
+                    adapter_bytes=adapter if manifest.get("adapter") else None)
 
 
 def _not_an_export(src: Path) -> DataError:
@@ -304,6 +342,15 @@ def _check_loads(src: Path, manifest: Mapping[str, Any]) -> None:
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise DataError(f"{src}: the weights or tokenizer do not load as a token classifier "
                         f"({exc.__class__.__name__}: {str(exc)[:200]})") from None
+    adapter = manifest.get("adapter")
+    if isinstance(adapter, Mapping):
+        path = src / str(adapter.get("dir", ADAPTER_DIR)) / ADAPTER_CONFIG
+        try:
+            kind = json.loads(path.read_text(encoding="utf-8")).get("peft_type")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
+            raise DataError(f"{path} is unreadable ({exc.__class__.__name__})") from None
+        if kind != "LORA":
+            raise DataError(f"{path}: peft_type {kind!r} is not LORA")
     id2label = getattr(model.config, "id2label", None) or {}
     labels = tuple(str(id2label[k]) for k in sorted(id2label, key=int))
     if labels != LABELS:

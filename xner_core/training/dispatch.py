@@ -12,7 +12,9 @@
 Any setting can add Huang et al. (EMNLP 2021) robust training (`objective.py`): `pgd` (K-step projected gradient
 ascent in an L2 ball around the word embeddings), `word-smoothing` (randomized smoothing by nearest-neighbour word
 substitution), or the first two variants `fgm` (= `adversarial`, one-step) and `subtoken-noise` (= `smoothing`,
-random sub-token substitution).
+random sub-token substitution). Any setting but tapt can train LoRA adapters instead of every weight
+(`options.adapter = "lora"`, `lora.py`): every supervised stage (teachers and student included) trains adapters +
+the head and returns the merged model.
 
 The run's options arrive whole, as the experiment config's `TrainOptions`.
 """
@@ -29,7 +31,7 @@ from xner_core.numerics import resolve_precision
 from xner_core.training.distill import distill
 from xner_core.training.finetune import fine_tune
 from xner_core.training.loop import TrainResult
-from xner_core.training.settings import DISTILL_WEIGHTS, SETTINGS, ProgressFn, TrainOptions
+from xner_core.training.settings import DISTILL_WEIGHTS, SETTINGS, ProgressFn, TrainOptions, lora_spec
 from xner_core.training.similarity import similarity_weights
 from xner_core.training.tapt import mlm_adapt
 
@@ -70,7 +72,9 @@ def run_setting(
     - tapt: `mlm_adapt` on `target_unlabeled` for `options.tapt_steps`, then fine-tune on the source(s) as in
       transfer/multi_source; `info["tapt_head"]` says whether the masked-LM head was pretrained or new and
       `info["tapt_note"]` carries the message to show when it was new (e5-small).
-    `options.robust` applies to every training stage (teachers and student included).
+    `options.robust` applies to every training stage (teachers and student included), and so does
+    `options.adapter = "lora"` (not with tapt, whose masked-LM stage changes every encoder weight):
+    `info["adapter"]` then describes the adapter of the final model (r, targets, trainable parameters, bytes).
 
     Args:
         setting: one of SETTINGS.
@@ -102,6 +106,11 @@ def run_setting(
     if options.lr is None:
         raise ConfigError("lr is None; resolve the model's default first (xner_core.runs.config.resolved_lr)")
     lr = options.lr
+    lora = lora_spec(options)
+    if lora is not None and setting == "tapt":
+        raise ConfigError("adapter 'lora' does not combine with setting 'tapt': its masked-LM stage changes every "
+                          "encoder weight, so the adapter would not apply to the pretrained model; use adapter "
+                          "'none' with tapt, or lora with native, transfer, multi_source or distill")
     sources = dict(source_train or {})
     common = dict(epochs=options.epochs, lr=lr, batch_size=options.batch_size, warmup_ratio=options.warmup_ratio,
                   weight_decay=options.weight_decay, max_length=options.max_length, seed=seed,
@@ -110,7 +119,7 @@ def run_setting(
                   robust_epsilon=options.robust_epsilon, robust_rate=options.robust_rate,
                   robust_steps=options.robust_steps, robust_alpha=options.robust_alpha,
                   robust_neighbours=options.robust_neighbours, progress=progress, device=device,
-                  precision=precision)
+                  precision=precision, lora=lora)
 
     def source_dev_for(langs: Sequence[str]) -> list[Sentence] | None:
         dev = _concat((source_dev or {}).get(lang, ()) for lang in langs)
@@ -197,5 +206,8 @@ def run_setting(
     # Wall time including dev evaluation, encoding and model copies, next to the optimisation-only figure.
     info["total_seconds"] = time.perf_counter() - t0
     info["precision"] = res.info.get("precision", resolve_precision(precision, device))
+    for key in ("trainable_parameters", "adapter"):
+        if key in res.info:
+            info.setdefault(key, res.info[key])
     return TrainResult(res.model, res.history, train_seconds, res.sentences_per_second, res.best_dev_f1,
                        res.best_epoch, res.steps, info)

@@ -27,7 +27,7 @@ from xner_core.errors import ConfigError
 from xner_core.numerics import autocast, resolve_device, resolve_precision
 from xner_core.training.encoding import IGNORE_INDEX, Encoded, _collate, _pad_id, encode_for_training
 from xner_core.training.loop import TrainResult, _train
-from xner_core.training.settings import ProgressFn, _check_spec, _Spec
+from xner_core.training.settings import LoraSpec, ProgressFn, _check_spec, _Spec
 
 
 def teacher_soft_labels(
@@ -124,6 +124,7 @@ def distill(
     device: Any = None,
     row_sparse_embeddings: bool = True,
     precision: str = "auto",
+    lora: LoraSpec | None = None,
 ) -> TrainResult:
     """Teacher-student distillation on unlabeled target text (Wu et al., ACL 2020; see the module docstring).
 
@@ -140,7 +141,7 @@ def distill(
         temperature: softmax temperature for teachers and student.
         epochs, lr, batch_size, warmup_ratio, weight_decay, max_length, seed, early_stopping_patience,
         freeze_embeddings, robust, robust_epsilon, robust_rate, robust_steps, robust_alpha, robust_neighbours,
-        progress, device, row_sparse_embeddings: as in `fine_tune`.
+        progress, device, row_sparse_embeddings, lora: as in `fine_tune`.
         loss: "mse" or "kl".
         freeze_layers: freeze the student's embeddings and bottom N encoder layers (Wu et al.: 3; 0: none).
         min_steps: the least number of optimiser steps (epochs are added until reached; the last is partial).
@@ -152,7 +153,8 @@ def distill(
     spec = _Spec(epochs, lr, batch_size, warmup_ratio, weight_decay, max_length, seed, early_stopping_patience,
                  freeze_embeddings, robust, robust_epsilon, robust_rate, temperature, row_sparse_embeddings,
                  precision, soft_loss=loss, freeze_layers=freeze_layers, min_steps=min_steps,
-                 robust_steps=robust_steps, robust_alpha=robust_alpha, robust_neighbours=robust_neighbours)
+                 robust_steps=robust_steps, robust_alpha=robust_alpha, robust_neighbours=robust_neighbours,
+                 lora=lora)
     _check_spec(spec)
     n_labels = int(student.config.num_labels)
     if any(int(t.config.num_labels) != n_labels for t in teachers):
@@ -168,5 +170,7 @@ def distill(
             "precision": result.info["precision"], "distill_loss": loss, "student_steps": result.steps,
             "student_epochs": len(result.history), "student_windows": len(windows),
             "frozen_parameters": result.info.get("frozen_parameters", 0)}
+    if "adapter" in result.info:
+        info["adapter"] = result.info["adapter"]
     return TrainResult(result.model, result.history, result.train_seconds, result.sentences_per_second,
                        result.best_dev_f1, result.best_epoch, result.steps, info)

@@ -9,7 +9,7 @@ from xner_core.corpus.sentences import Sentence
 from xner_core.errors import ConfigError, DataError
 from xner_core.training.encoding import IGNORE_INDEX, Encoded, encode_for_training
 from xner_core.training.loop import TrainResult, _train
-from xner_core.training.settings import ProgressFn, _Spec
+from xner_core.training.settings import LoraSpec, ProgressFn, _Spec
 
 
 def _label2id(model: Any) -> dict[str, int]:
@@ -46,6 +46,7 @@ def fine_tune(
     device: Any = None,
     stage: str = "fine-tune",
     precision: str = "auto",
+    lora: LoraSpec | None = None,
 ) -> TrainResult:
     """Fine-tune a token classifier on labeled sentences (in place).
 
@@ -87,6 +88,10 @@ def fine_tune(
         stage: the label progress reports (e.g. "teacher es").
         precision: auto (bf16 on CUDA and on CPUs with native bf16, else fp32), bf16 or fp32 autocast
             (`numerics`); the one used is `result.info["precision"]`.
+        lora: None trains every weight; a `LoraSpec` trains LoRA adapters on its target modules plus the head
+            (`lora`), then merges them: `result.model` is then the merged model (the same object, adapters folded
+            into its weights, the adapter attached for the model cache: `lora.adapter_of`) and
+            `result.info["adapter"]` describes it.
 
     Returns:
         A `TrainResult`; `result.model` is `model`, trained, in eval mode.
@@ -94,7 +99,7 @@ def fine_tune(
     spec = _Spec(epochs, lr, batch_size, warmup_ratio, weight_decay, max_length, seed, early_stopping_patience,
                  freeze_embeddings, robust, robust_epsilon, robust_rate,
                  row_sparse_embeddings=row_sparse_embeddings, precision=precision, robust_steps=robust_steps,
-                 robust_alpha=robust_alpha, robust_neighbours=robust_neighbours)
+                 robust_alpha=robust_alpha, robust_neighbours=robust_neighbours, lora=lora)
     label2id = _label2id(model)
 
     def encode(sentences: Sequence[Sentence]) -> list[Encoded]:

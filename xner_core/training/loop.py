@@ -5,7 +5,8 @@ row-sparsely by `rowadam.RowAdamW`, with dense AdamW's result), layer freezing (
 bottom N encoder layers, Wu et al.'s student), the epoch loop (linear warmup then decay, grad clipping at 1.0,
 autocast at the run's precision, deterministic kernels, an optional floor on optimiser steps), the robust-training
 step of each method (`objective`), dev evaluation with best-epoch selection and early stopping, and what a
-training run returns (`TrainResult`).
+training run returns (`TrainResult`). With LoRA (`spec.lora`, `lora`), the loop trains the adapters and the head
+of the wrapped model and returns the merged model.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 from xner_core.corpus.sentences import Sentence
@@ -135,7 +136,8 @@ def freeze_bottom(model: Any, layers: int) -> list[Any]:
     """
     if layers <= 0:
         return []
-    base = model.base_model
+    inner = getattr(model, "get_base_model", None)  # a peft model (LoRA): the wrapped model, adapters in place
+    base = (inner() if callable(inner) else model).base_model
     blocks = getattr(getattr(base, "encoder", None), "layer", None)
     if getattr(base, "embeddings", None) is None or blocks is None:
         raise ConfigError(f"cannot freeze layers of {type(model).__name__}: no embeddings/encoder.layer modules")
@@ -152,7 +154,9 @@ def freeze_bottom(model: Any, layers: int) -> list[Any]:
     return frozen
 
 
-def _state_copy(model: Any) -> dict[str, Any]:
+def _state_copy(model: Any, trainable_only: bool = False) -> dict[str, Any]:
+    if trainable_only:  # LoRA: only the adapters and the head change (load with strict=False)
+        return {k: p.detach().to("cpu", copy=True) for k, p in model.named_parameters() if p.requires_grad}
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
@@ -209,8 +213,22 @@ def _train(
     dev_device = resolve_device(device)
     precision = resolve_precision(spec.precision, dev_device)
     with deterministic():
-        return _train_loop(model, tokenizer, examples, soft, groups, dev, spec, progress, dev_device, stage,
-                           precision)
+        if spec.lora is None:
+            return _train_loop(model, tokenizer, examples, soft, groups, dev, spec, progress, dev_device, stage,
+                               precision)
+        from xner_core.training.lora import merge, unwrap, wrap
+
+        wrapped = wrap(model, spec.lora, spec.seed)
+        try:
+            result = _train_loop(wrapped, tokenizer, examples, soft, groups, dev, spec, progress, dev_device, stage,
+                                 precision)
+        except BaseException:
+            unwrap(wrapped)
+            raise
+        merged, adapter = merge(wrapped, spec.lora)
+        log.info("%s: LoRA r=%d on %s, %d trainable parameters, merged", stage, spec.lora.r,
+                 ",".join(spec.lora.targets), adapter.trainable_parameters)
+        return replace(result, model=merged, info={**result.info, "adapter": adapter.summary()})
 
 
 def _train_loop(model: Any, tokenizer: Any, examples: Sequence[Encoded], soft: Sequence[Any] | None,
@@ -322,7 +340,7 @@ def _train_loop(model: Any, tokenizer: Any, examples: Sequence[Encoded], soft: S
                 if best_f1 is None or dev_f1 > best_f1:
                     best_f1, best_epoch, bad_epochs = dev_f1, epoch + 1, 0
                     if epoch + 1 < n_epochs:  # the last epoch's weights are already in the model
-                        best_state = _state_copy(model)
+                        best_state = _state_copy(model, trainable_only=spec.lora is not None)
                     else:
                         best_state = None
                 else:
@@ -330,7 +348,7 @@ def _train_loop(model: Any, tokenizer: Any, examples: Sequence[Encoded], soft: S
                     if spec.early_stopping_patience is not None and bad_epochs >= spec.early_stopping_patience:
                         break
         if best_state is not None and best_epoch != len(history):
-            model.load_state_dict(best_state)
+            model.load_state_dict(best_state, strict=spec.lora is None)
     finally:
         if rows is not None:
             rows.detach()
@@ -346,7 +364,8 @@ def _train_loop(model: Any, tokenizer: Any, examples: Sequence[Encoded], soft: S
         best_dev_f1=best_f1,
         best_epoch=best_epoch,
         steps=step,
-        info={"precision": precision, "frozen_parameters": sum(p.numel() for p in frozen)},
+        info={"precision": precision, "frozen_parameters": sum(p.numel() for p in frozen),
+              "trainable_parameters": sum(p.numel() for p in params) + (rows.weight.numel() if rows else 0)},
     )
 
 

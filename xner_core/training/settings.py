@@ -1,8 +1,8 @@
-"""Stage 3b, training: what a run can ask for. The settings, robust-training methods, teacher weightings and
-distillation losses (`SETTINGS`, `ROBUST_METHODS`, `DISTILL_WEIGHTS`, `DISTILL_LOSSES`, defined here once), a
-run's training options (`TrainOptions`, part of the experiment config and passed whole to
-`dispatch.run_setting`), the optimisation spec fine-tuning and distillation share (`_Spec`) and the
-progress-callback type.
+"""Stage 3b, training: what a run can ask for. The settings, robust-training methods, teacher weightings,
+distillation losses and adapters (`SETTINGS`, `ROBUST_METHODS`, `DISTILL_WEIGHTS`, `DISTILL_LOSSES`, `ADAPTERS`,
+defined here once), a run's training options (`TrainOptions`, part of the experiment config and passed whole to
+`dispatch.run_setting`), the LoRA adapter's shape (`LoraSpec`, from `lora_spec(options)`), the optimisation spec
+fine-tuning and distillation share (`_Spec`) and the progress-callback type.
 
 Options added after the first release (`NEW_OPTIONS`) enter a config's hash only when they differ from their
 default (`xner_core.runs.config`), so every config written before them keeps its id.
@@ -13,6 +13,7 @@ Import-light on purpose (no torch, nothing else from training): the experiment c
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -28,11 +29,19 @@ ROBUST_METHODS: tuple[str, ...] = ("adversarial", "smoothing", "fgm", "subtoken-
 ROBUST_ALIASES: dict[str, str] = {"fgm": "adversarial", "subtoken-noise": "smoothing"}  # new name -> hashed name
 DISTILL_WEIGHTS: tuple[str, ...] = ("uniform", "similarity")
 DISTILL_LOSSES: tuple[str, ...] = ("mse", "kl")
+# Parameter-efficient training: "none" trains every weight; "lora" trains low-rank adapters on the attention
+# projections named by `lora_targets` plus the whole token-classification head (`training.lora`).
+ADAPTERS: tuple[str, ...] = ("none", "lora")
+# BERT-like encoders (BERT, mBERT, XLM-R, e5-small, tiny) name their attention projections query/key/value; Hu et
+# al.'s LoRA paper adapts W_q and W_v, as do peft's defaults for these architectures.
+DEFAULT_LORA_TARGETS = "query,value"
+LORA_OPTIONS: frozenset[str] = frozenset({"lora_r", "lora_alpha", "lora_dropout", "lora_targets"})
 # Fields added to TrainOptions after hashes were first published: in the hash only when not at their default.
 NEW_OPTIONS: frozenset[str] = frozenset({
     "distill_loss", "distill_epochs", "distill_min_steps", "distill_freeze", "robust_steps", "robust_alpha",
-    "robust_neighbours",
+    "robust_neighbours", "adapter", *LORA_OPTIONS,
 })
+_MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 
 
 def robust_kind(robust: str | None) -> str | None:
@@ -87,6 +96,70 @@ class TrainOptions:
     robust_steps: int = 3  # pgd: K ascent steps
     robust_alpha: float | None = None  # pgd: step size; None: 2.5 * robust_epsilon / robust_steps (Madry et al.)
     robust_neighbours: int = 8  # word-smoothing: k nearest neighbours of a word in the model's embedding space
+    adapter: str = "none"  # "none": every weight trains | "lora": LoRA adapters + the head (`training.lora`)
+    lora_r: int = 16  # lora: rank of each adapter's A (r x in) and B (out x r) matrices
+    lora_alpha: float = 32.0  # lora: the update B A is scaled by lora_alpha / lora_r
+    lora_dropout: float = 0.1  # lora: dropout on the adapter's input
+    lora_targets: str = DEFAULT_LORA_TARGETS  # lora: comma-separated Linear module names (suffixes) to adapt
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    """The shape of a run's LoRA adapters (`lora_spec(options)`; None when a run trains every weight)."""
+
+    r: int = 16
+    alpha: float = 32.0
+    dropout: float = 0.1
+    targets: tuple[str, ...] = ("query", "value")  # sorted, unique
+
+
+def lora_targets(text: str) -> tuple[str, ...]:
+    """The module names of a `lora_targets` option, sorted and unique (the order cannot change the model).
+
+    Args:
+        text: comma-separated names, e.g. "query,value" or "query, key, value, dense".
+
+    Returns:
+        The names; ConfigError when none is given or one is not a module name.
+    """
+    if not isinstance(text, str):
+        raise ConfigError(f"option lora_targets={text!r} is invalid; allowed: comma-separated module names such as "
+                          f"{DEFAULT_LORA_TARGETS!r}")
+    names = sorted({n.strip() for n in text.split(",") if n.strip()})
+    bad = [n for n in names if not _MODULE_NAME.match(n)]
+    if not names or bad:
+        raise ConfigError(f"option lora_targets={text!r} is invalid; allowed: comma-separated module names such as "
+                          f"{DEFAULT_LORA_TARGETS!r} (BERT-like attention: query, key, value; every Linear: "
+                          f"query,key,value,dense)")
+    return tuple(names)
+
+
+def lora_spec(options: TrainOptions) -> LoraSpec | None:
+    """The LoRA adapter shape a run's options ask for.
+
+    Args:
+        options: the run's training options.
+
+    Returns:
+        None for `adapter = "none"`; a `LoraSpec` for "lora"; ConfigError for another adapter name.
+    """
+    if options.adapter == "none":
+        return None
+    if options.adapter != "lora":
+        raise ConfigError(choices_message("adapter", options.adapter, ADAPTERS))
+    return LoraSpec(options.lora_r, float(options.lora_alpha), float(options.lora_dropout),
+                    lora_targets(options.lora_targets))
+
+
+def _check_lora(lora: LoraSpec) -> None:
+    if isinstance(lora.r, bool) or not isinstance(lora.r, int) or lora.r < 1:
+        raise ConfigError(f"option lora_r={lora.r!r} is invalid; allowed: an integer >= 1 (the adapter rank)")
+    if not lora.alpha > 0:
+        raise ConfigError(f"option lora_alpha={lora.alpha!r} is invalid; allowed: a number > 0")
+    if not 0 <= lora.dropout < 1:
+        raise ConfigError(f"option lora_dropout={lora.dropout!r} is invalid; allowed: a number >= 0 and < 1")
+    if not lora.targets:
+        raise ConfigError("LoRA needs at least one target module (e.g. query,value)")
 
 
 @dataclass(frozen=True)
@@ -114,6 +187,7 @@ class _Spec:
     robust_steps: int = 3  # pgd
     robust_alpha: float | None = None  # pgd; None: 2.5 * epsilon / steps
     robust_neighbours: int = 8  # word-smoothing
+    lora: LoraSpec | None = None  # LoRA adapters + the head train, every other weight stays (`training.lora`)
 
 
 def _check_spec(spec: _Spec) -> None:
@@ -147,3 +221,5 @@ def _check_spec(spec: _Spec) -> None:
         raise ConfigError(f"distillation temperature must be > 0, got {spec.temperature}")
     if spec.early_stopping_patience is not None and spec.early_stopping_patience < 1:
         raise ConfigError(f"early_stopping_patience must be >= 1 or None, got {spec.early_stopping_patience}")
+    if spec.lora is not None:
+        _check_lora(spec.lora)
