@@ -309,7 +309,7 @@ def test_every_printed_interval_agrees_with_its_p_on_the_committed_run(faithful)
         if math.isfinite(r["p"]):
             assert _excludes_zero(r["low"], r["high"]) == (r["p"] < 0.05), r["id"]
             assert r["p_holm"] >= r["p"] - 1e-15
-            expected = verdict(r["estimate"], r["p"], r["p_holm"])
+            expected = verdict(r["estimate"], r["p"], r["p_holm"], alt_p=r["alt_p"])
             assert r["verdict"] == expected if r["n"] >= 3 else r["verdict"] == "not measured"
         if math.isfinite(r["alt_p"]) and math.isfinite(r["alt_low"]):
             assert _excludes_zero(r["alt_low"], r["alt_high"]) == (r["alt_p"] < 0.05), r["id"]
