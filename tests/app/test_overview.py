@@ -30,7 +30,8 @@ def test_overview_default_view_from_published_rows(no_data):
     assert_clean_run(at)
     assert at.title[0].value == "Overview"
     # Shared sidebar + page filters.
-    assert [s.label for s in at.sidebar.selectbox] == ["Model", "Pair (source → target)", "Perturbation"]
+    assert [s.label for s in at.sidebar.selectbox] == ["Model", "Pair (source → target)", "Source", "Target",
+                                                      "Perturbation"]  # Source/Target: "Another pair"
     assert {m.label for m in at.multiselect} == {"Origin", "Models", "Settings", "Perturbations"}
     assert at.radio(key="qp_y").value == "drop"
     assert at.selectbox(key="qp_x").value == "entity_token_overlap"
