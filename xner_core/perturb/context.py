@@ -121,12 +121,6 @@ class PerturbContext:
     unshared_chunks: Mapping[str, tuple[Chunk, ...]] = field(init=False)
     donor_chunks: Mapping[str, tuple[Chunk, ...]] = field(init=False)
     target_chunks: Mapping[str, tuple[Chunk, ...]] = field(init=False)
-    stopwords: frozenset[str] = field(init=False)
-    source_o_vocab: frozenset[str] = field(init=False)
-    target_vocab: tuple[str, ...] = field(init=False)
-    overlap_words: frozenset[str] = field(init=False)
-    fresh_words: tuple[str, ...] = field(init=False)
-    study_words: ContextWords = field(init=False)
     shared_entity_share: float = field(init=False)
     _words: Mapping[str, ContextWords] = field(init=False, repr=False)
     _donor_index: Mapping[str, Mapping[str, int]] = field(init=False, repr=False)
@@ -170,18 +164,39 @@ class PerturbContext:
         set_("donor_chunks", donor_pool)
         set_("_donor_index", donor_index)
 
-        # P2 tables: our rules (the fields below) and the study's own (`study_words`), see `perturb.p2rules`.
+        # P2 tables: our rules and the study's own (`perturb.p2rules`); the P2 properties below read them.
         ours = context_words(self.source, self.target, lang, rules="xner")
-        set_("stopwords", ours.stopwords)
-        set_("source_o_vocab", ours.source_words)
-        set_("target_vocab", ours.target_vocab)
-        set_("_target_index", MappingProxyType({w: i for i, w in enumerate(ours.target_vocab)}))
-        set_("overlap_words", ours.overlap_words)
-        set_("fresh_words", ours.fresh_words)
         source_lang = (self.source.lang if self.source is not None else "") or lang
-        set_("study_words", context_words(self.source, self.target, lang, source_lang, rules="study"))
-        set_("_words", MappingProxyType({"xner": ours, "study": self.study_words}))
+        study = context_words(self.source, self.target, lang, source_lang, rules="study")
+        set_("_words", MappingProxyType({"xner": ours, "study": study}))
+        set_("_target_index", MappingProxyType({w: i for i, w in enumerate(ours.target_vocab)}))
         set_("_table", _NeighbourTable())
+
+    # -- P2 tables (our rules; `words("study")` / `study_words` for the study's) ---------------------------------
+
+    @property
+    def stopwords(self) -> frozenset[str]:
+        return self._words["xner"].stopwords
+
+    @property
+    def source_o_vocab(self) -> frozenset[str]:
+        return self._words["xner"].source_words
+
+    @property
+    def target_vocab(self) -> tuple[str, ...]:
+        return self._words["xner"].target_vocab
+
+    @property
+    def overlap_words(self) -> frozenset[str]:
+        return self._words["xner"].overlap_words
+
+    @property
+    def fresh_words(self) -> tuple[str, ...]:
+        return self._words["xner"].fresh_words
+
+    @property
+    def study_words(self) -> ContextWords:
+        return self._words["study"]
 
     # -- P2 nearest neighbours ---------------------------------------------------------------------------------
 

@@ -158,15 +158,13 @@ def _plan_entity_random_matched(s: Sentence, ctx: PerturbContext, streams: Strea
     return _plan_entity_random(s, ctx, streams, ctx.eligible_rate(rate))
 
 
-def _prepare_neighbours(sentences: Sequence[Sentence], ctx: PerturbContext) -> None:
-    """Embed every word P2 will look up in one batched pass, before the per-sentence loop."""
-    words = {low for s in sentences for _, low in _overlap_positions(s, ctx)}
+def _prepare_neighbours(sentences: Sequence[Sentence], ctx: PerturbContext, rules: str = "xner") -> None:
+    """Embed every word P2 (under `rules`) will look up in one batched pass, before the per-sentence loop."""
+    words = {low for s in sentences for _, low in _overlap_positions(s, ctx, rules)}
     if words:
-        ctx.nearest_fresh(sorted(words))
+        ctx.nearest_fresh(sorted(words), rules)
 
 
 def _prepare_neighbours_study(sentences: Sequence[Sentence], ctx: PerturbContext) -> None:
     """`_prepare_neighbours` under the study's rules."""
-    words = {low for s in sentences for _, low in _overlap_positions(s, ctx, "study")}
-    if words:
-        ctx.nearest_fresh(sorted(words), "study")
+    _prepare_neighbours(sentences, ctx, "study")
