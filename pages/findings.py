@@ -27,7 +27,9 @@ st.caption(
     "p < 0.05 and a second method agreeing (a cluster bootstrap that resamples pairs sharing a source together, "
     "or Wilcoxon); **weaker**: the study's direction, not significant after correction or under the second "
     "method; **not supported here**: the opposite direction or about 0; **not measured**: no rows yet. Language "
-    "pairs are the unit (seeds averaged first); correlations use our own overlap measure (Fisher's z)."
+    "pairs are the unit (seeds averaged first); correlations use our own overlap measure (Fisher's z). Where the "
+    "run has several seeds, each seed is also tested on its own over the same pairs (a t over seeds); a seed that "
+    "points away from the study caps the verdict at **weaker**."
 )
 floor = state.slider("Clean-F1 floor (points)", 0, 90, "floor", int(FLOOR),
                      help="Drops of a model whose clean F1 is below this are left out: a model that barely tags "
@@ -62,6 +64,15 @@ else:
             st.markdown(f":{VERDICT_COLOURS[r['verdict']]}-badge[{r['verdict']}] **{r['id']}** {r['test']}: "
                         f"{stat}{p_text} · n = {int(r['n'])} · seeds {r['seeds']}{study}")
             st.caption(f"{r['statistic']}. {r['note']}.")
+            if r["seed_estimates"]:
+                st.caption(f"Seeds as the unit ({int(r['seed_n'])} complete): {r['seed_estimates']}.")
+            mine = findings.per_pair[(findings.per_pair["id"] == r["id"]) & (findings.per_pair["model"] == r["model"])]
+            if not mine.empty and int(mine["seeds"].max()) >= 2:
+                with st.expander(f"{r['id']} per pair, seeds as the unit"):
+                    st.caption("Each pair's difference over its seeds: t interval and p over seeds, Holm within "
+                               "this finding; descriptive, outside the table's Holm family.")
+                    st.dataframe(mine.drop(columns=["id"]), hide_index=True, width="stretch",
+                                 key=f"per_pair_{r['id']}_{r['model']}")
         for key in dict.fromkeys(k for k in rows["plot"] if k in view.figures):
             page.chart(view.figures[key], f"finding_{key}", f"xner_finding_{key.replace(':', '_')}")
     st.subheader("Left out")

@@ -16,8 +16,8 @@ from xner_ui import catalog, data, hooks, page, state
 state.require_app()
 
 Y_LABELS = OUTCOMES
-SCOPES = {"overall": "all", "seen": "seen in training", "unseen": "unseen in training", "PER": "PER", "ORG": "ORG",
-          "LOC": "LOC"}
+SCOPES = {"overall": "all", **{s: plots.SCOPE_LABELS[s] for fam in plots.SCOPE_FAMILIES.values() for s in fam},
+          "PER": "PER", "ORG": "ORG", "LOC": "LOC"}
 
 PAPER_PERTURBATIONS = ("entity_replace", "context_replace", "entity_context")
 

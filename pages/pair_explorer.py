@@ -62,18 +62,23 @@ else:
                       f"xner_pair_{source}_{target}_{model}_types.csv", key="dl_types", label="Per-type F1 (CSV)")
 
 st.subheader(f"Seen vs unseen entities (ours, {model})")
-seen = rows[(rows["origin"] == "ours") & (rows["model"] == model) & rows["scope"].isin(["seen", "unseen"])]
+family = state.select("Group the gold entities by", list(plots.SCOPE_FAMILIES), "entity_groups", "seen vs unseen",
+                      radio=True, help="seen vs unseen: whether the entity's surface form occurs in the model's own "
+                                       "training data; entity length: tokens per entity; training frequency: how "
+                                       "often a seen entity occurs as an entity in that data (unseen = 0).")
+scopes = plots.SCOPE_FAMILIES[family]
+seen = rows[(rows["origin"] == "ours") & (rows["model"] == model) & rows["scope"].isin(list(scopes))]
 if seen.empty:
-    st.info(f"No seen/unseen scores of ours for {source}→{target} with `{model}` yet (runs made since 2026-12 "
-            "write them).")
+    st.info(f"No {family} scores of ours for {source}→{target} with `{model}` yet (runs made since 2026-12 write "
+            "seen/unseen scores; since 2026-12-06 also the length and training-frequency buckets).")
 else:
     st.caption("F1 on the gold entities whose surface form occurs in the model's own training data (seen) and on "
                "those that do not (unseen): the study's central variable. P1 moves entities from the first group to "
-               "the second.")
-    page.chart(plots.per_type_bars(seen, ("seen", "unseen")), "pair_seen",
-               f"xner_pair_{source}_{target}_{model}_seen")
+               "the second. Each grouping partitions the entities, so its groups' counts add up to the whole.")
+    page.chart(plots.per_type_bars(seen, scopes), "pair_seen",
+               f"xner_pair_{source}_{target}_{model}_{family.replace(' ', '_')}")
     page.download_csv(seen[["setting", "perturbation", "scope", "f1", "f1_low", "f1_high"]],
-                      f"xner_pair_{source}_{target}_{model}_seen.csv", key="dl_seen", label="Seen/unseen F1 (CSV)")
+                      f"xner_pair_{source}_{target}_{model}_seen.csv", key="dl_seen", label="Grouped F1 (CSV)")
 
 st.subheader("Pair features")
 features = []

@@ -148,6 +148,20 @@ def test_seen_and_unseen_f1_of_the_committed_run(committed, no_data):
     at = open_page(PAGE, {"source": "es", "target": "ca", "model": "e5-small"})
     assert_clean_run(at)
     specs = plotly_specs(at)
-    seen = [s for s in specs if {b.get("x", [None])[0] for b in s["data"] if b.get("type") == "bar"} & {"seen"}]
+    seen = [s for s in specs
+            if {b.get("x", [None])[0] for b in s["data"] if b.get("type") == "bar"} & {"seen in training"}]
     assert seen, "no seen/unseen chart"
     assert "dl_seen" in {b.key for b in at.get("download_button")}
+
+
+def test_entities_grouped_by_length_or_training_frequency(committed, no_data):
+    """The grouping switch draws the length buckets where rows have them, and says so where a run has none."""
+    at = open_page(PAGE, {"source": "es", "target": "ca", "model": "e5-small", "entity_groups": "entity length"})
+    assert_clean_run(at)
+    mine = committed[(committed["target"] == "ca") & (committed["model"] == "e5-small")]
+    has = mine["scope"].isin(["len1", "len2", "len3+"]).any()
+    bars = {b.get("x", [None])[0] for s in plotly_specs(at) for b in s["data"] if b.get("type") == "bar"}
+    if has:
+        assert bars & {"1 token", "2 tokens", "3+ tokens"}
+    else:
+        assert any("No entity length scores of ours" in i.value for i in at.info), [i.value for i in at.info]

@@ -34,7 +34,7 @@ CHANGE_COLUMNS: tuple[str, ...] = ("entities_changed_frac", "tokens_changed_frac
 TABLE_COLUMNS: tuple[str, ...] = (
     "id", "finding", "test", "statistic", "model", "estimate", "low", "high", "p", "p_holm", "n", "seeds",
     "seed_sd", "protocol", "verdict", "study", "note", "alt_method", "alt_estimate", "alt_low", "alt_high", "alt_p",
-    "plot")
+    "seed_estimates", "seed_n", "seed_mean", "seed_low", "seed_high", "seed_p", "seed_agree", "plot")
 EXCLUSION_COLUMNS: tuple[str, ...] = ("finding", "model", "pair", "setting", "reason")
 CLAIMS: Mapping[str, str] = {
     "1": "Transfer F1 grows with entity overlap",
@@ -78,6 +78,44 @@ def default_protocol(tidy: pd.DataFrame) -> str | None:
     return found[0] if found else None
 
 
+_CELL_KEYS = ["pair", "pair_order", "source", "setting", "perturbation"]
+_CELL_VALUES = ["clean_f1", "f1", "drop", "per_pct", "changed", "rate", "overlap"]
+_SD_VALUES = ["clean_f1", "f1", "drop", "per_pct"]
+
+
+def seed_cells(tidy: pd.DataFrame, protocol: str | None, model: str) -> pd.DataFrame:
+    """Our overall-scope rows of the reference pairs (native and single-source transfer), one per seed.
+
+    Args:
+        tidy: the tidy frame (with CHANGE_COLUMNS from `attach_changes` where known).
+        protocol: our run (`protocol_label`); None: every protocol.
+        model: the model.
+
+    Returns:
+        One row per (pair, setting, perturbation, seed) (rows repeated for one seed are averaged; a row without a
+        seed is its own seed, NaN): the columns of `pair_cells`, with `seed`, sds NaN, seeds 1 and seed_list
+        (seed,); the frames of this module accept it wherever they accept `pair_cells`.
+    """
+    df = tidy[(tidy["origin"] == "ours") & (tidy["scope"] == "overall") & (tidy["model"] == model)
+              & tidy["setting"].isin(["native", "transfer"]) & (tidy["pair_order"] < 10_000)]
+    if protocol is not None:
+        df = df[df["protocol"] == protocol]
+    df = df.assign(changed=pd.to_numeric(df.get("entities_changed_frac", np.nan), errors="coerce"),
+                   rate=pd.to_numeric(df.get("perturb_rate", np.nan), errors="coerce"),
+                   overlap=df["entity_token_overlap"], seed=pd.to_numeric(df["seed"], errors="coerce"))
+    df = df.assign(per_pct=np.where(df["changed"] >= MIN_CHANGED, df["drop"] / (100 * df["changed"]), np.nan))
+    columns = [*_CELL_KEYS, *_CELL_VALUES, *(f"{v}_sd" for v in _SD_VALUES), "seeds", "seed_list", "seed"]
+    if df.empty:
+        return pd.DataFrame(columns=columns)
+    out = df.groupby([*_CELL_KEYS, "seed"], sort=False, dropna=False)[_CELL_VALUES].mean().reset_index()
+    for v in _SD_VALUES:
+        out[f"{v}_sd"] = np.nan
+    out["seeds"] = 1
+    out["seed_list"] = [() if s != s else (int(s),) for s in out["seed"]]
+    return out.sort_values(["pair_order", "setting", "perturbation", "seed"], kind="stable")[columns] \
+        .reset_index(drop=True)
+
+
 def pair_cells(tidy: pd.DataFrame, protocol: str | None, model: str) -> pd.DataFrame:
     """Our overall-scope rows of the reference pairs (native and single-source transfer), seeds averaged.
 
@@ -91,22 +129,16 @@ def pair_cells(tidy: pd.DataFrame, protocol: str | None, model: str) -> pd.DataF
         drop, per_pct (drop per 1 % of gold entities changed), changed, rate, overlap (entity_token_overlap), the
         seed sd of clean_f1 / f1 / drop / per_pct (`*_sd`), seeds (count) and seed_list.
     """
-    df = tidy[(tidy["origin"] == "ours") & (tidy["scope"] == "overall") & (tidy["model"] == model)
-              & tidy["setting"].isin(["native", "transfer"]) & (tidy["pair_order"] < 10_000)]
-    if protocol is not None:
-        df = df[df["protocol"] == protocol]
-    df = df.assign(changed=pd.to_numeric(df.get("entities_changed_frac", np.nan), errors="coerce"),
-                   rate=pd.to_numeric(df.get("perturb_rate", np.nan), errors="coerce"),
-                   overlap=df["entity_token_overlap"])
-    df = df.assign(per_pct=np.where(df["changed"] >= MIN_CHANGED, df["drop"] / (100 * df["changed"]), np.nan))
-    keys = ["pair", "pair_order", "source", "setting", "perturbation"]
-    values = ["clean_f1", "f1", "drop", "per_pct", "changed", "rate", "overlap"]
-    if df.empty:
-        return pd.DataFrame(columns=[*keys, *values, "clean_f1_sd", "f1_sd", "drop_sd", "per_pct_sd", "seeds",
-                                     "seed_list"])
-    g = df.groupby(keys, sort=False)
-    out = g[values].mean()
-    sd = g[["clean_f1", "f1", "drop", "per_pct"]].std().add_suffix("_sd")
+    return average_seeds(seed_cells(tidy, protocol, model))
+
+
+def average_seeds(cells: pd.DataFrame) -> pd.DataFrame:
+    """`seed_cells` averaged over seeds: the rows of `pair_cells` (seed sds, seeds, seed_list)."""
+    if cells.empty:
+        return cells.drop(columns="seed")
+    g = cells.groupby(_CELL_KEYS, sort=False)
+    out = g[_CELL_VALUES].mean()
+    sd = g[_SD_VALUES].std().add_suffix("_sd")
     seeds = g["seed"].agg(lambda s: tuple(sorted({int(v) for v in s.dropna()}))).rename("seed_list")
     out = pd.concat([out, sd, seeds], axis=1).reset_index()
     out["seeds"] = out["seed_list"].map(lambda t: max(len(t), 1))

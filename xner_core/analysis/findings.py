@@ -22,7 +22,7 @@ pairs a matched perturbation could not reach; `Findings.exclusions` says which a
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -50,11 +50,20 @@ from xner_core.analysis.finding_frames import (
     _seed_lists,
     _short_changes,
     attach_changes,
+    average_seeds,
     control_frame,
     default_protocol,
     overlap_frame,
-    pair_cells,
     paired_frame,
+    seed_cells,
+)
+from xner_core.analysis.seeds import (
+    PER_PAIR_COLUMNS,
+    SeedReplication,
+    correlation_statistic,
+    paired_statistic,
+    per_pair_seed_tests,
+    replicate,
 )
 from xner_core.analysis.stats import cluster_bootstrap_correlation, correlation, holm, leave_one_out, paired_t
 from xner_core.analysis.tidy import CLEAN
@@ -83,25 +92,29 @@ class FindingPlot:
 
 @dataclass(frozen=True)
 class Findings:
-    """The findings table, what was left out and why, and each finding's plot (keyed by the table's `plot`)."""
+    """The findings table, what was left out and why, each finding's plot (keyed by the table's `plot`), and the
+    paired findings per pair with seeds as the unit (`seeds.per_pair_seed_tests`, PER_PAIR_COLUMNS)."""
 
     table: pd.DataFrame
     exclusions: pd.DataFrame
     plots: Mapping[str, FindingPlot]
     protocol: str | None
     floor: float
+    per_pair: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(PER_PAIR_COLUMNS)))
 
 
 # ------------------------------------------------------------------------------------------------ verdicts
 
 
 def verdict(estimate: float, p: float, p_holm: float, direction: int = 1, alpha: float = 0.05,
-            alt_p: float = float("nan")) -> str:
+            alt_p: float = float("nan"), seeds_agree: bool = True) -> str:
     """The verdict of a directional finding (see the module docstring).
 
     Args:
         estimate, p, p_holm: our estimate (NaN = not measured), its two-sided p-value and the Holm-adjusted one.
         alt_p: the second method's p-value; when finite it must be < alpha too for "holds".
+        seeds_agree: False when the run has several complete seeds and one of them, on its own, points away from
+            the study (`seeds.SeedReplication.agrees`): then "weaker" at best.
         direction: +1 when the study's claim is a positive estimate, −1 for a negative one.
         alpha: the family-wise error rate.
 
@@ -111,7 +124,7 @@ def verdict(estimate: float, p: float, p_holm: float, direction: int = 1, alpha:
     if not (math.isfinite(estimate) and math.isfinite(p)):
         return "not measured"
     return "not supported here" if direction * estimate <= 0 or p >= NULL_P else (
-        "holds" if p_holm < alpha and not alt_p >= alpha else "weaker")
+        "holds" if p_holm < alpha and not alt_p >= alpha and seeds_agree else "weaker")
 
 
 def _fmt_r(r: float) -> str:
@@ -188,6 +201,19 @@ def study_figures(tidy: pd.DataFrame) -> dict[str, str]:
 # ------------------------------------------------------------------------------------------------ the table
 
 
+def _agrees(flag: Any) -> bool:
+    """A row's `seed_agree` as a bool: only an explicit False (several seeds, one pointing away) is False."""
+    return not (isinstance(flag, (bool, np.bool_)) and not flag)
+
+
+def _seed_columns(rep: SeedReplication) -> dict[str, Any]:
+    """A table row's seed columns: the per-seed estimates (text), how many complete seeds, the t over them and
+    whether every one points the study's way (NaN/None with fewer than 2 seeds: nothing to replicate)."""
+    several = len(rep.seeds) >= 2
+    return {"seed_estimates": rep.text(), "seed_n": len(rep.seeds), "seed_mean": rep.mean, "seed_low": rep.low,
+            "seed_high": rep.high, "seed_p": rep.p, "seed_agree": rep.agrees() if several else None}
+
+
 def compute_findings(tidy: pd.DataFrame, protocol: str | None = None, floor: float = FLOOR, level: float = 0.95,
                      n_boot: int = 4000, seed: int = 0, results: pd.DataFrame | None = None) -> Findings:
     """Test every finding of the study on one of our runs.
@@ -214,13 +240,17 @@ def compute_findings(tidy: pd.DataFrame, protocol: str | None = None, floor: flo
     rows: list[dict[str, Any]] = []
     excluded: list[dict[str, Any]] = []
     plots: dict[str, FindingPlot] = {}
+    per_pair: list[pd.DataFrame] = []
     for model in models:
-        _model_findings(tidy, protocol, model, floor, level, n_boot, seed, study, rows, excluded, plots)
+        _model_findings(tidy, protocol, model, floor, level, n_boot, seed, study, rows, excluded, plots, per_pair)
     table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
     table["p_holm"] = holm(table["p"].astype(float).tolist())
     table["verdict"] = [
-        r["verdict"] or verdict(r["estimate"], r["p"], r["p_holm"], alt_p=r["alt_p"]) for _, r in table.iterrows()]
-    return Findings(table, pd.DataFrame(excluded, columns=list(EXCLUSION_COLUMNS)), plots, protocol, floor)
+        r["verdict"] or verdict(r["estimate"], r["p"], r["p_holm"], alt_p=r["alt_p"],
+                                seeds_agree=_agrees(r["seed_agree"])) for _, r in table.iterrows()]
+    pairs = pd.concat([f for f in per_pair if not f.empty], ignore_index=True) if any(
+        not f.empty for f in per_pair) else pd.DataFrame(columns=list(PER_PAIR_COLUMNS))
+    return Findings(table, pd.DataFrame(excluded, columns=list(EXCLUSION_COLUMNS)), plots, protocol, floor, pairs)
 
 
 def findings_table(tidy: pd.DataFrame, protocol: str | None = None, floor: float = FLOOR,
@@ -238,8 +268,10 @@ def findings_table(tidy: pd.DataFrame, protocol: str | None = None, floor: float
 
 def _model_findings(tidy: pd.DataFrame, protocol: str | None, model: str, floor: float, level: float, n_boot: int,
                     seed: int, study: Mapping[str, str], rows: list[dict[str, Any]],
-                    excluded: list[dict[str, Any]], plots: dict[str, FindingPlot]) -> None:
-    cells = pair_cells(tidy, protocol, model)
+                    excluded: list[dict[str, Any]], plots: dict[str, FindingPlot],
+                    per_pair: list[pd.DataFrame]) -> None:
+    by_seed = seed_cells(tidy, protocol, model)
+    cells = average_seeds(by_seed)
     perts = set(cells["perturbation"])
     floor_out = _floor_reasons(cells, floor)
     excluded.extend({"finding": "2–6 (drops)", "model": model, "pair": pair, "setting": setting, "reason": why}
@@ -247,7 +279,8 @@ def _model_findings(tidy: pd.DataFrame, protocol: str | None, model: str, floor:
 
     def add(**kw: Any) -> None:
         rows.append({**{c: np.nan for c in TABLE_COLUMNS}, "model": model, "protocol": protocol or "—",
-                     "verdict": "", "note": "", "study": "", "alt_method": "", "seeds": "—", **kw})
+                     "verdict": "", "note": "", "study": "", "alt_method": "", "seeds": "—", "seed_estimates": "",
+                     "seed_n": 0, "seed_agree": None, **kw})
 
     def missing(fid: str, test: str, statistic: str, what: str, plot: str = "") -> None:
         add(id=fid, finding=CLAIMS[fid[0]], test=test, statistic=statistic, verdict="not measured",
@@ -272,7 +305,9 @@ def _model_findings(tidy: pd.DataFrame, protocol: str | None, model: str, floor:
             lo, hi = loo.loc[loo["r"].idxmin()], loo.loc[loo["r"].idxmax()]
             note += (f"; one pair left out in turn: r from {_fmt_r(lo['r'])} (without {lo['left_out']}) to "
                      f"{_fmt_r(hi['r'])} (without {hi['left_out']}); {loo['left_out'].iloc[0]} moves it most")
-        add(id=fid, finding=CLAIMS[fid[0]], test=test, statistic=stat, estimate=fz.r, low=fz.low, high=fz.high,
+        rep = replicate(by_seed, use["pair"].tolist(), correlation_statistic(pert, value), level, fisher=True)
+        add(**_seed_columns(rep), id=fid, finding=CLAIMS[fid[0]], test=test, statistic=stat, estimate=fz.r,
+            low=fz.low, high=fz.high,
             p=fz.p, n=c.n, seeds=_seeds_text(_seed_lists(cells, "transfer", pert, use["pair"])),
             seed_sd=_pooled_sd(use["y_sd"].tolist()), study=study.get(study_key, ""), note=note,
             alt_method="Pearson r · cluster bootstrap by source", alt_estimate=c.r, alt_low=c.low, alt_high=c.high,
@@ -297,7 +332,12 @@ def _model_findings(tidy: pd.DataFrame, protocol: str | None, model: str, floor:
         note = (f"{labels[0]} {use['a'].mean():.2f} vs {labels[1]} {use['b'].mean():.2f} {unit} on average; "
                 f"{labels[0]} higher in {int((use['diff'] > 0).sum())} of {len(use)} pairs"
                 + (": too few to test" if few else "")) if len(use) else "no pair left to compare"
-        add(id=fid, finding=CLAIMS[fid[0]], test=test, statistic=stat, estimate=t.mean, low=t.low, high=t.high,
+        pairs = [] if few else use["pair"].tolist()
+        rep = replicate(by_seed, pairs, paired_statistic(a, b, value), level)
+        if pairs:
+            per_pair.append(per_pair_seed_tests(by_seed, fid, model, a, b, value, pairs, level))
+        add(**_seed_columns(rep), id=fid, finding=CLAIMS[fid[0]], test=test, statistic=stat, estimate=t.mean,
+            low=t.low, high=t.high,
             p=t.p, seeds=_seeds_text(_seed_lists(cells, a[0], a[1], use["pair"])
                                      + _seed_lists(cells, b[0], b[1], use["pair"])),
             seed_sd=_pooled_sd([*use["a_sd"], *use["b_sd"]]), study=study.get(study_key, ""), note=note,

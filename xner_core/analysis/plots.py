@@ -18,6 +18,15 @@ from plotly.subplots import make_subplots
 from xner_core.analysis.stats import ols_fit
 from xner_core.analysis.tidy import CLEAN
 from xner_core.analysis.views import CUSTOM_FIELDS
+from xner_core.metrics.seen import FREQUENCY_SCOPES, LENGTH_SCOPES
+from xner_core.metrics.seen import SCOPE_LABELS as SCOPE_LABELS  # re-exported: pages import analysis only
+
+# The entity groupings of the seen/unseen charts: name -> the scopes that partition the gold entities.
+SCOPE_FAMILIES: Mapping[str, tuple[str, ...]] = {
+    "seen vs unseen": ("seen", "unseen"),
+    "entity length": LENGTH_SCOPES,
+    "training frequency": ("unseen", *FREQUENCY_SCOPES),
+}
 
 # Fixed colours per model so a model keeps its colour across charts; others cycle through the fallback list.
 MODEL_COLOURS: Mapping[str, str] = {"mbert": "#1f77b4", "xlmr": "#ff7f0e", "e5-small": "#2ca02c", "tiny": "#7f7f7f"}
@@ -323,7 +332,8 @@ def per_type_bars(rows: pd.DataFrame, scopes: Sequence[str] = ("PER", "ORG", "LO
             part = panel[panel["perturbation"] == pert].groupby("scope")["f1"].mean().reindex(list(scopes))
             if part.isna().all():
                 continue
-            fig.add_trace(go.Bar(x=list(part.index), y=part.values, name=perturbation_title(pert),
+            fig.add_trace(go.Bar(x=[SCOPE_LABELS.get(str(k), str(k)) for k in part.index], y=part.values,
+                                 name=perturbation_title(pert),
                                  legendgroup=pert, showlegend=c == 1, marker_color=palette[i % len(palette)],
                                  meta={"kind": "bars", "setting": setting, "perturbation": pert}), row=1, col=c)
     fig.update_yaxes(title_text="F1 (points)", range=[0, 100], row=1, col=1)

@@ -21,7 +21,7 @@ from xner_core.evaluation.memo import FEATURES
 from xner_core.evaluation.modelstore import LoadedModel, train_model, trained_precision
 from xner_core.evaluation.predictions import load_predictions, save_predictions
 from xner_core.metrics.bootstrap import SCOPES
-from xner_core.metrics.seen import SURFACE_SCOPES, restrict_tags, seen_surfaces
+from xner_core.metrics.seen import scope_groups, surface_counts
 from xner_core.numerics import resolve_precision
 from xner_core.runs.config import (
     ExperimentConfig,
@@ -140,7 +140,7 @@ def iter_evaluate(
         "train_dtype": trained_precision(lm.manifest),
         "eval_dtype": eval_dtype,
     }
-    surfaces = seen_surfaces(seen)  # the model's training entities: the seen/unseen scopes
+    surfaces = surface_counts(seen)  # the model's training entities: the seen/unseen and bucket scopes
     wanted = {j.id for j in todo}
     clean_tags: list[list[str]] | None = None
     clean_groups: dict[str, tuple[list[list[str]], list[list[str]]]] = {}
@@ -198,12 +198,10 @@ def iter_evaluate(
 
 
 def _surface_groups(corpus: Corpus, gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]],
-                    surfaces: frozenset[str]) -> dict[str, tuple[list[list[str]], list[list[str]]]]:
-    """Gold and predicted tags of each "seen" / "unseen" scope: only the entities whose surface form occurs (does
-    not occur) in the model's training data (`metrics.seen`)."""
-    tokens = [s.tokens for s in corpus]
-    return {scope: (restrict_tags(tokens, gold, surfaces, flag), restrict_tags(tokens, pred, surfaces, flag))
-            for scope, flag in zip(SURFACE_SCOPES, (True, False))}
+                    surfaces: Mapping[str, int]) -> dict[str, tuple[list[list[str]], list[list[str]]]]:
+    """Gold and predicted tags of each "seen" / "unseen" scope (the entities whose surface form occurs / does not
+    occur in the model's training data) and of each length and training-frequency bucket (`metrics.seen`)."""
+    return scope_groups([s.tokens for s in corpus], gold, pred, surfaces)
 
 
 _FEATURE_COLUMNS = (

@@ -31,12 +31,12 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from xner_core.errors import ConfigError, DataError
 from xner_core.metrics.bootstrap import SCOPES
-from xner_core.metrics.seen import SURFACE_SCOPES
+from xner_core.metrics.seen import BUCKET_SCOPES, SURFACE_SCOPES
 from xner_core.paths import cache_dir, committed_results_dir
 
 # The scopes a job writes one row each for: overall, per entity type, and seen/unseen entities (by surface form
 # in the model's training data; rows written before these scopes existed have the first four only).
-ROW_SCOPES: tuple[str, ...] = (*SCOPES, *SURFACE_SCOPES)
+ROW_SCOPES: tuple[str, ...] = (*SCOPES, *SURFACE_SCOPES, *BUCKET_SCOPES)
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,10 @@ class Column:
 
 SCHEMA: tuple[Column, ...] = (
     Column("job_id", "VARCHAR NOT NULL", "stable hash of the evaluation job"),
-    Column("scope", "VARCHAR NOT NULL", "overall, PER, ORG, LOC, or seen / unseen: the entities whose surface form "
-                                        "occurs (does not occur) in the model's training data"),
+    Column("scope", "VARCHAR NOT NULL", "overall, PER, ORG, LOC; seen / unseen: the entities whose surface form "
+                                        "occurs (does not occur) in the model's training data; len1 / len2 / "
+                                        "len3+: entities of 1, 2, 3+ tokens; freq1 / freq2-9 / freq10+: seen "
+                                        "entities by training count"),
     Column("config_hash", "VARCHAR NOT NULL", "hash of the model's ExperimentConfig (model cache key)"),
     Column("model", "VARCHAR NOT NULL", "model short name, hub id or directory"),
     Column("sources", "VARCHAR NOT NULL", "training languages, comma-joined (the target for native)"),

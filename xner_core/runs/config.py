@@ -23,7 +23,10 @@ same model share one hash:
   trains);
 - options added after the first release (`training.settings.NEW_OPTIONS`: the later distillation and robust
   options, `adapter` and the LoRA options) are left out while at their default, so a config written before they
-  existed keeps its hash;
+  existed keeps its hash; except where their defaults changed what an older config trains (`_RECIPE_CHANGED`):
+  a `distill` config always writes the Wu et al. student options (loss, epochs, step floor, frozen layers), so
+  its students never share an id with the students trained before them (one epoch of KL over the `extra` split,
+  nothing frozen);
 - the target is left out for `transfer` and `multi_source` (`TARGET_FREE_SETTINGS`): their training reads only
   source data, so one es transfer model serves ca, an and ast. The config still carries the target (it is the
   language a model is evaluated on), and evaluation ids (`evaluation.jobs.EvalJob.id`) add it back. `native`, `distill`
@@ -83,6 +86,10 @@ _SETTING_OPTIONS: dict[str, frozenset[str]] = {
     "tapt": frozenset({"tapt_steps", "distill_unlabeled"}),
 }
 _SETTING_SPECIFIC: frozenset[str] = frozenset().union(*_SETTING_OPTIONS.values())
+# NEW_OPTIONS whose defaults changed what a setting trains: written for that setting even at their defaults.
+_RECIPE_CHANGED: dict[str, frozenset[str]] = {
+    "distill": frozenset({"distill_loss", "distill_epochs", "distill_min_steps", "distill_freeze"}),
+}
 _ROBUST_ONLY: frozenset[str] = frozenset({"robust_epsilon", "robust_rate"})
 # Options only some robust methods read (the first two methods keep their original canonical form).
 _ROBUST_METHOD_ONLY: frozenset[str] = frozenset({"robust_steps", "robust_alpha", "robust_neighbours"})
@@ -188,7 +195,8 @@ def _canonical_options(config: ExperimentConfig) -> dict[str, Any]:
         floaty = isinstance(getattr(defaults, f.name), float) or f.name == "robust_alpha"
         if floaty and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)  # lr=1 and lr=1.0 are the same run
-        if f.name in NEW_OPTIONS and value == getattr(defaults, f.name):
+        if f.name in NEW_OPTIONS and value == getattr(defaults, f.name) \
+                and f.name not in _RECIPE_CHANGED.get(config.setting, frozenset()):
             continue  # added later: at its default it leaves every older hash unchanged
         out[f.name] = value
     return out
