@@ -36,6 +36,8 @@ for title, frame, key in (("Local store", store, "store"), ("Committed results",
         continue
     counts = run_counts(frame)
     st.dataframe(counts, hide_index=True, width="stretch")
+    for note in runs.frame_tapt_notes(frame):  # the tapt setting: which masked-LM head TAPT started from
+        st.info(render.md_escape(note), icon=":material/info:")
     page.download_csv(counts, f"xner_{key}_counts.csv", key=f"dl_{key}_counts", label="Counts (CSV)")
     c1, c2 = st.columns(2)
     with c1:
@@ -62,6 +64,8 @@ with page.guarded("the grid status"):
                f"run the missing ones with `xner grid run {preset}` (it resumes where it stopped).")
     for msg in status.skipped:
         st.caption(render.md_escape(msg))
+    for note in status.notes:  # a preset with the tapt setting: which masked-LM head TAPT starts from
+        st.info(render.md_escape(note), icon=":material/info:")
     st.dataframe(status.rows, hide_index=True, width="stretch")
     page.download_csv(status.rows, f"xner_grid_{preset}_status.csv", key="dl_grid_status", label="Status (CSV)")
 

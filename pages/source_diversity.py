@@ -1,7 +1,9 @@
 """Source diversity: for one target, F1 (clean and perturbed) against the number of source languages and their
-typological diversity, multi-source and distillation models beside the best single-source transfer model.
+typological diversity, multi-source and distillation models beside the best single-source transfer model; then
+"Which source for this target": the measured single sources ranked, and a predictor-based shortlist of others.
 
-Reads our result rows with setting multi_source / distill (written by `xner grid run diversity`).
+Reads our result rows with setting multi_source / distill (written by `xner grid run diversity`) and the
+single-source transfer rows (ours and the study's).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import streamlit as st
 from xner_core.analysis import plots
 from xner_core.analysis.tidy import CLEAN
 from xner_core.analysis.views import diversity_view
-from xner_ui import catalog, data, page, state
+from xner_ui import catalog, data, page, sources, state
 
 state.require_app()
 
@@ -22,8 +24,11 @@ st.caption("Does training on more, and more varied, source languages make transf
 
 tidy = data.tidy_frame()
 ours = tidy[(tidy["origin"] == "ours") & tidy["setting"].isin(["multi_source", "distill"])]
-targets = sorted(set(ours["target"])) or sorted({sh.target, *tidy["target"]})
-default_target = sh.target if sh.target in targets else targets[0]
+multi_targets = sorted(set(ours["target"]))
+# Any measured target or language with local data can be ranked for sources; the diversity charts need the
+# multi-source targets, so one of them is the default when there are any.
+targets = sorted({sh.target, *multi_targets, *tidy["target"].dropna().astype(str), *sources.local_languages()})
+default_target = sh.target if sh.target in (multi_targets or targets) else (multi_targets or targets)[0]
 c1, c2 = st.columns(2)
 target = state.select("Target", targets, "div_target", default_target, where=c1,
                       format_func=lambda c: f"{c} · {catalog.language_name(c)}")
@@ -40,13 +45,14 @@ if ours.empty:
         icon=":material/hub:",
     )
 else:
-    sources = sorted(set(ours.loc[ours["target"] == target, "sources"]) |
+    source_sets = sorted(set(ours.loc[ours["target"] == target, "sources"]) |
                      set(tidy.loc[(tidy["origin"] == "ours") & (tidy["target"] == target)
                                   & (tidy["setting"] == "transfer"), "sources"]))
-    index = {s: data.diversity_index(s, kind) for s in sources}
+    index = {s: data.diversity_index(s, kind) for s in source_sets}
     frame = diversity_view(tidy, target, index)
     if frame.empty:
-        st.info(f"No multi-source or distillation results for {target}; choose another target.")
+        st.info(f"No multi-source or distillation results for {target}; the targets that have them: "
+                f"{', '.join(multi_targets)}.")
     else:
         perts = [CLEAN, sh.perturbation]
         st.caption(f"Panels: clean and the sidebar's perturbation ({plots.perturbation_title(sh.perturbation)}).")
@@ -56,3 +62,6 @@ else:
                    "div_index", f"xner_diversity_{target}_{kind}")
         st.dataframe(frame, hide_index=True, width="stretch")
         page.download_csv(frame, f"xner_diversity_{target}_{kind}.csv", key="dl_div", label="Rows (CSV)")
+
+with page.guarded("the source ranking"):
+    sources.which_source(target, sh)

@@ -26,7 +26,7 @@ from xner_core.training.objective import (
     soft_loss,
 )
 from xner_core.training.settings import _Spec
-from xner_core.training.tapt import FRESH_HEAD_NOTE, masked_lm_for, mlm_adapt
+from xner_core.training.tapt import FRESH_HEAD_NOTE, masked_lm_for, mlm_adapt, tapt_head_note
 
 torch.set_num_threads(1)
 
@@ -230,6 +230,20 @@ def test_tapt_starts_from_the_pretrained_masked_lm_head(data, tmp_path):
     res = run_setting("tapt", tiny()[0], tok, source_train={"es": data["es"][:16]},
                       target_unlabeled=data["target_unlabeled"][:16], options=run_options(tapt_steps=2), seed=0)
     assert res.info["tapt_head"] == "fresh" and res.info["tapt_note"] == FRESH_HEAD_NOTE
+
+
+@pytest.mark.parametrize("model, head, says", [
+    ("e5-small", None, ["e5-small trains a freshly initialised masked-LM head", "sentence-embedding model",
+                        "mBERT and XLM-R would start from their pretrained masked-LM heads"]),
+    ("tiny", None, ["freshly initialised", "built in code"]),
+    ("mbert", None, ["starts from its pretrained masked-LM head (mBERT's cls.predictions)", "e5-small has none"]),
+    ("xlm-roberta-base", None, ["XLM-R's lm_head"]),
+    ("/ckpt/dir", "fresh", ["freshly initialised", "as the run's manifest records", "mBERT and XLM-R"]),
+    ("/ckpt/dir", None, ["where it has one, else from a fresh head", "train_info.tapt_head"]),
+])
+def test_tapt_head_note_says_which_head(model, head, says):
+    note = tapt_head_note(model, head)
+    assert all(s in note for s in says), note
 
 
 # ------------------------------------------------------------------------------------------------ robust training

@@ -1,9 +1,11 @@
 """What the runs page reads: the results store's location and schema, a preset grid's status against the store,
-and the model cache's entries (with how many copies this server process holds in memory)."""
+the model cache's entries (with how many copies this server process holds in memory), and the TAPT head note
+wherever the `tapt` setting shows (e5-small has no pretrained masked-LM head, so TAPT trains a fresh one)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable, Mapping
 
 import pandas as pd
 
@@ -31,9 +33,32 @@ def preset_names() -> list[str]:
     return names()
 
 
+def tapt_notes(models: Iterable[str], heads: Mapping[str, str | None] | None = None) -> list[str]:
+    """The TAPT head note (`training.tapt.tapt_head_note`) of each distinct model, for wherever `tapt` shows.
+
+    Args:
+        models: model names of `tapt` rows, models or a preset.
+        heads: model -> the head its runs recorded (`train_info.tapt_head`), where known.
+
+    Returns:
+        One sentence per model, in first-seen order.
+    """
+    from xner_core.training.tapt import tapt_head_note
+
+    return [tapt_head_note(m, (heads or {}).get(m)) for m in dict.fromkeys(str(m) for m in models)]
+
+
+def frame_tapt_notes(frame: pd.DataFrame) -> list[str]:
+    """`tapt_notes` of the models that have `tapt` rows in a results frame (none: no note)."""
+    if frame.empty or "setting" not in frame.columns:
+        return []
+    return tapt_notes(frame.loc[frame["setting"] == "tapt", "model"])
+
+
 @dataclass(frozen=True)
 class GridStatus:
-    """A preset's plan against the store: counts, the planner's skip notes and one status row per model."""
+    """A preset's plan against the store: counts, the planner's skip notes, one status row per model, and notes
+    on its settings (the TAPT head note when the preset trains `tapt` models)."""
 
     description: str
     total: int
@@ -42,6 +67,7 @@ class GridStatus:
     missing: int
     skipped: tuple[str, ...]
     rows: pd.DataFrame
+    notes: tuple[str, ...] = ()
 
 
 def grid_status(preset: str) -> GridStatus:
@@ -54,18 +80,36 @@ def grid_status(preset: str) -> GridStatus:
     spec = load_spec(preset)
     plan = expand(spec, online=False)
     status = plan_status(plan, ResultsStore())
+    notes = tuple(tapt_notes(spec.models)) if "tapt" in spec.settings else ()
     return GridStatus(spec.description, status.total, len(status.done), len(status.running), len(status.missing),
-                      tuple(plan.skipped), pd.DataFrame(status_rows(plan, status)))
+                      tuple(plan.skipped), pd.DataFrame(status_rows(plan, status)), notes)
+
+
+def _tapt_heads() -> dict[str, str | None]:
+    """hash -> `train_info.tapt_head` of the cached tapt models' manifests."""
+    from xner_core.evaluation.modelstore import model_cache
+
+    out: dict[str, str | None] = {}
+    for manifest in model_cache().manifests():
+        info = manifest.get("train_info") or {}
+        if isinstance(info, dict) and "tapt_head" in info:
+            out[str(manifest.get("hash"))] = info.get("tapt_head")
+    return out
 
 
 def cached_models() -> pd.DataFrame:
-    """The valid cached models, newest first: model, setting, config label, hash, MB, created, and `loaded` (the
-    copies this server process holds in memory). Empty when none is cached."""
+    """The valid cached models, newest first: model, setting, config label, hash, MB, created, `loaded` (the
+    copies this server process holds in memory) and `note` (for tapt models: which masked-LM head TAPT used, from
+    the manifest where it says). Empty when none is cached."""
     from xner_core.evaluation.modelstore import cached_configs
     from xner_core.runs.config import config_label
+    from xner_core.training.tapt import tapt_head_note
 
     in_memory = hooks.loaded_models()
+    entries = cached_configs()
+    heads = _tapt_heads() if any(cfg.setting == "tapt" for cfg, _ in entries) else {}
     return pd.DataFrame([{"model": cfg.model, "setting": cfg.setting, "config": config_label(cfg),
                           "hash": info["hash"], "MB": round(info["size_bytes"] / 2**20, 1),
-                          "created": str(info["created"]), "loaded": in_memory.count(info["hash"])}
-                         for cfg, info in cached_configs()])
+                          "created": str(info["created"]), "loaded": in_memory.count(info["hash"]),
+                          "note": tapt_head_note(cfg.model, heads.get(info["hash"])) if cfg.setting == "tapt" else ""}
+                         for cfg, info in entries])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from apptest_helpers import assert_clean_run, open_page, result_row, write_store_rows
+from apptest_helpers import assert_clean_run, open_page, result_row, unmd, write_store_rows
 
 PAGE = "pages/runs.py"
 
@@ -46,3 +46,20 @@ def test_runs_lists_models_held_in_memory(tiny_models):
     models = next(d.value for d in at.dataframe if "loaded" in d.value.columns)
     assert sorted(models["hash"]) == sorted(tiny_models)
     assert models["loaded"].tolist() == [1, 1]  # one copy each, whatever the number of sessions
+
+
+def test_tapt_rows_and_preset_carry_the_head_note(no_data):
+    # e5-small has no pretrained masked-LM head: wherever the tapt setting shows, the page says which head TAPT used
+    write_store_rows([result_row(job_id="t", setting="tapt", model="e5-small"), result_row(job_id="n")])
+    at = open_page(PAGE, {"grid": "tapt"})
+    assert_clean_run(at)
+    notes = [unmd(i.value) for i in at.info if "TAPT with e5-small" in unmd(i.value)]
+    assert len(notes) == 2  # under the store's counts and under the tapt preset's status
+    assert all("freshly initialised masked-LM head" in n and "mBERT and XLM-R would start from their pretrained"
+               in n for n in notes)
+
+
+def test_no_tapt_note_without_tapt(no_data):
+    write_store_rows([result_row(job_id="n")])
+    at = open_page(PAGE, {"grid": "smoke"})
+    assert not any("TAPT" in i.value for i in at.info)

@@ -1,8 +1,18 @@
-"""AppTest of the source-diversity page: explanatory empty state, then charts from multi-source rows."""
+"""AppTest of the source-diversity page: explanatory empty state, then charts from multi-source rows; the section
+"Which source for this target" (measured sources ranked, the predictor-based shortlist)."""
 
 from __future__ import annotations
 
-from apptest_helpers import assert_clean_run, open_page, plotly_specs, result_row, values, write_store_rows
+from apptest_helpers import (
+    assert_clean_run,
+    open_page,
+    plotly_specs,
+    rendered_texts,
+    result_row,
+    unmd,
+    values,
+    write_store_rows,
+)
 
 PAGE = "pages/source_diversity.py"
 
@@ -12,6 +22,11 @@ def test_empty_state_names_the_command(no_data):
     assert_clean_run(at)
     assert any("xner grid run diversity" in i.value for i in at.info)
     assert not at.get("plotly_chart")
+    # the source ranking still explains itself: the study's one measured source, no shortlist without local data
+    texts = [unmd(t) for t in rendered_texts(at)]
+    assert "Which source for this target" in texts
+    assert any("Only 1 measured source for br" in t for t in texts)
+    assert any(t.startswith("No shortlist: no local WikiANN test split for 'br'") for t in texts)
 
 
 def test_charts_from_multi_source_rows(no_data):
@@ -26,7 +41,7 @@ def test_charts_from_multi_source_rows(no_data):
     assert_clean_run(at)
     assert at.selectbox(key="qp_div_target").value == "ca"
     assert at.selectbox(key="qp_kind").value == "syntactic"
-    count_fig, index_fig = plotly_specs(at)
+    count_fig, index_fig, measured_fig = plotly_specs(at)
     series = {(t["name"], t["meta"]["perturbation"]): t for t in count_fig["data"]}
     multi = series[("multi_source · e5-small", "clean")]
     assert values(multi["x"]) == [2, 3] and values(multi["y"]) == [83.0, 85.0]
@@ -36,3 +51,25 @@ def test_charts_from_multi_source_rows(no_data):
     table = at.dataframe[0].value
     assert set(table["setting"]) == {"multi_source", "distill", "best single source"}
     assert table["diversity"].notna().sum() > 0  # URIEL syntactic distances of es/fr/it
+    # which source: es and fr measured (too few to compare predictors), F1 against each predictor
+    assert at.selectbox(key="qp_src_run").value.startswith("e5-small | ")
+    assert any("Only 2 measured sources for ca" in unmd(w.value) for w in at.warning)
+    measured = at.dataframe[1].value
+    assert list(measured["source"]) == ["es", "fr"] and list(measured["drop_rank"]) == [1, 1]
+    points = [t for t in measured_fig["data"] if t["meta"]["kind"] == "measured"]
+    assert points and all(values(t["y"]) == [80.0, 70.0] for t in points)
+
+
+def test_which_source_shortlist_from_local_data(with_data, committed):
+    at = open_page(PAGE, {"div_target": "ast", "src_n": "5", "src_run": "mbert | study"})
+    assert_clean_run(at)
+    assert at.selectbox(key="qp_div_target").value == "ast"
+    assert any("Only 1 measured source for ast in the study's published mbert rows (es)" in unmd(w.value)
+               for w in at.warning)
+    measured, shortlist = at.dataframe[-2].value, at.dataframe[-1].value
+    assert list(measured["source"]) == ["es"]
+    assert len(shortlist) == 5 and "es" not in set(shortlist["source"]) and "ast" not in set(shortlist["source"])
+    assert list(shortlist["predicted_rank"]) == sorted(shortlist["predicted_rank"])
+    assert any("the 5 of" in t and "closest to ast" in t for t in map(unmd, rendered_texts(at)))
+    ranks = plotly_specs(at)[-1]
+    assert {t["meta"]["kind"] for t in ranks["data"]} == {"predictor", "mean_rank"}

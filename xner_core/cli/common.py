@@ -1,8 +1,8 @@
 """The `xner` command line, shared parts: the typer apps, logging, output (`emit`) and the options every group uses.
 
-Commands live in one module per group (`data`, `models`, `grid`, `serve`); `main` registers them and runs the app.
-Each command resolves its options, calls one or two core functions and prints the result. Errors a user can cause
-(`XnerError`) are printed as one line `error: ...` with exit code 2, never a traceback.
+Commands live in one module per group (`data`, `models`, `grid`, `serve`, `sources`); `main` registers them and runs
+the app. Each command resolves its options, calls one or two core functions and prints the result. Errors a user can
+cause (`XnerError`) are printed as one line `error: ...` with exit code 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -62,10 +62,12 @@ data_app = typer.Typer(no_args_is_help=True, help="Inspect the WikiANN data.")
 models_app = typer.Typer(no_args_is_help=True, help="The content-addressed model cache.")
 grid_app = typer.Typer(no_args_is_help=True, help="Experiment grids: a preset or spec file -> resumable runs.")
 results_app = typer.Typer(no_args_is_help=True, help="The results store (a DuckDB file): show, export, schema.")
+sources_app = typer.Typer(no_args_is_help=True, help="Which source language for a target: measured and candidates.")
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
 app.add_typer(grid_app, name="grid")
 app.add_typer(results_app, name="results")
+app.add_typer(sources_app, name="sources")
 
 DataDirOpt = typer.Option(None, "--data-dir", help="WikiANN directory (<dir>/<lang>/<split>.gz); env XNER_DATA_DIR")
 ProtocolOpt = typer.Option("wikiann-rahimi", "--data", help="wikiann-rahimi (balanced splits) or paper-resplit")

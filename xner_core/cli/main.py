@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from xner_core.cli import data, grid, models, serve  # noqa: F401  (registers the commands)
+from xner_core.cli import data, grid, models, serve, sources  # noqa: F401  (registers the commands)
 from xner_core.cli.common import LOG_LEVELS, app, configure_logging, emit
 from xner_core.errors import XnerError
 

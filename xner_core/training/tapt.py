@@ -7,7 +7,8 @@ has one (mBERT's `cls.predictions`, XLM-R's `lm_head`: `AutoModelForMaskedLM.fro
 token classifier was loaded from, `masked_lm_for`); only the encoder weights are taken from the token classifier.
 e5-small has no masked-LM head (it is a sentence-embedding model; its checkpoint holds the encoder only), and
 neither has the in-code `tiny` model: there the head is new (randomly initialised, the decoder tied to the word
-embeddings) and `FRESH_HEAD_NOTE` says so in the run's info (manifest `train_info.tapt_note`) and the log.
+embeddings) and `FRESH_HEAD_NOTE` says so in the run's info (manifest `train_info.tapt_note`) and the log;
+`tapt_head_note` is the sentence the dashboard shows wherever the `tapt` setting appears.
 
 Steps and text: `TrainOptions.tapt_steps` AdamW steps (batches of `batch_size` windows, the run's learning rate,
 linear warmup/decay, BERT's 15 % masking with 80/10/10 replacement), cycling over the unlabeled target text that
@@ -45,6 +46,41 @@ log = logging.getLogger(__name__)
 
 FRESH_HEAD_NOTE = ("this model has no pretrained masked-LM head (e5-small and tiny have none): TAPT trained a "
                    "freshly initialised head together with the encoder")
+# Built-in models and the masked-LM head TAPT starts from (a checkpoint directory: its run's manifest says which).
+PRETRAINED_HEADS: dict[str, str] = {"mbert": "mBERT's cls.predictions", "bert-base-multilingual-cased":
+                                    "mBERT's cls.predictions", "xlmr": "XLM-R's lm_head",
+                                    "xlm-roberta-base": "XLM-R's lm_head"}
+NO_HEAD_REASONS: dict[str, str] = {"e5-small": "a sentence-embedding model: its checkpoint holds the encoder only",
+                                   "tiny": "a random model built in code"}
+_OTHERS = "mBERT and XLM-R would start from their pretrained masked-LM heads"
+
+
+def tapt_head_note(model: str, head: str | None = None) -> str:
+    """The sentence the dashboard shows wherever the `tapt` setting appears: which masked-LM head TAPT used.
+
+    Args:
+        model: a model name ("e5-small", "mbert", a hub id) or checkpoint directory.
+        head: the run's own record (`train_info.tapt_head` of its manifest: "pretrained" | "fresh") when known;
+            None infers it from the model name.
+
+    Returns:
+        e.g. "TAPT with e5-small trains a freshly initialised masked-LM head with the encoder: e5-small has no
+        pretrained one (...). mBERT and XLM-R would start from their pretrained masked-LM heads."
+    """
+    recorded = " (as the run's manifest records)" if head is not None else ""
+    if head is None:
+        head = "fresh" if model in NO_HEAD_REASONS else "pretrained" if model in PRETRAINED_HEADS else None
+    if head == "fresh":
+        why = f" ({NO_HEAD_REASONS[model]})" if model in NO_HEAD_REASONS else ""
+        return (f"TAPT with {model} trains a freshly initialised masked-LM head with the encoder{recorded}: {model} "
+                f"has no pretrained one{why}. {_OTHERS}.")
+    if head == "pretrained":
+        which = PRETRAINED_HEADS.get(model, "the checkpoint's pretrained masked-LM head")
+        return (f"TAPT with {model} starts from its pretrained masked-LM head ({which}){recorded}. e5-small has none "
+                "and trains a fresh head.")
+    return (f"TAPT with {model} starts from the checkpoint's pretrained masked-LM head where it has one, else from a "
+            "fresh head (the model's manifest says which: train_info.tapt_head). e5-small has none and trains a "
+            f"fresh head; {_OTHERS}.")
 
 
 def masked_lm_for(model: Any, seed: int = 0) -> tuple[Any, str]:
