@@ -46,7 +46,7 @@ def build(rows: pd.DataFrame, protocol: str | None = None, floor: float = FLOOR,
 
     tables = read_reference_tables()
     tidy = tidy_results(tables["published"], rows, tables["overlap"], tables["uriel"], reference_pairs())
-    return compute_findings(tidy, protocol=protocol, floor=floor, n_boot=n_boot, results=rows)
+    return compute_findings(tidy, protocol=protocol, floor=floor, n_boot=n_boot)
 
 
 def _num(v: float) -> str:

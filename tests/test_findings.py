@@ -21,10 +21,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from xner_core.analysis.finding_frames import CHANGE_COLUMNS, TABLE_COLUMNS, VERDICTS, attach_changes
+from xner_core.analysis.finding_frames import TABLE_COLUMNS, VERDICTS
 from xner_core.analysis.findings import compute_findings, findings_table, verdict
 from xner_core.analysis.stats import bootstrap_interval, cluster_bootstrap_correlation, paired_t
-from xner_core.analysis.tidy import read_reference_tables, tidy_results
+from xner_core.analysis.tidy import CHANGE_COLUMNS, read_reference_tables, tidy_results
 from xner_core.corpus.languages import reference_pairs
 from xner_core.experiments.store import COLUMN_NAMES
 
@@ -202,7 +202,7 @@ def _tidy(rows: pd.DataFrame) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def synth() -> tuple[pd.DataFrame, object]:
     rows = synthetic()
-    return rows, compute_findings(_tidy(rows), results=rows, n_boot=500)
+    return rows, compute_findings(_tidy(rows), n_boot=500)
 
 
 def test_synthetic_correlations_have_the_known_sign(synth):
@@ -246,7 +246,7 @@ def test_synthetic_paired_tests_match_scipy_on_the_pairs_kept(synth):
     # per changed entity: transfer P1 of the ar pairs changed nothing
     assert set(ex.loc[ex["finding"] == "3b", "pair"]) == {"ar→fa", "ar→hi"} and t.loc["3b", "n"] == 9
     # a lower floor keeps fr→oc
-    assert findings_table(_tidy(rows), floor=20.0, results=rows, n_boot=200).set_index("id").loc["4", "n"] == 12
+    assert findings_table(_tidy(rows), floor=20.0, n_boot=200).set_index("id").loc["4", "n"] == 12
 
 
 def test_synthetic_control_and_missing_perturbations(synth):
@@ -257,10 +257,10 @@ def test_synthetic_control_and_missing_perturbations(synth):
     assert "not measured yet" in t.loc["6a", "note"]
     assert "2d" not in t.index  # the study-rules P2 is not announced until it is run
     rows = synthetic(control_ci=(0.2, 1.0))
-    moved = compute_findings(_tidy(rows), results=rows, n_boot=200).table.set_index("id")
+    moved = compute_findings(_tidy(rows), n_boot=200).table.set_index("id")
     assert (moved.loc[["5a", "5b", "5c"], "verdict"] == "not supported here").all()
     few = synthetic(perts=("clean", "entity_replace"))
-    sparse = compute_findings(_tidy(few), results=few, n_boot=200).table.set_index("id")
+    sparse = compute_findings(_tidy(few), n_boot=200).table.set_index("id")
     assert sparse.loc["4", "verdict"] == "not measured" and sparse.loc["2a", "verdict"] == "holds"
 
 
@@ -274,12 +274,16 @@ def test_holm_runs_over_every_test_with_a_p(synth):
     assert t.loc[smallest, "p_holm"] == pytest.approx(min(1.0, m * t.loc[smallest, "p"]))
 
 
-def test_attach_changes_without_results_leaves_nan():
-    rows = synthetic(perts=("clean",))
-    out = attach_changes(_tidy(rows), None)
-    assert all(out[c].isna().all() for c in CHANGE_COLUMNS)
-    joined = attach_changes(_tidy(rows), rows)
-    assert joined.loc[joined["origin"] == "ours", "perturb_rate"].eq(1.0).all()
+def test_the_tidy_frame_carries_what_each_perturbation_changed():
+    rows = synthetic(perts=("clean", "entity_replace_matched"))
+    tidy = _tidy(rows)
+    ours, published = tidy[tidy["origin"] == "ours"], tidy[tidy["origin"] == "published"]
+    assert published[list(CHANGE_COLUMNS)].isna().all().all()
+    matched = ours[ours["perturbation"] == "entity_replace_matched"]
+    assert matched["perturb_rate"].eq(0.04).all()
+    assert ours.loc[ours["perturbation"] == "clean", "perturb_rate"].eq(1.0).all()
+    assert set(matched["entities_changed_frac"]) == {0.0, 0.04}
+    assert matched["tokens_changed_frac"].tolist() == pytest.approx((matched["entities_changed_frac"] / 2).tolist())
 
 
 # ----------------------------------------------------------------------------------- the committed faithful run

@@ -72,7 +72,7 @@ def test_each_seed_replicates_the_correlation(rows):
 
 
 def test_findings_table_carries_the_seed_columns(rows):
-    f = compute_findings(_tidy(rows), results=rows, n_boot=200)
+    f = compute_findings(_tidy(rows), n_boot=200)
     t = f.table.set_index("id")
     assert t.loc["1", "seed_n"] == 2 and bool(t.loc["1", "seed_agree"])
     assert "seed 0 +1.00, seed 1 +1.00" in t.loc["1", "seed_estimates"]
@@ -88,7 +88,7 @@ def test_findings_table_carries_the_seed_columns(rows):
 
 
 def test_a_seed_pointing_away_caps_the_verdict_at_weaker(rows):
-    base = compute_findings(_tidy(rows), results=rows, n_boot=200).table.set_index("id")
+    base = compute_findings(_tidy(rows), n_boot=200).table.set_index("id")
     assert base.loc["4", "verdict"] == "holds"
     # seed 0: native loses 6 more than transfer under the LOC swap; seed 1: 0.5 less. The pair means (+2.75) still
     # hold over pairs, but seed 1 on its own points away from the study.
@@ -99,7 +99,7 @@ def test_a_seed_pointing_away_caps_the_verdict_at_weaker(rows):
     for i in moved.index[native_loc]:
         d = transfer_drop[(moved.at[i, "target"], moved.at[i, "seed"])]
         moved.at[i, "drop"] = d + (0.06 if moved.at[i, "seed"] == 0 else -0.005)
-    t = compute_findings(_tidy(moved), results=moved, n_boot=200).table.set_index("id")
+    t = compute_findings(_tidy(moved), n_boot=200).table.set_index("id")
     assert t.loc["4", "estimate"] == pytest.approx(2.75) and t.loc["4", "p_holm"] < 0.05
     assert t.loc["4", "seed_agree"] is False or not t.loc["4", "seed_agree"]
     assert t.loc["4", "verdict"] == "weaker"

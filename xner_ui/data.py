@@ -170,10 +170,7 @@ def _findings_view(stamp: tuple[Any, ...], protocol: str | None, floor: float) -
     from xner_core.analysis import plots
     from xner_core.analysis.findings import compute_findings
 
-    committed, store, _ = _our_results(stamp)
-    parts = [f for f in (committed, store) if not f.empty]
-    rows = pd.concat(parts, ignore_index=True) if parts else None
-    findings = compute_findings(_tidy(stamp), protocol=protocol, floor=floor, results=rows)
+    findings = compute_findings(_tidy(stamp), protocol=protocol, floor=floor)
     return FindingsView(findings, {key: plots.finding_figure(plot) for key, plot in findings.plots.items()})
 
 

@@ -30,7 +30,6 @@ VERDICTS: tuple[str, ...] = ("holds", "weaker", "not supported here", "not measu
 # Streamlit badge colours of the verdicts (the Findings page).
 VERDICT_COLOURS: Mapping[str, str] = {"holds": "green", "weaker": "orange", "not supported here": "red",
                                       "not measured": "gray"}
-CHANGE_COLUMNS: tuple[str, ...] = ("entities_changed_frac", "tokens_changed_frac", "perturb_rate")
 TABLE_COLUMNS: tuple[str, ...] = (
     "id", "finding", "test", "statistic", "model", "estimate", "low", "high", "p", "p_holm", "n", "seeds",
     "seed_sd", "protocol", "verdict", "study", "note", "alt_method", "alt_estimate", "alt_low", "alt_high", "alt_p",
@@ -46,26 +45,6 @@ CLAIMS: Mapping[str, str] = {
 }
 
 # ------------------------------------------------------------------------------------------------- inputs
-
-
-def attach_changes(tidy: pd.DataFrame, results: pd.DataFrame | None) -> pd.DataFrame:
-    """The tidy frame with CHANGE_COLUMNS (the changed-entity/token shares and rate; NaN where unknown) joined from
-    `results`, the raw rows it was built from, by job_id and scope (a later duplicate wins); columns already there
-    are kept."""
-    todo = [c for c in CHANGE_COLUMNS if c not in tidy.columns]
-    if not todo:
-        return tidy
-    out = tidy.copy()
-    have = [] if results is None or not {"job_id", "scope"} <= set(results.columns) else \
-        [c for c in todo if c in results.columns]
-    if have:
-        assert results is not None
-        table = results[["job_id", "scope", *have]].drop_duplicates(["job_id", "scope"], keep="last")
-        keys = pd.DataFrame({"job_id": out["job_id"].astype(str), "scope": out["scope"].astype(str)})
-        joined = keys.merge(table.astype({"job_id": str, "scope": str}), on=["job_id", "scope"], how="left")
-    for col in todo:
-        out[col] = pd.to_numeric(joined[col], errors="coerce").to_numpy(dtype=float) if col in have else np.nan
-    return out
 
 
 def default_protocol(tidy: pd.DataFrame) -> str | None:
@@ -87,7 +66,7 @@ def seed_cells(tidy: pd.DataFrame, protocol: str | None, model: str) -> pd.DataF
     """Our overall-scope rows of the reference pairs (native and single-source transfer), one per seed.
 
     Args:
-        tidy: the tidy frame (with CHANGE_COLUMNS from `attach_changes` where known).
+        tidy: the tidy frame.
         protocol: our run (`protocol_label`); None: every protocol.
         model: the model.
 
@@ -120,7 +99,7 @@ def pair_cells(tidy: pd.DataFrame, protocol: str | None, model: str) -> pd.DataF
     """Our overall-scope rows of the reference pairs (native and single-source transfer), seeds averaged.
 
     Args:
-        tidy: the tidy frame (with CHANGE_COLUMNS from `attach_changes` where known).
+        tidy: the tidy frame.
         protocol: our run (`protocol_label`); None: every protocol.
         model: the model.
 

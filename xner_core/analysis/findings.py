@@ -49,7 +49,6 @@ from xner_core.analysis.finding_frames import (
     _floor_reasons,
     _seed_lists,
     _short_changes,
-    attach_changes,
     average_seeds,
     control_frame,
     default_protocol,
@@ -215,23 +214,21 @@ def _seed_columns(rep: SeedReplication) -> dict[str, Any]:
 
 
 def compute_findings(tidy: pd.DataFrame, protocol: str | None = None, floor: float = FLOOR, level: float = 0.95,
-                     n_boot: int = 4000, seed: int = 0, results: pd.DataFrame | None = None) -> Findings:
+                     n_boot: int = 4000, seed: int = 0) -> Findings:
     """Test every finding of the study on one of our runs.
 
     Args:
-        tidy: from `tidy_results` (with CHANGE_COLUMNS, or pass `results`).
+        tidy: from `tidy_results` (its CHANGE_COLUMNS say what each perturbation changed).
         protocol: our run (`protocol_label`); None: `default_protocol` (the paper-faithful run when present).
         floor: clean F1 (points) below which a model's drops are left out.
         level: interval level.
         n_boot: cluster-bootstrap resamples of the correlations.
         seed: their seed.
-        results: raw result rows for `attach_changes` when `tidy` lacks the changed-entity shares.
 
     Returns:
         Findings: `table` (TABLE_COLUMNS, one row per test and model, Holm over every row with a p), `exclusions`
         (EXCLUSION_COLUMNS) and the plots.
     """
-    tidy = attach_changes(tidy, results)
     if protocol is None:
         protocol = default_protocol(tidy)
     ours = tidy[(tidy["origin"] == "ours") & ((tidy["protocol"] == protocol) if protocol else True)]
@@ -258,7 +255,7 @@ def findings_table(tidy: pd.DataFrame, protocol: str | None = None, floor: float
     """The findings table (TABLE_COLUMNS, one row per finding, test and model): `compute_findings(...).table`.
 
     Args:
-        tidy, protocol, floor, **kwargs: as for `compute_findings` (level, n_boot, seed, results).
+        tidy, protocol, floor, **kwargs: as for `compute_findings` (level, n_boot, seed).
 
     Returns:
         The table.

@@ -56,11 +56,13 @@ _OVERLAP_COLUMNS: tuple[str, ...] = ("entity_token_overlap", "unique_chunk_overl
 _URIEL_COLUMNS: tuple[str, ...] = tuple(f"uriel_{k}" for k in URIEL_KINDS)
 _OURS_EXTRA: tuple[str, ...] = ("subword_type_overlap", "subword_token_overlap", "n_sources",
                                 "diversity_genetic", "diversity_syntactic")
+# How much a perturbation changed (our rows; NaN for the study's): shares of gold entities and tokens, its rate.
+CHANGE_COLUMNS: tuple[str, ...] = ("entities_changed_frac", "tokens_changed_frac", "perturb_rate")
 # Columns of the tidy frame, in order.
 TIDY_COLUMNS: tuple[str, ...] = (
     "origin", "pair", "pair_order", "relation", "source", "sources", "target", "model", "setting", "perturbation",
     "scope", "f1", "f1_low", "f1_high", "clean_f1", "drop", "drop_low", "drop_high", "n_sentences", "seed",
-    "perturb_seed", "job_id", "protocol", *_OVERLAP_COLUMNS, *_URIEL_COLUMNS, *_OURS_EXTRA,
+    "perturb_seed", "job_id", "protocol", *CHANGE_COLUMNS, *_OVERLAP_COLUMNS, *_URIEL_COLUMNS, *_OURS_EXTRA,
 )
 STUDY_PROTOCOL = "study"  # the `protocol` of the published rows
 
@@ -278,7 +280,8 @@ def tidy_results(
         pair outside the study), relation, source (the pair's source language), sources (training languages,
         comma-joined; the target for native), target, model, setting, perturbation ("clean" or a registry
         name), scope ("overall" or an entity type; published rows are overall), f1 / f1_low / f1_high /
-        clean_f1 / drop / drop_low / drop_high in F1 points (CIs only for our rows), and the feature columns.
+        clean_f1 / drop / drop_low / drop_high in F1 points (CIs only for our rows), CHANGE_COLUMNS (what a
+        perturbation changed; our rows only) and the feature columns.
         Sorted by origin, pair order, model, setting, perturbation.
     """
     info = _pair_info(pairs)
@@ -289,7 +292,7 @@ def tidy_results(
         if col not in df.columns:
             df[col] = np.nan
     df = _join_features(df[list(TIDY_COLUMNS)].copy(), overlap, uriel)
-    for col in ("f1", "f1_low", "f1_high", "clean_f1", "drop", "drop_low", "drop_high"):
+    for col in ("f1", "f1_low", "f1_high", "clean_f1", "drop", "drop_low", "drop_high", *CHANGE_COLUMNS):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
     df["pair_order"] = pd.to_numeric(df["pair_order"], errors="coerce").fillna(10_000).astype(int)
     origin_rank = df["origin"].map({o: i for i, o in enumerate(ORIGINS)})
