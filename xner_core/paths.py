@@ -7,9 +7,12 @@ Caches never live inside the repository.
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 
 def cache_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -71,3 +74,26 @@ def committed_results_dir() -> Path:
     if env:
         return Path(env).expanduser()
     return repo_data_dir() / "results"
+
+
+def write_json_cache(path: Path, data: Any) -> bool:
+    """Write a cache file as JSON atomically (temp file + rename, so concurrent readers never see half a file).
+
+    Best effort: a read-only or full cache only costs a recomputation next time, so OSError is swallowed.
+
+    Args:
+        path: the file to (re)write; its folder is created.
+        data: JSON-serialisable data.
+
+    Returns:
+        Whether the file was written.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh)
+        os.replace(tmp, path)
+        return True
+    except OSError:
+        return False

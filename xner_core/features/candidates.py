@@ -18,13 +18,12 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 from xner_core.errors import DataError
-from xner_core.paths import cache_dir
+from xner_core.paths import cache_dir, write_json_cache
 
 # Bump when the overlap measures change meaning: cached values of another version are recomputed.
 FEATURES_VERSION = 1
@@ -111,18 +110,6 @@ def _read_cache(path: Path) -> dict[str, Any] | None:
     return data
 
 
-def _write_cache(path: Path, data: dict[str, Any]) -> None:
-    """Write atomically (temp file + rename); a read-only cache only costs a recomputation next time."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh)
-        os.replace(tmp, path)
-    except OSError:
-        pass
-
-
 def overlap_values(source: str, target: str, data_dir: str | os.PathLike[str] | None = None,
                    tokenizer: str | None = None, cache: str | os.PathLike[str] | None = None
                    ) -> tuple[dict[str, float | None], int]:
@@ -163,7 +150,7 @@ def overlap_values(source: str, target: str, data_dir: str | os.PathLike[str] | 
         tok = load_tokenizer(tokenizer)
     measured = overlap_features(train, load_wikiann(target, "test", data_dir), tokenizer=tok)
     values: dict[str, float | None] = {k: measured.get(k) for k in _OVERLAP_KEYS if k in measured}
-    _write_cache(where, {"values": values, "train": len(train), "source": source, "target": target,
+    write_json_cache(where, {"values": values, "train": len(train), "source": source, "target": target,
                          "tokenizer": tokenizer, "version": FEATURES_VERSION})
     return values, len(train)
 

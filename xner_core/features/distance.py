@@ -23,8 +23,6 @@ import itertools
 import json
 import logging
 import math
-import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +30,7 @@ from typing import Any, Sequence
 
 from xner_core.corpus.languages import get_language, iso3, reference_languages
 from xner_core.errors import DataError
-from xner_core.paths import cache_dir, repo_data_dir
+from xner_core.paths import cache_dir, repo_data_dir, write_json_cache
 
 DISTANCE_KINDS: tuple[str, ...] = ("genetic", "geographic", "syntactic", "phonological", "inventory", "featural")
 TABLE_NAME = "uriel_distances.csv"
@@ -192,25 +190,13 @@ def _read_cached(path: Path) -> dict[str, float | None] | None:
     return {k: (None if data[k] is None else float(data[k])) for k in DISTANCE_KINDS}
 
 
-def _write_cached(path: Path, values: dict[str, float | None]) -> None:
-    """Write atomically (temp file + rename) so concurrent readers never see half a file."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(values, fh)
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a read-only cache only costs a recomputation next time
-
-
 @functools.lru_cache(maxsize=4096)
 def _distances_by_iso(a3: str, b3: str) -> tuple[tuple[str, float | None], ...]:
     path = _cache_file(a3, b3)
     cached = _read_cached(path)
     if cached is None:
         cached = _compute(a3, b3)
-        _write_cached(path, cached)
+        write_json_cache(path, cached)
     return tuple(cached.items())
 
 
