@@ -30,6 +30,7 @@ PAGE_TABLE: tuple[tuple[str, str, str, str], ...] = (
     ("findings.py", "Findings", ":material/fact_check:", "findings"),
     ("pair_explorer.py", "Pair explorer", ":material/compare_arrows:", "pair_explorer"),
     ("source_diversity.py", "Source diversity", ":material/hub:", "source_diversity"),
+    ("training_methods.py", "Training methods", ":material/model_training:", "training_methods"),
     ("sentence_lab.py", "Sentence lab", ":material/science:", "sentence_lab"),
     ("upload.py", "Upload", ":material/upload_file:", "upload"),
     ("runs.py", "Runs", ":material/storage:", "runs"),

@@ -174,6 +174,49 @@ def _findings_view(stamp: tuple[Any, ...], protocol: str | None, floor: float) -
     return FindingsView(findings, {key: plots.finding_figure(plot) for key, plot in findings.plots.items()})
 
 
+@dataclass(frozen=True)
+class MethodView:
+    """What the Training methods page shows for one method, run and model.
+
+    Attributes:
+        comparison: `xner_core.analysis.methods.method_comparison` (per pair, seed and perturbation).
+        tests: `method_tests` (per perturbation, method − plain over pairs).
+        figures: perturbation -> its paired chart (plain transfer vs the method per pair).
+    """
+
+    comparison: pd.DataFrame
+    tests: pd.DataFrame
+    figures: dict[str, Any]
+
+
+def available_methods(model: str) -> pd.DataFrame:
+    """The training methods with rows of `model` and a plain transfer baseline (`analysis.methods`)."""
+    return _available_methods(results_stamp(), model)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _available_methods(stamp: tuple[Any, ...], model: str) -> pd.DataFrame:
+    from xner_core.analysis.methods import available_methods as found
+
+    return found(_tidy(stamp), model)
+
+
+def method_view(method: str, base_protocol: str, model: str) -> MethodView:
+    """One method against plain transfer on one run (cached by choices and results stamp)."""
+    return _method_view(results_stamp(), method, base_protocol, model)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _method_view(stamp: tuple[Any, ...], method: str, base_protocol: str, model: str) -> MethodView:
+    from xner_core.analysis import plots
+    from xner_core.analysis.methods import method_comparison, method_plot, method_tests
+
+    comp = method_comparison(_tidy(stamp), method, model, base_protocol)
+    tests = method_tests(comp)
+    figures = {p: plots.finding_figure(method_plot(comp, p, method)) for p in tests["perturbation"]}
+    return MethodView(comp, tests, figures)
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
 def diversity_index(sources: str, kind: str) -> float | None:
     """Mean pairwise URIEL distance of `kind` among comma-joined sources (None for one source or no data)."""

@@ -73,3 +73,33 @@ def test_which_source_shortlist_from_local_data(with_data, committed):
     assert any("the 5 of" in t and "closest to ast" in t for t in map(unmd, rendered_texts(at)))
     ranks = plotly_specs(at)[-1]
     assert {t["meta"]["kind"] for t in ranks["data"]} == {"predictor", "mean_rank"}
+
+
+# ------------------------------------------------------------------------------------- the training-methods page
+
+
+def test_training_methods_page_empty_state_and_a_method(no_data):
+    import json
+
+    at = open_page("pages/training_methods.py")
+    assert_clean_run(at)
+    assert any("xner grid run tapt" in i.value for i in at.info)
+    base = {"epochs": 1, "lr": 1e-4, "batch_size": 8}
+    rows = []
+    for i, tgt in enumerate(("br", "oc", "sco")):
+        src = "en" if tgt == "sco" else "fr"
+        for setting, opts, clean, drop in (("transfer", base, 0.60, 0.05),
+                                           ("tapt", {**base, "tapt_steps": 2000}, 0.64 + 0.01 * i, 0.04)):
+            for pert, d in (("clean", 0.0), ("entity_replace", drop)):
+                rows.append(result_row(job_id=f"{tgt}-{setting}-{pert}", sources=src, target=tgt, setting=setting,
+                                       options=json.dumps(opts), seed=0, data_protocol="paper-resplit",
+                                       perturbation=pert, f1=clean - d, clean_f1=clean, drop=d))
+    write_store_rows(rows)
+    at = open_page("pages/training_methods.py")
+    assert_clean_run(at)
+    tests = at.dataframe[0].value.set_index("perturbation")
+    assert tests.loc["clean", "n"] == 3 and abs(tests.loc["clean", "diff"] - 5.0) < 1e-9  # 4, 5, 6 points
+    assert tests.loc["entity_replace", "better_in"] == "method better in 3 of 3 pairs"
+    texts = [unmd(t) for t in rendered_texts(at)]
+    assert any("freshly initialised masked-LM head" in t for t in texts)  # e5-small's TAPT note
+    assert len(plotly_specs(at)) == 2

@@ -62,8 +62,11 @@ CHANGE_COLUMNS: tuple[str, ...] = ("entities_changed_frac", "tokens_changed_frac
 TIDY_COLUMNS: tuple[str, ...] = (
     "origin", "pair", "pair_order", "relation", "source", "sources", "target", "model", "setting", "perturbation",
     "scope", "f1", "f1_low", "f1_high", "clean_f1", "drop", "drop_low", "drop_high", "n_sentences", "seed",
-    "perturb_seed", "job_id", "protocol", *CHANGE_COLUMNS, *_OVERLAP_COLUMNS, *_URIEL_COLUMNS, *_OURS_EXTRA,
+    "perturb_seed", "job_id", "protocol", "method", "base_protocol", *CHANGE_COLUMNS, *_OVERLAP_COLUMNS,
+    *_URIEL_COLUMNS, *_OURS_EXTRA,
 )
+# `method` of our rows trained without TAPT, robust training or adapters.
+PLAIN = "plain"
 STUDY_PROTOCOL = "study"  # the `protocol` of the published rows
 
 
@@ -143,7 +146,46 @@ def _our_rows(ours: pd.DataFrame, info: Mapping[str, tuple[str, str, int, str]])
     df["source"], df["pair"], df["pair_order"], df["relation"] = map(list, zip(*ident))
     df["origin"] = "ours"
     df["protocol"] = row_protocols(df)
+    missing = [None] * len(df)
+    df["method"] = [training_method(o, st) for o, st in zip(df.get("options", missing), df["setting"])]
+    df["base_protocol"] = row_protocols(df, base=True)
     return df
+
+
+def _options(options: Any) -> dict[str, Any]:
+    """A row's training options as a dict (canonical JSON string or mapping; {} when unreadable)."""
+    import json
+
+    if isinstance(options, str) and options.strip():
+        try:
+            loaded = json.loads(options)
+        except ValueError:
+            return {}
+        return loaded if isinstance(loaded, dict) else {}
+    return dict(options) if isinstance(options, Mapping) else {}
+
+
+def training_method(options: Any, setting: Any) -> str:
+    """How a model was trained beyond its setting: "tapt" (the tapt setting), a robust method's descriptive name
+    ("fgm", "subtoken-noise", "pgd", "word-smoothing"), "lora" (adapters), else PLAIN.
+
+    Args:
+        options: the row's training options (canonical JSON string or mapping).
+        setting: the row's setting.
+
+    Returns:
+        The method's name.
+    """
+    from xner_core.training.settings import robust_kind
+
+    opts = _options(options)
+    if setting == "tapt":
+        return "tapt"
+    if opts.get("robust"):
+        return str(robust_kind(str(opts["robust"])))
+    if opts.get("adapter") == "lora":
+        return "lora"
+    return PLAIN
 
 
 def protocol_label(options: Any, data_protocol: Any = None, test_limit: Any = None) -> str:
@@ -160,16 +202,7 @@ def protocol_label(options: Any, data_protocol: Any = None, test_limit: Any = No
     Returns:
         e.g. "wikiann-rahimi · ≤5000 train · 1 epoch · test ≤2000"; other non-default options are appended.
     """
-    import json
-
-    opts: dict[str, Any] = {}
-    if isinstance(options, str) and options.strip():
-        try:
-            opts = json.loads(options)
-        except ValueError:
-            opts = {}
-    elif isinstance(options, Mapping):
-        opts = dict(options)
+    opts = _options(options)
     cap = opts.get("max_train_sentences")
     epochs = opts.get("epochs", 1)
     parts = [str(data_protocol) if isinstance(data_protocol, str) and data_protocol else "wikiann-rahimi",
@@ -185,11 +218,22 @@ def protocol_label(options: Any, data_protocol: Any = None, test_limit: Any = No
     return " · ".join(parts)
 
 
-def row_protocols(results: pd.DataFrame) -> list[str]:
-    """`protocol_label` of every row of a results frame (its options, data_protocol and test_limit columns)."""
+def row_protocols(results: pd.DataFrame, base: bool = False) -> list[str]:
+    """`protocol_label` of every row of a results frame (its options, data_protocol and test_limit columns).
+
+    Args:
+        results: result rows.
+        base: label the recipe without its robust-training method (`base_protocol`: a robust model's rows and the
+            plain models they are compared with share it).
+
+    Returns:
+        One label per row.
+    """
     missing = [None] * len(results)
-    return [protocol_label(o, d, t) for o, d, t in zip(results.get("options", missing),
-                                                        results.get("data_protocol", missing),
+    opts = [_options(o) for o in results.get("options", missing)]
+    if base:
+        opts = [{k: v for k, v in o.items() if k != "robust"} for o in opts]
+    return [protocol_label(o, d, t) for o, d, t in zip(opts, results.get("data_protocol", missing),
                                                         results.get("test_limit", missing))]
 
 
