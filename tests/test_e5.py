@@ -7,9 +7,11 @@ real bundled file are marked `slow`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import struct
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -19,7 +21,15 @@ import pytest
 
 from xner_core.errors import ConfigError, DataError
 from xner_core.models import e5, e5file
-from xner_core.models.e5 import build_e5_model, e5_model_dir, ensure_e5_small, hf_key, read_manifest
+from xner_core.models.e5 import (
+    build_e5_model,
+    e5_model_dir,
+    ensure_e5_small,
+    hf_key,
+    read_manifest,
+    safetensors_header,
+    save_e5_model,
+)
 from xner_core.models.e5file import DTYPE_F32, DTYPE_Q4_0, E5Header, expected_tensors, find_e5_file, read_e5_file
 from xner_core.models.e5tokenizer import build_charsmap, build_e5_tokenizer
 from xner_core.models.quant import dequantize_q4_0, quantize_q4_0
@@ -216,6 +226,35 @@ def test_charsmap_matches_tokenizers_precompiled_normalizer():
     assert norm.normalize_str("ｈｅ\x01ｌｌｏ\tﬁ") == "hello fi"
 
 
+def synthetic_rules() -> dict[int, str]:
+    """Dense blocks in every UTF-8 length, like NFKC's (controls, fullwidth, CJK compatibility, math letters)."""
+    rules = {cp: "" for cp in range(0x01, 0x09)}
+    rules.update({cp: " " for cp in range(0x2000, 0x200C)})
+    rules.update({cp: chr(cp - 0xFEE0) for cp in range(0xFF01, 0xFF5F)})
+    rules.update({cp: chr(0x4E00 + cp % 700) for cp in range(0xF900, 0xFADA)})
+    rules.update({cp: chr(0x3041 + cp % 80) * (1 + cp % 3) for cp in range(0x3300, 0x3400)})
+    rules.update({cp: chr(0x41 + cp % 26) for cp in range(0x1D400, 0x1D7FF) if cp % 7})
+    rules.update({cp: chr(0x61 + cp % 26) for cp in range(0xC0, 0x250, 3)})
+    return rules
+
+
+# sha256 of the charsmaps the first builder (a Python scan for free positions, ~1 s on the real map) produced; the
+# builder now finds free positions with bytearray.find and must give the same bytes.
+SYNTHETIC_CHARSMAP_SHA256 = "f4ea16dba2637e2d7e2c980ee80b11139cfb31e3691d986772a8c01a44074861"
+REAL_CHARSMAP_SHA256 = "6de8a1335f6f460f9bbf9fbe9c284c46c5e4875752cd11c35c6e673b57ded771"
+
+
+def test_charsmap_bytes_are_unchanged_on_a_dense_map():
+    from tokenizers import normalizers
+
+    rules = synthetic_rules()
+    charsmap = build_charsmap(rules)
+    assert hashlib.sha256(charsmap).hexdigest() == SYNTHETIC_CHARSMAP_SHA256
+    norm = normalizers.Precompiled(charsmap)
+    for cp in list(rules)[::7]:
+        assert norm.normalize_str(chr(cp)) == rules[cp], hex(cp)
+
+
 TOKENIZE_CASES = [
     ("hello world", ["▁hello", "▁world"]),
     ("hello, world", ["▁hello", ",", "▁world"]),
@@ -365,21 +404,62 @@ def test_padded_batch_equals_single_sequences(tiny_file):
             assert torch.allclose(out[i, : single.shape[0]], single, atol=1e-5)
 
 
+# ------------------------------------------------------------------------------------------- direct write
+def test_tensor_rows_concatenate_to_the_tensor(tiny_file):
+    for name in ("emb.word", "l0.fi.w", "l1.fo.w", "emb.pos", "emb.ln.w"):
+        pieces = list(tiny_file.tensor_rows(name, weights=64))
+        assert np.array_equal(np.concatenate(pieces), tiny_file.tensor(name)), name
+    assert len(list(tiny_file.tensor_rows("l0.fi.w", weights=64))) == 32  # 64 rows of 32 weights, 2 per piece
+
+
+def test_safetensors_header_is_the_librarys():
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(0)
+    shapes = {"b.layer.10.w": (3, 4), "b.layer.9.w": (5,), "a": (2, 2, 2), "B": (1,)}  # name order is bytewise
+    arrays = {k: rng.standard_normal(v).astype(np.float32) for k, v in shapes.items()}
+    header, order = safetensors_header(shapes)
+    ours = header + b"".join(arrays[k].tobytes() for k in order)
+    with tempfile.TemporaryDirectory() as tmp:
+        save_file(arrays, f"{tmp}/x.safetensors", metadata={"format": "pt"})
+        assert ours == Path(f"{tmp}/x.safetensors").read_bytes()
+    assert order == ["B", "a", "b.layer.10.w", "b.layer.9.w"]
+
+
+def test_saved_model_files_are_what_save_pretrained_writes(tiny_file, tmp_path):
+    # The rebuild writes config.json and model.safetensors itself, without building the BertModel.
+    save_e5_model(tiny_file, tmp_path / "direct")
+    build_e5_model(tiny_file).save_pretrained(tmp_path / "hf")
+    names = {d: sorted(p.name for p in (tmp_path / d).iterdir()) for d in ("direct", "hf")}
+    assert names["direct"] == names["hf"]
+    for name in ("config.json", "model.safetensors"):
+        assert (tmp_path / "direct" / name).read_bytes() == (tmp_path / "hf" / name).read_bytes(), name
+
+
+def test_layout_check_names_missing_tensors(tiny_file, tmp_path, monkeypatch):
+    shapes = e5.expected_tensors(tiny_file.header)
+    monkeypatch.setattr(e5, "expected_tensors", lambda header: {k: v for k, v in shapes.items() if k != "l1.q.b"})
+    with pytest.raises(DataError, match=r"missing \['encoder\.layer\.1\.attention\.self\.query\.bias'\]"):
+        save_e5_model(tiny_file, tmp_path)
+
+
 # ------------------------------------------------------------------------------------------ cached rebuild
 def test_ensure_builds_once_and_loads_as_checkpoint(tiny_bin, tiny_file, tmp_path, monkeypatch):
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    calls = []
+    calls, said = [], []
     real = e5._rebuild
     monkeypatch.setattr(e5, "_rebuild", lambda *a: (calls.append(a), real(*a)))
-    out = ensure_e5_small(tmp_path, source=tiny_bin)
+    out = ensure_e5_small(tmp_path, source=tiny_bin, status=said.append)
     assert out == e5_model_dir(tmp_path) == tmp_path / "models" / "e5-small"
+    assert len(said) == 1 and "rebuilding" in said[0]
     manifest = read_manifest(out)
     assert manifest["source_sha256"] == e5.file_sha256(tiny_bin) and manifest["format"] == e5.BUILD_FORMAT
     assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= set(manifest["files"])
     assert not list(out.glob("*.bin")) and not list(out.glob("*.pt"))  # safetensors only
-    assert ensure_e5_small(tmp_path, source=tiny_bin) == out and len(calls) == 1  # cached: no second build
+    assert ensure_e5_small(tmp_path, source=tiny_bin, status=said.append) == out and len(calls) == 1  # cached
+    assert len(said) == 1  # nothing to say when nothing is rebuilt
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".e5-small.")]  # no temp dirs left
     model = AutoModel.from_pretrained(out, add_pooling_layer=False)
     assert torch.equal(model.embeddings.word_embeddings.weight, torch.from_numpy(tiny_file.tensor("emb.word")))
@@ -529,6 +609,14 @@ def real_dir(tmp_path_factory, real_file):
     out = ensure_e5_small(cache)
     print(f"\n[e5] rebuild took {time.perf_counter() - t0:.1f} s")
     return cache, out
+
+
+@pytest.mark.slow
+def test_real_rebuild_bytes_are_unchanged(real_file, real_dir):
+    # The charsmap and weights the first rebuild (BertModel.save_pretrained, the scanning charsmap builder) wrote.
+    assert hashlib.sha256(build_charsmap(real_file.norm_map)).hexdigest() == REAL_CHARSMAP_SHA256
+    weights = real_dir[1] / "model.safetensors"
+    assert e5.file_sha256(weights) == "8520eedb7ea5147f2345d7535bda10480394cca9f4451e415bf76a00d7eb8071"
 
 
 @pytest.mark.slow

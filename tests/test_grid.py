@@ -572,14 +572,20 @@ def test_ray_executor_on_smoke(wikiann_dir, tmp_path):
 
 
 def test_demo_preset_trains_what_the_dashboard_trains():
-    # `make demo` prepares the models the dashboard would train on a click (xner_ui.hooks.preferred_config uses
-    # the `paper` preset's options): same options, data and seed, so the same config hashes.
-    demo, paper = load_spec("demo"), load_spec("paper")
-    assert (demo.options, demo.data, demo.seeds[0]) == (paper.options, paper.data, paper.seeds[0])
+    # `make demo` prepares the models the dashboard would train on a click at the demo's cap
+    # (xner_ui.hooks.training_config: the `paper` preset's options without a dev set), so the same config hashes.
+    from xner_ui.hooks import ModelKey, training_config
+
+    demo = load_spec("demo")
     plan = expand(demo)
     assert {(t.config.setting, t.config.target) for t in plan.train_jobs} == {
         ("native", "br"), ("transfer", "br"), ("native", "ast"), ("transfer", "ast")}
     assert {j.perturbation for j in plan.eval_jobs} == {"clean"}
+    source = {"br": "fr", "ast": "es"}
+    for job in plan.train_jobs:
+        c = job.config
+        key = ModelKey(c.model, c.setting, source[c.target], c.target)
+        assert config_hash(training_config(key, demo.options.max_train_sentences)) == config_hash(c), key
 
 
 # ------------------------------------------------------------------------------- existing checkpoints in a spec

@@ -10,8 +10,9 @@ pick is a config hash or `CHECKPOINT` + the checkpoint's absolute path (`is_chec
 
 Sharing between sessions: a model is loaded once per process (`st.cache_resource`, keyed by its config hash,
 never by an object) and used under a lock, one forward pass at a time: torch already spreads one pass over the
-CPU's cores, and the lock keeps concurrent sessions from oversubscribing them. Predictions are cached per (model
-hash, words) with `st.cache_data`, so ten people looking at the same examples cost one pass.
+CPU's cores, and the lock keeps concurrent sessions from oversubscribing them. A model `train` has just trained
+is taken as it is (not read back from disk). Predictions are cached per (model hash, words) with `st.cache_data`,
+so ten people looking at the same examples cost one pass.
 
 The word embedder the context perturbations (P2/P3) need is the pretrained encoder `XNER_EMBED_MODEL` names
 (default `e5-small`, the encoder the committed results used), whatever model the sidebar shows: the study embeds
@@ -133,6 +134,29 @@ def preferred_config(key: ModelKey, max_train_sentences: int | None = None, spec
     sources = () if key.setting == "native" else (key.source,)
     return make_config(key.model, key.target, key.setting, sources=sources, seed=spec.seeds[0], data=spec.data,
                        options=options)
+
+
+def training_config(key: ModelKey, max_train_sentences: int | None = None) -> Any:
+    """The config `train` trains for `key`: `preferred_config` without a dev set where one cannot change the model.
+
+    With one epoch and no early stopping, the dev set picks no epoch: it is only scored, for the cache manifest,
+    and scoring its 1,000 sentences took about a fifth of the first prediction's time from a fresh cache. The
+    trained weights are the same; the config (hash) says `max_dev_sentences = 0`, as the `demo` preset does.
+
+    Args:
+        key: the wanted model.
+        max_train_sentences: a smaller training cap (None keeps the preset's).
+
+    Returns:
+        An ExperimentConfig.
+    """
+    import dataclasses
+
+    config = preferred_config(key, max_train_sentences)
+    options = config.options
+    if options.epochs > 1 or options.early_stopping_patience is not None or options.max_dev_sentences == 0:
+        return config
+    return dataclasses.replace(config, options=dataclasses.replace(options, max_dev_sentences=0))
 
 
 def _models_stamp() -> tuple[str, int]:
@@ -306,6 +330,24 @@ class _Shared:
 
 _LOADS: list[tuple[str, str]] = []  # (cache root, config hash), in the order this process loaded them
 _LOADS_LOCK = threading.Lock()
+# Models `train` has just trained (and cached), until `_loaded` takes them instead of reading them back from disk.
+_FRESH: dict[tuple[str, str], Any] = {}  # (cache root, config hash) -> modelstore.LoadedModel
+_FRESH_KEEP = 2  # the native and transfer model of one pair; older ones are dropped (`_loaded` then reads them)
+
+
+def _offer_fresh(cache_key: str, config_hash: str, loaded: Any) -> None:
+    """Hand a just-trained model to `_loaded` (the same weights it would read back from the cache)."""
+    with _LOADS_LOCK:
+        _FRESH.pop((cache_key, config_hash), None)
+        _FRESH[(cache_key, config_hash)] = loaded
+        while len(_FRESH) > _FRESH_KEEP:
+            _FRESH.pop(next(iter(_FRESH)))
+
+
+def _take_fresh(cache_key: str, config_hash: str) -> Any:
+    """The model `train` just trained for (cache, hash), once; None when there is none."""
+    with _LOADS_LOCK:
+        return _FRESH.pop((cache_key, config_hash), None)
 
 
 def loaded_models() -> list[str]:
@@ -322,7 +364,7 @@ def _loaded(config_hash: str, cache_key: str) -> _Shared:
 
     for cfg, info in cached_configs(cache_key):
         if info["hash"] == config_hash:
-            loaded = load_model(cfg, cache=cache_key)
+            loaded = _take_fresh(cache_key, config_hash) or load_model(cfg, cache=cache_key)
             with _LOADS_LOCK:
                 _LOADS.append((cache_key, config_hash))
             return _Shared(loaded.model, loaded.tokenizer, cfg, threading.Lock())
@@ -441,16 +483,17 @@ def hub_unreachable(model: str) -> str | None:
 
 
 def estimate_seconds(key: ModelKey, max_train_sentences: int | None = None) -> float:
-    """Rough training time of `preferred_config(key, max_train_sentences)` on this machine."""
+    """Rough training time of `train(key, max_train_sentences)` on this machine."""
     from xner_core.evaluation.throughput import estimate_train_seconds
 
-    return estimate_train_seconds(preferred_config(key, max_train_sentences))
+    return estimate_train_seconds(training_config(key, max_train_sentences))
 
 
 def train(key: ModelKey, max_train_sentences: int | None = None,
           progress: Callable[[int, int, dict[str, Any]], None] | None = None,
           status: Callable[[str], None] | None = None) -> str:
-    """Train (or reuse) the model for `key`, cache it on disk, make this session use it; return its hash.
+    """Train (or reuse) the model for `key` (`training_config`), cache it on disk, make this session use it; return
+    its hash. A first e5-small model rebuilds the encoder into the cache first (once), announced through `status`.
 
     Training runs in the calling script thread; if the user leaves the page, Streamlit stops the script at the
     next progress update and nothing half-trained is ever cached (the model cache writes entries atomically).
@@ -467,9 +510,23 @@ def train(key: ModelKey, max_train_sentences: int | None = None,
     from xner_core.evaluation.modelstore import train_model
     from xner_core.runs.config import config_hash
 
-    config = preferred_config(key, max_train_sentences)
-    train_model(config, progress=progress, status=status)
+    config = training_config(key, max_train_sentences)
+    _prepare_encoder(config.model, status)
+    loaded = train_model(config, progress=progress, status=status)
     digest = config_hash(config)
+    _offer_fresh(str(cache_dir()), digest, loaded)
     _choices.clear()
     pick(key, digest)
     return digest
+
+
+def _prepare_encoder(model: str, status: Callable[[str], None] | None) -> None:
+    """Rebuild e5-small into the cache first where it is not there yet, saying so: a one-time step that would
+    otherwise pass unannounced before training's first progress update."""
+    from xner_core.models.registry import resolve_source
+
+    if resolve_source(model).kind != "e5-small":
+        return
+    from xner_core.models.e5 import ensure_e5_small
+
+    ensure_e5_small(status=status)

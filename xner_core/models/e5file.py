@@ -18,7 +18,7 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -103,6 +103,32 @@ class E5File:
         if entry.dtype == DTYPE_Q4_0:
             return dequantize_q4_0(raw, shape[0], int(np.prod(shape[1:])))
         return np.frombuffer(raw, dtype="<f4").astype(np.float32).reshape(shape)
+
+    def tensor_rows(self, name: str, weights: int = 1 << 20) -> Iterator[np.ndarray]:
+        """`tensor(name)` decoded a few rows at a time, for writing it out without holding all of it.
+
+        Small pieces matter: a whole new 384 MB array (the word embeddings) costs more in page faults than its
+        decoding, while pieces of a few MB reuse the memory the previous piece freed.
+
+        Args:
+            name: a directory name such as `emb.word`.
+            weights: about how many weights each piece holds (at least one row).
+
+        Returns:
+            float32 pieces of whole rows (the first axis), in order; their concatenation is `tensor(name)`.
+        """
+        entry = self.tensors.get(name)
+        shape = expected_tensors(self.header).get(name, ())
+        if entry is None or entry.dtype != DTYPE_Q4_0:
+            yield self.tensor(name)
+            return
+        rows, cols = shape[0], int(np.prod(shape[1:]))
+        row_bytes = cols // QK * Q4_BLOCK_BYTES
+        step = max(1, weights // cols)
+        for start in range(0, rows, step):
+            stop = min(rows, start + step)
+            raw = self.data[entry.offset + start * row_bytes:entry.offset + stop * row_bytes]
+            yield dequantize_q4_0(raw, stop - start, cols).reshape((stop - start, *shape[1:]))
 
 
 # ------------------------------------------------------------------------------------------------ locating

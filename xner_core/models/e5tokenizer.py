@@ -40,6 +40,13 @@ def build_charsmap(norm_map: Mapping[int, str]) -> bytes:
     return struct.pack("<I", len(trie)) + trie + bytes(pool)
 
 
+def _first_free(used: bytearray, start: int) -> int:
+    """The first position >= `start` that `used` marks free (0), or `len(used)` when there is none: a C-speed
+    `bytearray.find` instead of a Python scan over the used positions, which cost ~0.9 s on the 4,837-rule map."""
+    found = used.find(0, start)
+    return len(used) if found < 0 else found
+
+
 def _double_array(keys: list[tuple[bytes, int]]) -> list[int]:
     """Build a darts-clone double array (XOR addressing) for byte keys with integer values.
 
@@ -72,17 +79,14 @@ def _double_array(keys: list[tuple[bytes, int]]) -> list[int]:
         slots = ([0] if -1 in node else []) + labels
         if not slots:
             continue
-        while free_from < len(used) and used[free_from]:
-            free_from += 1
+        free_from = _first_free(used, free_from)
         cand = free_from
         while True:
             base = cand ^ slots[0]
             grow(max(base | 0xFF, cand) + 1)
             if base not in used_bases and base != 0 and all(not used[base ^ s] for s in slots):
                 break
-            cand += 1
-            while cand < len(used) and used[cand]:
-                cand += 1
+            cand = _first_free(used, cand + 1)
         offset = pos ^ base
         if offset >= 1 << 21:  # darts-clone's short offset form; never reached for charsmaps of this size
             raise ValueError("double-array offset overflow")
