@@ -29,14 +29,16 @@ RUN useradd --create-home --uid 1000 xner \
 WORKDIR /app
 
 # Dependencies first (a code change does not reinstall them). torch comes from its own index, pinned; the lock
-# leaves torch out, so nothing pulls another build.
+# leaves torch out, so nothing pulls another build. uv compiles bytecode at build time (--compile-bytecode): the
+# image runs with PYTHONDONTWRITEBYTECODE and a read-only site-packages, and without .pyc files every server start
+# spent ~4 s more importing torch and transformers (measured on the 2-core CPU machine).
 COPY requirements.txt ./
 RUN python -m pip install "uv==$(sed -n 's/^uv==//p' requirements.txt)" \
     && python -m pip install "torch==${TORCH_VERSION}" --index-url "https://download.pytorch.org/whl/${TORCH_INDEX}" \
-    && uv pip install --system --no-deps -r requirements.txt
+    && uv pip install --system --no-deps --compile-bytecode -r requirements.txt
 
 COPY --chown=xner:xner . .
-RUN uv pip install --system --no-deps . && rm -rf /app/build
+RUN uv pip install --system --no-deps --compile-bytecode . && rm -rf /app/build
 
 USER xner
 VOLUME ["/cache"]
