@@ -116,3 +116,19 @@ def test_plot_frame_and_empty_cases(tidy):
     assert none.empty and method_tests(none).empty
     one = method_tests(comp[comp["pair"] == "fr→br"])
     assert one["n"].tolist() == [1, 1] and all(math.isnan(v) for v in one["p"])
+
+
+def test_report_script_prints_each_method_and_its_tests():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "methods_report.py"
+    spec = importlib.util.spec_from_file_location("methods_report", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rows = synthetic().assign(train_seconds=36.0, eval_seconds=3.6)
+    text = mod.report(rows)
+    assert "(`tapt`;" in text and "(`pgd`;" in text and "6 pairs; seeds 0, 1" in text
+    lines = [ln for ln in text.splitlines() if ln.startswith("| clean | clean F1 | 6 |")]
+    assert len(lines) == 2 and "method better in 6 of 6 pairs" in lines[0]
+    assert "No training-method rows" in mod.report(rows[rows["setting"] == "transfer"].iloc[:0])
