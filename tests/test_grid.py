@@ -481,7 +481,8 @@ def test_store_schema_is_the_documented_one(killed_and_resumed):
     assert [c[0] for c in cols if c[2] == "NO"] == [s.name for s in SCHEMA if "NOT NULL" in s.sql_type]
     assert [list(p[0]) for p in pk] == [["job_id", "scope"]]
     df = killed_and_resumed["store"].frame()
-    assert set(df.scope) == set(ROW_SCOPES) == {"overall", "PER", "ORG", "LOC", "seen", "unseen"}
+    assert set(df.scope) == set(ROW_SCOPES) == {"overall", "PER", "ORG", "LOC", "seen", "unseen", "len1", "len2",
+                                                 "len3+", "freq1", "freq2-9", "freq10+"}
     assert set(df.perturbation) == {"clean", "entity_replace", "context_replace", "location_swap"}
     assert df.f1.between(0, 1).all() and df.versions.str.contains("torch").all()
 
