@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from xner_core.analysis import plots
 from xner_core.analysis.findings import p_is
 from xner_core.analysis.methods import METHOD_TITLES
 from xner_ui import data, page, runs, state
@@ -43,7 +44,7 @@ if method == "tapt":
     for note in runs.tapt_notes([sh.model]):
         st.caption(note)
 view = data.method_view(method, proto, sh.model)
-tests = view.tests
+tests = view.tests.assign(perturbation=view.tests["perturbation"].map(plots.perturbation_short))
 st.dataframe(tests, hide_index=True, width="stretch", key="method_tests",
              column_config={c: st.column_config.NumberColumn(format="%.3f")
                             for c in ("plain", "method", "diff", "low", "high", "p", "p_holm", "wilcoxon_p")})

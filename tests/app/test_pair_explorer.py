@@ -108,8 +108,7 @@ def test_per_type_scores_of_ours(no_data):
 def test_features_follow_the_selected_run(committed, no_data):
     # The pooled re-split run measured its own overlap on the sentences its models saw; the feature table shows
     # that run's values when it is selected, and the Rahimi run's when that one is.
-    from xner_core.analysis.tidy import row_protocols, spec_protocol
-    from xner_core.experiments.spec import load_spec
+    from xner_core.analysis.tidy import row_protocols
 
     ours = committed[(committed["target"] == "br") & (committed["scope"] == "overall") &
                      (committed["perturbation"] == "clean")]

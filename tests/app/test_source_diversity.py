@@ -99,7 +99,7 @@ def test_training_methods_page_empty_state_and_a_method(no_data):
     assert_clean_run(at)
     tests = at.dataframe[0].value.set_index("perturbation")
     assert tests.loc["clean", "n"] == 3 and abs(tests.loc["clean", "diff"] - 5.0) < 1e-9  # 4, 5, 6 points
-    assert tests.loc["entity_replace", "better_in"] == "method better in 3 of 3 pairs"
+    assert tests.loc["P1 entities", "better_in"] == "method better in 3 of 3 pairs"  # short title, not the id
     texts = [unmd(t) for t in rendered_texts(at)]
     assert any("freshly initialised masked-LM head" in t for t in texts)  # e5-small's TAPT note
     assert len(plotly_specs(at)) == 2

@@ -155,7 +155,8 @@ def overlap_frame(cells: pd.DataFrame, perturbation: str, value: str = "drop",
 
 
 def paired_frame(cells: pd.DataFrame, a: tuple[str, str], b: tuple[str, str], value: str = "drop",
-                 left_out: Mapping[tuple[str, str], str] | None = None) -> pd.DataFrame:
+                 left_out: Mapping[tuple[str, str], str] | None = None,
+                 by: Sequence[str] = ("pair",)) -> pd.DataFrame:
     """A finding's paired chart: per pair, `value` of side a and side b ((setting, perturbation) each).
 
     Args:
@@ -163,29 +164,35 @@ def paired_frame(cells: pd.DataFrame, a: tuple[str, str], b: tuple[str, str], va
         a, b: (setting, perturbation) of the two sides, e.g. ("native", "location_swap"), ("transfer", ...).
         value: "drop" or "per_pct".
         left_out: (pair, setting) -> reason; a pair is left out when either side's setting is.
+        by: the columns that name one row of each side: ("pair",) for pair cells, ("pair", "seed") for
+            `seed_cells` (one row per pair and seed).
 
     Returns:
-        Columns pair, source, a, b, a_sd, b_sd, diff (a − b), seeds (fewest of the two), reason ("" = used);
-        only pairs with both sides.
+        Columns `by` (pair first), source, a, b, a_sd, b_sd, diff (a − b), seeds (fewest of the two), reason
+        ("" = used); only rows with both sides.
     """
+    keys = list(dict.fromkeys(["pair", *by]))
+
     def side(setting: str, pert: str) -> pd.DataFrame:
         rows = cells[(cells["setting"] == setting) & (cells["perturbation"] == pert)]
-        return rows.set_index("pair")[["source", "pair_order", value, f"{value}_sd", "seeds"]]
+        return rows.set_index(keys)[["source", "pair_order", value, f"{value}_sd", "seeds"]]
 
     sa, sb = side(*a), side(*b)
-    both = sa.join(sb, lsuffix="_a", rsuffix="_b", how="inner").sort_values("pair_order_a", kind="stable")
+    both = (sa.join(sb, lsuffix="_a", rsuffix="_b", how="inner").sort_values("pair_order_a", kind="stable")
+            .reset_index())
     reasons = left_out or {}
 
     def why(pair: str) -> str:
         return "; ".join(dict.fromkeys(r for s in (a[0], b[0]) if (r := reasons.get((pair, s)))))
 
     return pd.DataFrame({
-        "pair": both.index, "source": both["source_a"].to_numpy(), "a": both[f"{value}_a"].to_numpy(),
+        **{k: both[k].to_numpy() for k in keys}, "source": both["source_a"].to_numpy(),
+        "a": both[f"{value}_a"].to_numpy(),
         "b": both[f"{value}_b"].to_numpy(), "a_sd": both[f"{value}_sd_a"].to_numpy(),
         "b_sd": both[f"{value}_sd_b"].to_numpy(),
         "diff": (both[f"{value}_a"] - both[f"{value}_b"]).to_numpy(),
         "seeds": np.minimum(both["seeds_a"], both["seeds_b"]).to_numpy(),
-        "reason": [why(p) for p in both.index]})
+        "reason": [why(p) for p in both["pair"]]})
 
 
 def control_frame(tidy: pd.DataFrame, protocol: str | None, model: str, pair: str = CONTROL_PAIR,

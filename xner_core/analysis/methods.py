@@ -17,6 +17,7 @@ from typing import Any, Mapping
 import pandas as pd
 
 from xner_core.analysis.findings import FindingPlot
+from xner_core.analysis.plots import perturbation_short
 from xner_core.analysis.stats import holm, paired_t
 from xner_core.analysis.tidy import CLEAN, PLAIN
 
@@ -147,6 +148,6 @@ def method_plot(comp: pd.DataFrame, perturbation: str, method: str) -> FindingPl
     frame = pd.DataFrame({"pair": pp["pair"], "source": "", "a": pp["plain"], "b": pp["method"],
                           "a_sd": pp["plain_sd"], "b_sd": pp["method_sd"], "diff": pp["method"] - pp["plain"],
                           "seeds": pp["seeds"], "reason": ""})
-    what = "clean F1 (points)" if perturbation == CLEAN else f"drop under {perturbation} (points)"
+    what = "clean F1 (points)" if perturbation == CLEAN else f"drop under {perturbation_short(perturbation)} (points)"
     return FindingPlot("paired", frame.reset_index(drop=True), f"{method} vs plain transfer · {what}", "", what,
                        "plain transfer", method)

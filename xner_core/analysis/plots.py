@@ -44,7 +44,9 @@ _PANEL_HEIGHT = 300
 SHORT_TITLES: Mapping[str, str] = {
     CLEAN: "clean", "entity_replace": "P1 entities", "context_replace": "P2 context", "entity_context": "P3 both",
     "entity_random": "P1 control", "context_random": "P5 random ctx", "person_swap": "PER swap",
-    "location_swap": "LOC swap",
+    "location_swap": "LOC swap", "context_replace_study": "P2 context (study's rules)",
+    "entity_context_study": "P3 both (study's rules)", "entity_replace_matched": "P1 entities (matched rate)",
+    "entity_random_matched": "P1 control (matched rate)",
     "entity_mask": "entity mask", "mask_random": "mask/random", "char_noise": "entity typos",
     "context_noise": "context typos",
 }

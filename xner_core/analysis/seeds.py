@@ -161,8 +161,7 @@ def per_pair_seed_tests(cells: pd.DataFrame, fid: str, model: str, a: tuple[str,
         t over them, NaN with fewer than 2 seeds; p_holm over this finding's pairs with a p).
     """
     rows = []
-    frame = paired_frame(cells.assign(pair=cells["pair"] + "\x00" + cells["seed"].astype(str)), a, b, value)
-    frame["seed"], frame["pair"] = frame["pair"].str.split("\x00").str[1], frame["pair"].str.split("\x00").str[0]
+    frame = paired_frame(cells, a, b, value, by=("pair", "seed"))
     for pair in dict.fromkeys(pairs):
         mine = frame[(frame["pair"] == pair) & frame["diff"].notna()]
         t = paired_t(mine["a"], mine["b"], level)
