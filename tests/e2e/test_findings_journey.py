@@ -4,17 +4,13 @@ then raises the clean-F1 floor through the URL and sees which models are left ou
 from __future__ import annotations
 
 import pytest
-from test_journeys import no_error, settle
+from test_journeys import open_page
 
 pytestmark = pytest.mark.e2e
 
 
 def test_findings_page_shows_the_table_verdicts_and_charts(page, artifacts):
-    page.goto(f"{page.base}/findings")
-    settle(page)
-    no_error(page)
-    assert page.locator("h1").first.inner_text().startswith("Findings")
-    main = page.locator('[data-testid="stMain"]')
+    main = open_page(page, "findings", "Findings")
     assert main.locator('[data-testid="stDataFrame"]').count() >= 1  # the findings table
     text = main.inner_text()
     assert "Run:" in text and "Holm family" in text
@@ -29,10 +25,7 @@ def test_findings_page_shows_the_table_verdicts_and_charts(page, artifacts):
     assert main.locator('[data-testid="stPlotlyChart"]').count() >= 5
     page.screenshot(path=str(artifacts / "findings.png"), full_page=True)
 
-    page.goto(f"{page.base}/findings?floor=80")
-    settle(page)
-    no_error(page)
-    text = page.locator('[data-testid="stMain"]').inner_text()
+    text = open_page(page, "findings?floor=80", "Findings").inner_text()
     assert "floor: 80 points" in text
     assert page.get_by_text("Left out").count() >= 1
     # with a floor of 80 several transfer models (clean F1 55-77) are left out, each with its reason

@@ -51,6 +51,16 @@ def no_error(page) -> None:
     assert not errors, errors
 
 
+def open_page(page, path: str, title: str):
+    """Open a dashboard page (`path` with its query), wait for its run, check it drew its title without an error;
+    returns the main area's locator."""
+    page.goto(f"{page.base}/{path}")
+    settle(page)
+    no_error(page)
+    assert page.locator("h1").first.inner_text().startswith(title)
+    return page.locator('[data-testid="stMain"]')
+
+
 def test_overview_click_opens_the_pair(page, artifacts):
     page.goto(f"{page.base}/")
     settle(page)

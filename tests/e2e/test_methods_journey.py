@@ -5,17 +5,13 @@ the per-pair CSV."""
 from __future__ import annotations
 
 import pytest
-from test_journeys import no_error, settle
+from test_journeys import open_page
 
 pytestmark = pytest.mark.e2e
 
 
 def test_training_methods_page_compares_a_method_with_plain_transfer(page, artifacts):
-    page.goto(f"{page.base}/training_methods?model=e5-small")
-    settle(page)
-    no_error(page)
-    assert page.locator("h1").first.inner_text().startswith("Training methods")
-    main = page.locator('[data-testid="stMain"]')
+    main = open_page(page, "training_methods?model=e5-small", "Training methods")
     text = main.inner_text()
     # the committed robust-training rows (data/results/robust_word_smoothing_e5-small.parquet) are found and named
     assert "word-level randomized smoothing" in text
