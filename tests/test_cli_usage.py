@@ -4,6 +4,7 @@ traceback), `--version`, `XNER_LOG_LEVEL`, and `xner app`'s command line. No dat
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import tomllib
@@ -117,3 +118,41 @@ def test_app_command_line_carries_the_dashboard_settings(capsys):
 
 def test_app_port_is_validated(capsys):
     assert "--port" in _usage_failure(capsys, ["app", "--port", "0"])
+
+
+@pytest.mark.skipif(os.name != "posix", reason="xner app execs Streamlit on POSIX only")
+def test_stopping_xner_app_stops_the_server(tmp_path):
+    """A signal to `xner app` (a supervisor, `docker stop`, CI's trap) stops the server, leaving nothing serving."""
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "XNER_CACHE_DIR": str(tmp_path), "XNER_RESULTS": str(tmp_path / "r.duckdb")}
+    proc = subprocess.Popen([sys.executable, "-m", "xner_core.cli", "app", "--port", str(port), "--address",
+                             "127.0.0.1"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def healthy() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    try:
+        deadline = time.time() + 120
+        while not healthy():
+            assert proc.poll() is None and time.time() < deadline, "xner app did not start"
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        deadline = time.time() + 15
+        while healthy() and time.time() < deadline:
+            time.sleep(0.5)
+        assert not healthy(), "the dashboard still answers after xner app was stopped"
+    finally:
+        if proc.poll() is None:
+            proc.kill()

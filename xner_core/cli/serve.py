@@ -18,6 +18,7 @@ def app_cmd(
 ) -> None:
     """Serve the dashboard (Streamlit) on http://localhost:PORT; needs the `app` extra (pip install 'xner[app]')."""
     import importlib.util
+    import os
     import subprocess
 
     if importlib.util.find_spec("streamlit") is None or importlib.util.find_spec("xner_ui") is None:
@@ -28,6 +29,10 @@ def app_cmd(
     if dry_run:
         typer.echo(" ".join(cmd))
         return
+    if os.name == "posix":
+        # Become Streamlit: a signal sent to `xner app` (a supervisor, `docker stop`, a CI trap) then reaches the
+        # server itself; a child process would keep serving after its parent was killed.
+        os.execv(cmd[0], cmd)
     try:
         code = subprocess.call(cmd)
     except KeyboardInterrupt:
