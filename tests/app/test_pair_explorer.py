@@ -160,10 +160,10 @@ def test_entities_grouped_by_length_or_training_frequency(committed, no_data):
     """The grouping switch draws the length buckets where rows have them, and says so where a run has none."""
     at = open_page(PAGE, {"source": "es", "target": "ca", "model": "e5-small", "entity_groups": "entity length"})
     assert_clean_run(at)
-    from xner_core.analysis.tidy import row_protocols, spec_protocol
+    from xner_core.analysis.tidy import DEFAULT_PRESET, row_protocols, spec_protocol
     from xner_core.experiments.spec import load_spec
 
-    shown = spec_protocol(load_spec("paper-faithful"), "e5-small")  # the run the page opens on
+    shown = spec_protocol(load_spec(DEFAULT_PRESET), "e5-small")  # the run the page opens on (data.default_protocols)
     mine = committed[(committed["target"] == "ca") & (committed["model"] == "e5-small")
                      & (pd.Series(row_protocols(committed), index=committed.index) == shown)]
     has = mine["scope"].isin(["len1", "len2", "len3+"]).any()
