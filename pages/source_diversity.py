@@ -1,6 +1,7 @@
 """Source diversity: for one target, F1 (clean and perturbed) against the number of source languages and their
 typological diversity, multi-source and distillation models beside the best single-source transfer model; then
-"Which source for this target": the measured single sources ranked, and a predictor-based shortlist of others.
+distillation students beside their teachers; "Which source for this target": the measured single sources ranked, and
+a predictor-based shortlist of others.
 
 Reads our result rows with setting multi_source / distill (written by `xner grid run diversity`) and the
 single-source transfer rows (ours and the study's).
@@ -12,7 +13,7 @@ import streamlit as st
 
 from xner_core.analysis import plots
 from xner_core.analysis.tidy import CLEAN
-from xner_core.analysis.views import diversity_view
+from xner_core.analysis.views import diversity_view, student_teacher_view
 from xner_ui import catalog, data, page, sources, state
 
 state.require_app()
@@ -62,6 +63,22 @@ else:
                    "div_index", f"xner_diversity_{target}_{kind}")
         st.dataframe(frame, hide_index=True, width="stretch")
         page.download_csv(frame, f"xner_diversity_{target}_{kind}.csv", key="dl_div", label="Rows (CSV)")
+        st.caption("Compute differs by design (hover a point or read `train_steps`): a multi-source model takes one "
+                   "epoch over all its sources' data; a student takes 3 epochs (at least 1,000 steps) over the "
+                   "target's unlabeled text, after its teachers (one transfer model per source) were trained.")
+    students = student_teacher_view(tidy, target)
+    st.subheader("Students and their teachers")
+    st.caption("Wu et al. (ACL 2020) report distillation students above their teachers. Each student here beside "
+               "the best of its teachers (the transfer models of its sources, same recipe and seed), on the same "
+               "test set and perturbation; gap = student − best teacher, in F1 points.")
+    if students.empty:
+        st.info(f"No distillation students for {target} yet: `xner grid run diversity-faithful` trains them "
+                f"(single-teacher students from its pairs, multi-teacher ones from its source sets).")
+    else:
+        page.chart(plots.student_teacher_figure(students, [CLEAN, sh.perturbation]), "div_students",
+                   f"xner_students_{target}")
+        st.dataframe(students, hide_index=True, width="stretch")
+        page.download_csv(students, f"xner_students_{target}.csv", key="dl_students", label="Students (CSV)")
 
 with page.guarded("the source ranking"):
     sources.which_source(target, sh)

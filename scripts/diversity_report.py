@@ -3,7 +3,8 @@ multi-source training and distillation from growing, more varied source sets, cl
 
 Reads the committed result tables (`data/results/*.parquet`) through the dashboard's tidy frame
 (`xner_core.analysis.views.diversity_view`, the Source diversity page's data) and prints one table per target plus
-the correlation of clean F1 with the number of sources and with their mean pairwise URIEL genetic distance.
+the correlation of clean F1 with the number of sources and with their mean pairwise URIEL genetic distance; then
+each distillation student beside its best teacher (`student_teacher_view`, the page's "Students and their teachers").
 
 Usage: python scripts/diversity_report.py [--targets ca,an,ast] [--kind genetic]
 """
@@ -19,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 from xner_core.analysis.stats import correlation  # noqa: E402
 from xner_core.analysis.tidy import read_reference_tables, tidy_results  # noqa: E402
-from xner_core.analysis.views import diversity_view  # noqa: E402
+from xner_core.analysis.views import diversity_view, student_teacher_view  # noqa: E402
 from xner_core.corpus.languages import reference_pairs  # noqa: E402
 from xner_core.experiments.store import committed_results  # noqa: E402
 from xner_core.features.distance import source_diversity  # noqa: E402
@@ -58,6 +59,21 @@ def main() -> int:
             for x in ("n_sources", "diversity"):
                 c = correlation(part[x], part["f1"], "spearman")
                 print(f"  {setting:12s} clean F1 vs {x:9s}: Spearman {c.r:+.2f} (n={c.n}, p={c.p:.2f})")
+    students = student_teacher_view(tidy)
+    students = students[students["target"].isin([t for t in args.targets.split(",") if t])]
+    if not students.empty:
+        print("\nStudents and their best teacher (F1 points; gap = student - best teacher; mean over the seeds "
+              "that have both)")
+        print("| target | teachers | perturbation | student F1 | best teacher | its F1 | gap | student steps | "
+              "teacher steps | seeds |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for r in students.sort_values(["target", "n_sources", "sources", "perturbation"]).itertuples():
+            def num(v: float, fmt: str) -> str:
+                return "—" if v != v else format(v, fmt)
+            print(f"| {r.target} | {str(r.sources).replace(',', '+')} | {r.perturbation} | {r.student_f1:.1f} | "
+                  f"{r.best_teacher if r.best_teacher == r.best_teacher else '—'} | {num(r.best_teacher_f1, '.1f')} "
+                  f"| {num(r.gap, '+.1f')} | {num(r.student_steps, ',.0f')} | {num(r.teacher_steps, ',.0f')} "
+                  f"| {r.seeds} |")
     return 0
 
 

@@ -29,6 +29,7 @@ from xner_core.analysis.views import (
     pivot_drops,
     run_counts,
     selection_to_filter,
+    student_teacher_view,
     view_points,
 )
 from xner_core.corpus.languages import reference_pairs
@@ -353,6 +354,41 @@ def test_diversity_view(tables):
     assert view.set_index("sources").loc["es,fr", "diversity"] == pytest.approx(0.3)
     assert math.isnan(best["diversity"].iloc[0])
     assert diversity_view(tidy, "br", {}).empty
+
+
+def test_student_teacher_view_sets_each_student_beside_its_teachers_seed_by_seed(tables):
+    def row(job, sources, setting, f1, seed, pert="clean", steps=1701, target="ca"):
+        return our_row(job_id=job, sources=sources, setting=setting, f1=f1, seed=seed, perturbation=pert,
+                       train_steps=steps, target=target)
+
+    ours = pd.DataFrame([
+        row("es0", "es", "transfer", 0.80, 0), row("fr0", "fr", "transfer", 0.70, 0),
+        row("es1", "es", "transfer", 0.84, 1), row("fr1", "fr", "transfer", 0.72, 1),
+        row("es0p", "es", "transfer", 0.60, 0, "entity_replace"), row("fr0p", "fr", "transfer", 0.65, 0,
+                                                                      "entity_replace"),
+        row("d0", "es,fr", "distill", 0.81, 0, steps=5103), row("d1", "es,fr", "distill", 0.80, 1, steps=5103),
+        row("d0p", "es,fr", "distill", 0.66, 0, "entity_replace", steps=5103),
+        row("s0", "es", "distill", 0.83, 0, steps=5103),
+        row("s2", "es", "distill", 0.70, 2, steps=5103),  # seed 2 has no teacher rows: left out of the comparison
+        row("a0", "es", "distill", 0.75, 0, steps=1000, target="an"),
+    ])
+    tidy = tidy_results(tables["published"], ours, tables["overlap"], tables["uriel"], reference_pairs())
+    view = student_teacher_view(tidy, "ca").set_index(["sources", "perturbation"])
+    multi = view.loc[("es,fr", "clean")]
+    assert multi["best_teacher"] == "es" and multi["seeds"] == 2
+    assert multi["best_teacher_f1"] == pytest.approx((80 + 84) / 2) and multi["student_f1"] == pytest.approx(80.5)
+    assert multi["gap"] == pytest.approx(80.5 - 82.0) and multi["mean_teacher_f1"] == pytest.approx(76.5)
+    assert multi["student_steps"] == 5103 and multi["teacher_steps"] == 2 * 1701
+    # under P1 the best teacher is another one: chosen per perturbation
+    p1 = view.loc[("es,fr", "entity_replace")]
+    assert p1["best_teacher"] == "fr" and p1["gap"] == pytest.approx(66 - 65)
+    single = view.loc[("es", "clean")]  # seed 2's student has no teacher rows: only seed 0 compares
+    assert single["seeds"] == 1 and single["student_f1"] == pytest.approx(83) and single["gap"] == pytest.approx(3)
+    assert single["teachers_missing"] == "es"
+    assert set(student_teacher_view(tidy)["target"]) == {"ca", "an"}
+    lone = student_teacher_view(tidy, "an").iloc[0]  # no es rows on an: the teacher side is unknown, not 0
+    assert lone["seeds"] == 0 and math.isnan(lone["gap"]) and lone["teachers_missing"] == "es"
+    assert student_teacher_view(tidy, "br").empty
 
 
 def test_run_counts():

@@ -124,35 +124,22 @@ def test_app_port_is_validated(capsys):
 def test_stopping_xner_app_stops_the_server(tmp_path):
     """A signal to `xner app` (a supervisor, `docker stop`, CI's trap) stops the server, leaving nothing serving."""
     import signal
-    import socket
     import time
-    import urllib.request
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "XNER_CACHE_DIR": str(tmp_path), "XNER_RESULTS": str(tmp_path / "r.duckdb")}
-    proc = subprocess.Popen([sys.executable, "-m", "xner_core.cli", "app", "--port", str(port), "--address",
-                             "127.0.0.1"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    from dashboard_server import healthy, start_server
 
-    def healthy() -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
+    def xner_app(port: int) -> list[str]:
+        return [sys.executable, "-m", "xner_core.cli", "app", "--port", str(port), "--address", "127.0.0.1"]
 
+    server = start_server(Path(os.environ.get("XNER_DATA_DIR", tmp_path)), tmp_path / "cache", command=xner_app,
+                          timeout=120)
+    srv = next(server)
     try:
-        deadline = time.time() + 120
-        while not healthy():
-            assert proc.poll() is None and time.time() < deadline, "xner app did not start"
-            time.sleep(0.5)
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+        srv.proc.send_signal(signal.SIGTERM)
+        srv.proc.wait(30)  # xner app execs Streamlit: the signal reaches the server itself
         deadline = time.time() + 15
-        while healthy() and time.time() < deadline:
+        while healthy(srv.url) and time.time() < deadline:
             time.sleep(0.5)
-        assert not healthy(), "the dashboard still answers after xner app was stopped"
+        assert not healthy(srv.url), "the dashboard still answers after xner app was stopped"
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        server.close()

@@ -236,7 +236,7 @@ INVALID = [
     (dict(setting="transfer", sources="es,fr"), "transfer needs exactly one source"),
     (dict(setting="transfer", sources="ca"), "cannot also be a source"),
     (dict(setting="multi_source", sources="es"), "multi_source needs at least 2"),
-    (dict(setting="distill", sources="es"), "distill needs at least 2"),
+    (dict(setting="distill", sources=""), "distill needs at least one source language"),
     (dict(setting="multi_source", sources="es,ca"), "cannot also be a source"),
     (dict(setting="multi_source", sources="es,es"), "more than once"),
     (dict(setting="tapt", sources="es"), "tapt needs tapt_steps >= 1"),

@@ -285,6 +285,25 @@ source_sets = ["es", "es+fr"]
         assert all(order.index(t) < order.index(g.train.hash) for t in g.train.needs)
 
 
+def test_distill_on_a_pair_is_a_single_teacher_student_sharing_the_transfer_model():
+    text = """name = "d1"
+models = ["tiny"]
+pairs = ["es-ca", "es-an"]
+settings = ["transfer", "distill"]
+"""
+    plan = expand(parse_spec(text), online=True)
+    students = [g for g in plan.groups if g.train.config.setting == "distill"]
+    transfer = [g for g in plan.groups if g.train.config.setting == "transfer"]
+    assert len(transfer) == 1 and transfer[0].train.teacher  # one es model: evaluated on ca and an, and the teacher
+    assert {g.train.config.target for g in students} == {"ca", "an"}
+    for g in students:  # Wu et al.'s single-source teacher-student: the student learns from the es transfer model
+        assert g.train.needs == (transfer[0].train.hash,) and tuple(g.train.config.sources) == ("es",)
+    assert [g.train.config.setting for g in plan.groups][-2:] == ["distill", "distill"]
+    with pytest.raises(ConfigError, match=r"setting 'distill' applies to nothing.*a pair \(one teacher\)"):
+        no_pairs = text.replace('pairs = ["es-ca", "es-an"]\n', "")
+        parse_spec(no_pairs + '[[targets]]\ntarget = "ca"\nsource_sets = ["es"]\n')
+
+
 def test_cached_models_run_first_in_plan_order():
     from xner_core.experiments.execute import _needed_groups, cached_first
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import copy
 import json
-import random
 import sys
 from pathlib import Path
 
 import pytest
+import synthetic_ner
 import torch
 
 from xner_core.corpus.sentences import Sentence
@@ -37,20 +37,9 @@ SPEC = LoraSpec(r=4, alpha=8.0, dropout=0.1, targets=("query", "value"))
 
 
 def synth(n: int, seed: int, lang: str = "xx") -> list[Sentence]:
-    rng = random.Random(seed)
-    out = []
-    for i in range(n):
-        toks, tags = [rng.choice(WORDS[:4])], ["O"]
-        if rng.random() < 0.5:
-            toks += ["in", rng.choice(PLACES)]
-            tags += ["O", "B-LOC"]
-        else:
-            toks += ["met", rng.choice(PEOPLE)]
-            tags += ["O", "B-PER"]
-        toks.append(".")
-        tags.append("O")
-        out.append(Sentence(tuple(toks), tuple(tags), lang, f"{lang}-{seed}-{i}"))
-    return out
+    """One clause after one of four filler words: the tokenizer's small vocabulary."""
+    return synthetic_ner.synth(n, seed, lang, fill=WORDS[:4], places=PLACES, people=PEOPLE, clauses=(1, 1),
+                               fillers=(1, 1))
 
 
 @pytest.fixture(scope="module")

@@ -424,3 +424,14 @@ def test_manifests_lists_only_valid_entries(cache: ModelCache, tiny_model) -> No
     (entry / "manifest.json").write_text("{not json", encoding="utf-8")
     assert [m["hash"] for m in cache.manifests()] == [config_hash(good)]
     assert {e.hash: e.valid for e in cache.entries()} == {config_hash(good): True, config_hash(bad): False}
+
+
+def test_trained_steps_counts_every_epoch_and_tapt_and_none_for_no_training() -> None:
+    from xner_core.evaluation.modelstore import trained_steps
+
+    history = [{"epoch": 1, "steps": 1701}, {"epoch": 2, "steps": 1701}, {"epoch": 3, "steps": 1701}]
+    assert trained_steps({"dev_scores": {"history": history}}) == 5103
+    tapt = {"dev_scores": {"history": history[:1]}, "train_info": {"tapt_steps": 2000}}
+    assert trained_steps(tapt) == 3701  # the masked-LM steps count: TAPT's extra compute
+    assert trained_steps({"format": 1}) is None  # a checkpoint evaluated as it is: no training recorded
+    assert trained_steps({"dev_scores": {"history": [{"epoch": 1}]}}) is None  # older manifest: unknown, not 0

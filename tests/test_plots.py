@@ -141,6 +141,28 @@ def test_per_type_and_diversity_figures():
                         for s, n, d, f in (("es,fr", 2, 0.3, 80.0), ("es,fr,it", 3, 0.35, 82.0))])
     fig = plots.diversity_scatter(div, "n_sources", "sources", ["clean", "entity_replace"])
     assert len(fig.data) == 1 and list(fig.data[0].x) == [2, 3] and list(fig.data[0].text) == ["es+fr", "es+fr+it"]
+    assert [c[0] for c in fig.data[0].customdata] == ["steps not recorded"] * 2
+    fig = plots.diversity_scatter(div.assign(train_steps=[3401, 5102]), "n_sources", "sources", ["clean"])
+    assert [c[0] for c in fig.data[0].customdata] == ["3,401 optimiser steps", "5,102 optimiser steps"]
+
+
+def test_student_teacher_figure_joins_each_student_to_its_best_teacher():
+    frame = pd.DataFrame([
+        {"sources": s, "n_sources": n, "perturbation": p, "student_f1": st, "best_teacher": bt,
+         "best_teacher_f1": bf, "gap": st - bf, "student_steps": 5103.0, "teacher_steps": 1701.0 * n, "seeds": 1}
+        for s, n, p, st, bt, bf in (("es", 1, "clean", 83.0, "es", 81.0), ("es,fr", 2, "clean", 80.0, "es", 81.0),
+                                    ("es", 1, "entity_replace", 70.0, "es", 71.5))])
+    fig = plots.student_teacher_figure(frame, ["clean", "entity_replace"])
+    kinds = {(t.meta["kind"], t.meta["perturbation"]): t for t in fig.data}
+    student = kinds[("student", "clean")]
+    assert list(student.x) == [83.0, 80.0] and list(student.y) == ["es", "es+fr"]
+    assert list(kinds[("teacher", "entity_replace")].x) == [71.5]
+    assert "gap -1.5" in kinds[("student", "entity_replace")].text[0]
+    assert "5,103 optimiser steps" in kinds[("student", "clean")].text[0]
+    assert sum(t.meta["kind"] == "link" for t in fig.data) == 3
+    no_teachers = frame.assign(best_teacher_f1=float("nan"))
+    empty = plots.student_teacher_figure(no_teachers, ["clean"])
+    assert not empty.data and empty.layout.annotations[0].text.startswith("no distillation students")
 
 
 @pytest.mark.parametrize("fmt", plots.IMAGE_FORMATS)

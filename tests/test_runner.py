@@ -110,6 +110,8 @@ def test_evaluate_rows_follow_the_schema(env):
         assert overall["clean_f1"] == pytest.approx(clean["f1"])
         assert overall["drop"] == pytest.approx(clean["f1"] - overall["f1"])
         assert 0 <= overall["f1"] <= 1 and overall["eval_seconds"] > 0
+        steps = sum(h["steps"] for h in env["es_ca"].manifest["dev_scores"]["history"])
+        assert overall["train_steps"] == steps > 0  # the equal-compute measure, from the model's manifest
         assert len(o.predictions) == len(o.sentences) == 60
         # predictions are kept on disk under the job id
         saved = load_predictions(o.job.id, env["cache"])

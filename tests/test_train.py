@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from synthetic_ner import FILL, PEOPLE, PLACES, synth  # noqa: E402
 
 from xner_core.corpus.sentences import Sentence
 from xner_core.corpus.tags import LABEL2ID
@@ -35,34 +36,7 @@ from xner_core.training.tapt import _mask_tokens, mlm_adapt
 
 torch.set_num_threads(1)
 
-# A synthetic language: capitalised names after "in" are places, other names after "met" are people.
-FILL = "the a we they saw went walked lived worked stayed today yesterday there home quickly slowly and then".split()
-PLACES = "Arlen Bovar Cetra Dunmore Elvik Farrow".split()
-PEOPLE = "Gosta Havel Istra Jorvik Kelmar Lunde".split()
-VOCAB_TEXT = [" ".join(FILL + PLACES + PEOPLE + ["in", "met", "."])] * 3
-
-
-def synth(n: int, seed: int, lang: str = "xx") -> list[Sentence]:
-    """`n` sentences of the synthetic language (deterministic for a seed)."""
-    rng = random.Random(seed)
-    out = []
-    for i in range(n):
-        toks: list[str] = []
-        tags: list[str] = []
-        for _ in range(rng.randint(1, 3)):
-            for _ in range(rng.randint(1, 3)):
-                toks.append(rng.choice(FILL))
-                tags.append("O")
-            if rng.random() < 0.5:
-                toks += ["in", rng.choice(PLACES)]
-                tags += ["O", "B-LOC"]
-            else:
-                toks += ["met", rng.choice(PEOPLE)]
-                tags += ["O", "B-PER"]
-        toks.append(".")
-        tags.append("O")
-        out.append(Sentence(tuple(toks), tuple(tags), lang, f"{lang}-{seed}-{i}"))
-    return out
+VOCAB_TEXT = [" ".join(FILL + PLACES + PEOPLE + ("in", "met", "."))] * 3
 
 
 def unlabeled(sentences: list[Sentence]) -> list[Sentence]:

@@ -32,7 +32,8 @@ def test_empty_state_names_the_command(no_data):
 def test_charts_from_multi_source_rows(no_data):
     rows = []
     for sources, setting, f1 in (("es", "transfer", 0.80), ("fr", "transfer", 0.70), ("es,fr", "multi_source", 0.83),
-                                 ("es,fr,it", "multi_source", 0.85), ("es,fr,it", "distill", 0.84)):
+                                 ("es,fr,it", "multi_source", 0.85), ("es,fr,it", "distill", 0.84),
+                                 ("es", "distill", 0.82)):
         for pert, delta in (("clean", 0.0), ("entity_replace", 0.05)):
             rows.append(result_row(job_id=f"{sources}-{setting}-{pert}", sources=sources, setting=setting,
                                    target="ca", perturbation=pert, f1=f1 - delta, clean_f1=f1, drop=delta))
@@ -41,7 +42,7 @@ def test_charts_from_multi_source_rows(no_data):
     assert_clean_run(at)
     assert at.selectbox(key="qp_div_target").value == "ca"
     assert at.selectbox(key="qp_kind").value == "syntactic"
-    count_fig, index_fig, measured_fig = plotly_specs(at)
+    count_fig, index_fig, students_fig, measured_fig = plotly_specs(at)
     series = {(t["name"], t["meta"]["perturbation"]): t for t in count_fig["data"]}
     multi = series[("multi_source · e5-small", "clean")]
     assert values(multi["x"]) == [2, 3] and values(multi["y"]) == [83.0, 85.0]
@@ -51,10 +52,18 @@ def test_charts_from_multi_source_rows(no_data):
     table = at.dataframe[0].value
     assert set(table["setting"]) == {"multi_source", "distill", "best single source"}
     assert table["diversity"].notna().sum() > 0  # URIEL syntactic distances of es/fr/it
+    # students beside their best teacher: es's student against the es model; es+fr+it's has no it teacher rows
+    students = at.dataframe[1].value.set_index(["sources", "perturbation"])
+    lone = students.loc[("es", "entity_replace")]
+    assert lone["best_teacher"] == "es" and abs(lone["gap"] - (77.0 - 75.0)) < 1e-9
+    assert students.loc[("es,fr,it", "clean"), "teachers_missing"] == "it"
+    marks = {(t["meta"]["kind"], t["meta"]["perturbation"]): t for t in students_fig["data"]}
+    assert values(marks[("student", "clean")]["x"]) == [82.0] and values(marks[("teacher", "clean")]["x"]) == [80.0]
+    assert "gap +2.0" in marks[("student", "clean")]["text"][0]
     # which source: es and fr measured (too few to compare predictors), F1 against each predictor
     assert at.selectbox(key="qp_src_run").value.startswith("e5-small | ")
     assert any("Only 2 measured sources for ca" in unmd(w.value) for w in at.warning)
-    measured = at.dataframe[1].value
+    measured = at.dataframe[2].value
     assert list(measured["source"]) == ["es", "fr"] and list(measured["drop_rank"]) == [1, 1]
     points = [t for t in measured_fig["data"] if t["meta"]["kind"] == "measured"]
     assert points and all(values(t["y"]) == [80.0, 70.0] for t in points)

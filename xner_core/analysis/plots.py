@@ -370,14 +370,66 @@ def diversity_scatter(frame: pd.DataFrame, x: str, x_label: str, perturbations: 
             fig.add_trace(go.Scatter(
                 x=series[x], y=series["f1"], mode="markers+lines", name=name, legendgroup=name,
                 showlegend=name not in shown, text=series["sources"].str.replace(",", "+"),
+                customdata=[[_steps_label(v)] for v in series.get("train_steps", [np.nan] * len(series))],
                 marker={"size": 10, "color": colours.get(setting, "#9467bd")},
-                hovertemplate="%{text}<br>" + x_label + ": %{x}<br>F1 %{y:.1f}<extra>" + name + "</extra>",
+                hovertemplate="%{text}<br>" + x_label + ": %{x}<br>F1 %{y:.1f}<br>%{customdata[0]}<extra>" + name
+                              + "</extra>",
                 meta={"kind": "points", "setting": setting, "perturbation": pert},
             ), row=1, col=c)
             shown.add(name)
     fig.update_xaxes(title_text=x_label)
     fig.update_yaxes(title_text="F1 (points)", row=1, col=1)
     fig.update_layout(height=420, margin={"t": 60, "b": 40, "l": 60, "r": 20})
+    return fig
+
+
+def _steps_label(steps: Any) -> str:
+    """Hover text for a model's compute: "1,701 optimiser steps", or "steps not recorded"."""
+    try:
+        value = float(steps)
+    except (TypeError, ValueError):
+        return "steps not recorded"
+    return "steps not recorded" if value != value else f"{value:,.0f} optimiser steps"
+
+
+def student_teacher_figure(frame: pd.DataFrame, perturbations: Sequence[str]) -> go.Figure:
+    """Distillation students beside their best teacher: a panel per perturbation, a row per source set, the best
+    teacher (grey) and the student (red) joined by a line; the hover gives both F1s, the gap and each side's
+    optimiser steps.
+
+    Args:
+        frame: from `analysis.views.student_teacher_view` (one target); rows without teachers are left out.
+        perturbations: panels, in order.
+
+    Returns:
+        The figure; traces carry `meta={"kind": "teacher" | "student" | "link", "perturbation": ...}`.
+    """
+    frame = frame[frame["best_teacher_f1"].notna()] if not frame.empty else frame
+    if frame.empty:
+        return _empty("no distillation students with measured teachers for this target")
+    perts = [p for p in perturbations if p in set(frame["perturbation"])] or list(dict.fromkeys(frame["perturbation"]))
+    fig = make_subplots(rows=1, cols=len(perts), shared_yaxes=True,
+                        subplot_titles=[perturbation_title(p) for p in perts])
+    for c, pert in enumerate(perts, 1):
+        panel = frame[frame["perturbation"] == pert].sort_values(["n_sources", "sources"])
+        labels = [str(s).replace(",", "+") for s in panel["sources"]]
+        for lab, (_, r) in zip(labels, panel.iterrows()):
+            fig.add_trace(go.Scatter(x=[r["best_teacher_f1"], r["student_f1"]], y=[lab, lab], mode="lines",
+                                     line={"color": "#b0b0b0"}, hoverinfo="skip", showlegend=False,
+                                     meta={"kind": "link", "perturbation": pert}), row=1, col=c)
+        hover = [f"{lab}: student {r['student_f1']:.1f}, best teacher ({r['best_teacher']}) "
+                 f"{r['best_teacher_f1']:.1f}, gap {r['gap']:+.1f}<br>student {_steps_label(r['student_steps'])}; "
+                 f"teachers {_steps_label(r['teacher_steps'])}; seeds {int(r['seeds'])}"
+                 for lab, (_, r) in zip(labels, panel.iterrows())]
+        for side, col, colour in (("teacher", "best_teacher_f1", "#7f7f7f"), ("student", "student_f1", "#d62728")):
+            fig.add_trace(go.Scatter(
+                x=panel[col], y=labels, mode="markers", name="best teacher" if side == "teacher" else "student",
+                legendgroup=side, showlegend=c == 1, marker={"size": 11, "color": colour},
+                text=hover, hovertemplate="%{text}<extra></extra>", meta={"kind": side, "perturbation": pert},
+            ), row=1, col=c)
+    fig.update_xaxes(title_text="F1 (points)")
+    fig.update_yaxes(title_text="teachers (source set)", row=1, col=1)
+    fig.update_layout(height=160 + 40 * frame["sources"].nunique(), margin={"t": 60, "b": 40, "l": 90, "r": 20})
     return fig
 
 

@@ -55,7 +55,7 @@ _OVERLAP_COLUMNS: tuple[str, ...] = ("entity_token_overlap", "unique_chunk_overl
                                      "paper_p2_o_token_fraction")
 _URIEL_COLUMNS: tuple[str, ...] = tuple(f"uriel_{k}" for k in URIEL_KINDS)
 _OURS_EXTRA: tuple[str, ...] = ("subword_type_overlap", "subword_token_overlap", "n_sources",
-                                "diversity_genetic", "diversity_syntactic")
+                                "diversity_genetic", "diversity_syntactic", "train_steps")
 # How much a perturbation changed (our rows; NaN for the study's): shares of gold entities and tokens, its rate.
 CHANGE_COLUMNS: tuple[str, ...] = ("entities_changed_frac", "tokens_changed_frac", "perturb_rate")
 # Columns of the tidy frame, in order.

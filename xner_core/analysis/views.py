@@ -1,5 +1,6 @@
 """Stage 7, analysis: view frames over the tidy frame (`xner_core.analysis.tidy`): averaged points, heatmap
-pivots, one pair's rows and comparison table, source diversity, run counts, and chart selections back to filters.
+pivots, one pair's rows and comparison table, source diversity and distillation students beside their teachers, run
+counts, and chart selections back to filters.
 """
 
 from __future__ import annotations
@@ -159,8 +160,75 @@ def diversity_view(tidy: pd.DataFrame, target: str, diversity: Mapping[str, floa
     out["n_sources"] = [len([s for s in str(x).split(",") if s]) for x in out["sources"]]
     out["diversity"] = [np.nan if (d := diversity.get(s)) is None else float(d) for s in out["sources"]]
     keys = ["model", "setting", "sources", "n_sources", "diversity", "perturbation", "protocol"]
-    vals = ["f1", "clean_f1", "drop", "f1_low", "f1_high"]
+    vals = ["f1", "clean_f1", "drop", "f1_low", "f1_high", "train_steps"]
     return out.groupby(keys, dropna=False)[vals].mean().reset_index()
+
+
+STUDENT_COLUMNS: tuple[str, ...] = (
+    "model", "target", "sources", "n_sources", "perturbation", "protocol", "student_f1", "best_teacher",
+    "best_teacher_f1", "mean_teacher_f1", "gap", "student_steps", "teacher_steps", "seeds", "teachers_missing")
+
+
+def student_teacher_view(tidy: pd.DataFrame, target: str | None = None) -> pd.DataFrame:
+    """Each distillation student beside its teachers (Wu et al.: does a student match or beat what taught it?).
+
+    A student's teachers are the transfer models of its sources, made under the same protocol and seed (the grid
+    trains them as such); they are scored on the same test set and perturbation. Both sides are averaged over the
+    seeds that have the student and all its teachers.
+
+    Args:
+        tidy: from `tidy_results`.
+        target: one target, or None for all.
+
+    Returns:
+        STUDENT_COLUMNS, one row per (model, target, sources, perturbation, protocol): F1 as 0..1; best_teacher
+        (the source whose model scores highest on that perturbation) and its F1; gap = student_f1 -
+        best_teacher_f1; student_steps and teacher_steps (all teachers' optimiser steps: the compute behind the
+        student; NaN where the rows predate the column); seeds (how many entered); teachers_missing (sources with
+        no rows of their own at any of the student's seeds; the row's teacher columns are then NaN).
+    """
+    df = tidy[(tidy["origin"] == "ours") & (tidy["scope"] == "overall")]
+    if target is not None:
+        df = df[df["target"] == target]
+    students = df[df["setting"] == "distill"]
+    if students.empty:
+        return pd.DataFrame(columns=list(STUDENT_COLUMNS))
+    # rows without a seed (older stores) pair with rows without one: -1 stands for "unknown" on both sides
+    df = df.assign(seed=pd.to_numeric(df["seed"], errors="coerce").fillna(-1).astype(int))
+    students = df[df["setting"] == "distill"]
+    teachers = df[df["setting"] == "transfer"]
+    t_f1 = teachers.groupby(["model", "target", "sources", "perturbation", "protocol", "seed"])["f1"].mean()
+    t_steps = teachers.groupby(["model", "sources", "protocol", "seed"])["train_steps"].max()
+    out = []
+    keys = ["model", "target", "sources", "perturbation", "protocol"]
+    for key, group in students.groupby(keys, dropna=False):
+        model, tgt, sources, pert, protocol = key
+        langs = [s for s in str(sources).split(",") if s]
+        per_seed: list[tuple[float, dict[str, float], float]] = []
+        missing: set[str] = set()
+        for seed, srow in group.groupby("seed"):
+            scores = {lang: t_f1.get((model, tgt, lang, pert, protocol, seed)) for lang in langs}
+            absent = [lang for lang, v in scores.items() if v is None or v != v]
+            missing.update(absent)
+            if absent:
+                continue
+            steps = [t_steps.get((model, lang, protocol, seed)) for lang in langs]
+            total = float(sum(steps)) if all(x is not None and x == x for x in steps) else np.nan
+            per_seed.append((float(srow["f1"].mean()), {k: float(v) for k, v in scores.items()}, total))
+        row: dict[str, Any] = {"model": model, "target": tgt, "sources": sources, "n_sources": len(langs),
+                               "perturbation": pert, "protocol": protocol,
+                               "student_f1": float(group["f1"].mean()),
+                               "student_steps": float(pd.to_numeric(group["train_steps"]).mean()),
+                               "seeds": len(per_seed), "teachers_missing": ",".join(sorted(missing))}
+        if per_seed:
+            mean_by_lang = {lang: float(np.mean([s[1][lang] for s in per_seed])) for lang in langs}
+            best = max(mean_by_lang, key=lambda lang: mean_by_lang[lang])
+            row.update(student_f1=float(np.mean([s[0] for s in per_seed])), best_teacher=best,
+                       best_teacher_f1=mean_by_lang[best], mean_teacher_f1=float(np.mean(list(mean_by_lang.values()))),
+                       teacher_steps=float(np.mean([s[2] for s in per_seed])))
+            row["gap"] = row["student_f1"] - row["best_teacher_f1"]
+        out.append(row)
+    return pd.DataFrame(out).reindex(columns=list(STUDENT_COLUMNS))
 
 
 def run_counts(results: pd.DataFrame) -> pd.DataFrame:

@@ -169,6 +169,19 @@ def trained_precision(manifest: Mapping[str, Any]) -> str | None:
     return {"cpu": "fp32", "cuda": "bf16"}.get(str(timings.get("device")))
 
 
+def trained_steps(manifest: Mapping[str, Any]) -> int | None:
+    """Optimiser steps a cached model took (the equal-compute measure): its own epochs' steps, plus TAPT's masked-LM
+    steps; a distillation student's count is its own (its teachers are models of their own). None when the manifest
+    records no training (a checkpoint evaluated as it is, or a manifest older than per-epoch steps)."""
+    history = (manifest.get("dev_scores") or {}).get("history") or []
+    raw = [h.get("steps") for h in history if isinstance(h, Mapping)]
+    steps = [n for n in raw if isinstance(n, int)]
+    if not steps or len(steps) != len(raw):
+        return None
+    tapt = (manifest.get("train_info") or {}).get("tapt_steps") or 0
+    return sum(steps) + int(tapt)
+
+
 def cached_configs(cache: str | os.PathLike[str] | None = None) -> list[tuple[ExperimentConfig, dict[str, Any]]]:
     """Valid cached models as (config, entry summary), newest first (for pickers in the CLI and dashboard)."""
     from xner_core.runs.config import config_from_dict

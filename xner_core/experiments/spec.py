@@ -461,7 +461,7 @@ def _units(spec: GridSpec) -> list[_Unit]:
         for setting in spec.settings:
             if setting == "native":
                 out.append(_Unit(tgt, "native", ()))
-            elif setting in ("transfer", "tapt"):
+            elif setting in ("transfer", "tapt", "distill"):  # distill from a pair: a single-teacher student
                 out.append(_Unit(tgt, setting, (src,)))
     for ts in spec.targets:
         for setting in spec.settings:
@@ -488,8 +488,9 @@ def _check_units(w: _Where, spec: GridSpec) -> None:
     units = _units(spec)
     for setting in spec.settings:
         if not any(u.setting == setting for u in units):
-            need = ("a [[targets]] entry with a source set of 2+ languages"
-                    if setting in ("multi_source", "distill") else "a pair or a single-language source set")
+            need = {"multi_source": "a [[targets]] entry with a source set of 2+ languages",
+                    "distill": "a pair (one teacher) or a [[targets]] entry with a source set of 2+ languages"
+                    }.get(setting, "a pair or a single-language source set")
             raise w.error(("settings",), f"setting {setting!r} applies to nothing in this spec; it needs {need}")
     for model in spec.models:  # build every config once: option/setting combinations fail here, not mid-run
         for u in units:

@@ -17,7 +17,8 @@ perturbation report — sentences_changed_frac, tokens_changed_frac, entities_ch
 features — entity_token_overlap, unique_chunk_overlap, o_word_overlap, subword_type_overlap,
 subword_token_overlap, uriel_genetic, uriel_geographic, uriel_syntactic, uriel_phonological, uriel_inventory,
 uriel_featural, n_sources, diversity_genetic, diversity_syntactic;
-costs and provenance — train_seconds, eval_seconds, device, train_dtype, eval_dtype, versions (JSON), created_at.
+costs and provenance — train_seconds, train_steps, eval_seconds, device, train_dtype, eval_dtype, versions (JSON),
+created_at.
 """
 
 from __future__ import annotations
@@ -99,6 +100,8 @@ SCHEMA: tuple[Column, ...] = (
     Column("diversity_genetic", "DOUBLE", "mean pairwise genetic distance among sources"),
     Column("diversity_syntactic", "DOUBLE", "mean pairwise syntactic distance among sources"),
     Column("train_seconds", "DOUBLE", "training wall time of the model (from its cache manifest when reused)"),
+    Column("train_steps", "INTEGER", "optimiser steps the model took (TAPT's masked-LM steps included; a student's "
+           "own, its teachers apart): the equal-compute measure"),
     Column("eval_seconds", "DOUBLE", "perturb + predict + score wall time of the job"),
     Column("device", "VARCHAR", "cpu or cuda device name"),
     Column("train_dtype", "VARCHAR", "floating-point precision the model was trained at (bf16 or fp32)"),

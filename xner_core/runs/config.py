@@ -446,9 +446,11 @@ def validate(config: ExperimentConfig) -> None:
         if setting == "transfer" and len(sources) != 1:
             raise ConfigError(f"transfer needs exactly one source language, got {len(sources)}; "
                               f"use 'multi_source' or 'distill' for several")
-        if setting in ("multi_source", "distill") and len(sources) < 2:
+        if setting == "multi_source" and len(sources) < 2:
             raise ConfigError(f"{setting} needs at least 2 source languages, got {len(sources)}; "
                               f"use 'transfer' for one")
+        if setting == "distill" and not sources:  # one source: Wu et al.'s single-teacher student
+            raise ConfigError("distill needs at least one source language (one teacher per source)")
         if setting == "tapt" and not sources:
             raise ConfigError("tapt needs at least one source language")
     validate_options(config.options)
