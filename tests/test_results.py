@@ -58,6 +58,12 @@ def test_filters_and_export(tmp_path):
     with pytest.raises(ConfigError, match="csv, parquet"):
         store.export(tmp_path / "out.xlsx")
     assert len(committed_results(tmp_path)) == 3
+    # a second table sharing a job (a preset's baseline is another grid's model) counts that job once
+    other = ResultsStore(tmp_path / "o.duckdb")
+    other.write([_row("a", target="ca"), _row("d", target="br")])
+    other.export(tmp_path / "zz_other.parquet")
+    both = committed_results(tmp_path)
+    assert sorted(both["job_id"]) == ["a", "b", "c", "d"]
 
 
 def test_missing_store_reads_as_empty(tmp_path):

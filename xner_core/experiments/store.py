@@ -328,11 +328,13 @@ def _normalise_row(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def committed_results(directory: str | os.PathLike[str] | None = None) -> Any:
     """Read the committed result tables (`data/results/*.parquet`, or `XNER_COMMITTED_RESULTS`) into one DataFrame
-    (empty when none)."""
+    (empty when none). A job in two tables (grids share models: a preset's plain transfer baseline is
+    paper-faithful's) is one measurement: its rows are kept once, from the file read last."""
     import pandas as pd
 
     d = Path(directory) if directory else committed_results_dir()
     files = sorted(d.glob("*.parquet")) if d.is_dir() else []
     if not files:
         return pd.DataFrame(columns=list(COLUMN_NAMES))
-    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    return frame.drop_duplicates(subset=["job_id", "scope"], keep="last", ignore_index=True)
