@@ -17,6 +17,7 @@ from xner_core.corpus.sentences import Sentence
 from xner_core.corpus.tags import LABEL2ID
 from xner_core.errors import ConfigError, DataError
 from xner_core.models.registry import build_tiny
+from xner_core.runs.config import make_config
 from xner_core.training import loop
 from xner_core.training.dispatch import run_setting
 from xner_core.training.distill import distill, teacher_soft_labels
@@ -441,6 +442,25 @@ def test_every_setting_runs(data, setting, extra):
         if extra["distill_weights"] == "uniform":
             assert weights == (0.5, 0.5)
         assert res.best_dev_f1 is None  # no target labels in the zero-resource setting
+
+
+@pytest.mark.parametrize("max_steps, epochs_run", [(12, [5, 5, 2]), (3, [3]), (5, [5])])
+def test_max_steps_fixes_every_stage_at_that_many_optimiser_steps(data, max_steps, epochs_run):
+    """Equal compute: `max_steps` overrides epochs (repeated, the last partial, or cut) for fine-tuning, teachers and
+    the student alike; 40 es sentences at batch 8 are 5 steps per epoch."""
+    model, tok = tiny()
+    res = run_setting("transfer", model, tok, source_train={"es": data["es"]},
+                      options=run_options(max_steps=max_steps), seed=FAST["seed"])
+    assert res.steps == max_steps and [h.steps for h in res.history] == epochs_run
+    teacher_steps: list[int] = []
+    res = run_setting("distill", tiny()[0], tok, source_train={"es": data["es"]},
+                      target_unlabeled=data["target_unlabeled"][:40],
+                      options=run_options(max_steps=max_steps, distill_min_steps=1000), seed=FAST["seed"],
+                      progress=lambda step, total, info: teacher_steps.append(total) if info["stage"] != "student"
+                      else None)
+    assert res.steps == max_steps and set(teacher_steps) == {max_steps}  # the step floor yields to max_steps
+    with pytest.raises(ConfigError, match="max_steps=0 is invalid"):
+        make_config("tiny", "ca", "transfer", sources="es", max_steps=0)
 
 
 def test_distill_with_given_teachers_skips_teacher_training(data):

@@ -399,7 +399,8 @@ def test_new_options_enter_the_hash_only_away_from_their_default():
 
 
 @pytest.mark.parametrize("name, models, jobs", [
-    ("diversity-faithful", 22, 168), ("diversity-faithful-similarity", 18, 48), ("tapt", 10, 48),
+    ("diversity-faithful", 25, 180), ("diversity-faithful-similarity", 18, 48), ("tapt", 10, 48),
+    ("diversity-faithful-equal-steps", 4, 32),
     ("robust-pgd", 7, 96), ("robust-word-smoothing", 7, 96),
 ])
 def test_faithful_presets_share_paper_faithfuls_recipe_and_teachers(wikiann_dir, name, models, jobs):
@@ -419,6 +420,8 @@ def test_faithful_presets_share_paper_faithfuls_recipe_and_teachers(wikiann_dir,
     plain = {make_config("e5-small", "ca", "transfer", sources=(src,), data=faithful.data,
                          options=faithful.options).hash for src in ("es", "fr", "it", "pt", "en", "de")}
     for job in plan.train_jobs:
+        if name == "diversity-faithful-equal-steps":  # a student's step count, not an epoch's
+            assert job.config.setting == "multi_source" and job.config.options.max_steps == 1000
         if job.config.setting == "distill":
             assert job.config.options.distill_unlabeled == "train"
             assert all(teacher_config(job.config, s).hash in plain for s in job.config.sources)

@@ -22,7 +22,7 @@ same model share one hash:
   and `lora_targets` is written sorted, without repeats or spaces (`"value, query"` trains what `"query,value"`
   trains);
 - options added after the first release (`training.settings.NEW_OPTIONS`: the later distillation and robust
-  options, `adapter` and the LoRA options) are left out while at their default, so a config written before they
+  options, `adapter`, the LoRA options and `max_steps`) are left out while at their default, so a config written before they
   existed keeps its hash; except where their defaults changed what an older config trains (`_RECIPE_CHANGED`):
   a `distill` config always writes the Wu et al. student options (loss, epochs, step floor, frozen layers), so
   its students never share an id with the students trained before them (one epoch of KL over the `extra` split,
@@ -401,6 +401,7 @@ def validate_options(options: TrainOptions) -> None:
     if o.robust_alpha is not None:
         _check_float("robust_alpha", o.robust_alpha, 0.0, low_open=True)
     _check_int("robust_neighbours", o.robust_neighbours, 1)
+    _check_int("max_steps", o.max_steps, 1, optional=True)
     _check_choice("adapter", o.adapter, ADAPTERS)
     _check_int("lora_r", o.lora_r, 1)
     _check_float("lora_alpha", o.lora_alpha, 0.0, low_open=True)

@@ -119,7 +119,7 @@ def run_setting(
                   robust_epsilon=options.robust_epsilon, robust_rate=options.robust_rate,
                   robust_steps=options.robust_steps, robust_alpha=options.robust_alpha,
                   robust_neighbours=options.robust_neighbours, progress=progress, device=device,
-                  precision=precision, lora=lora)
+                  precision=precision, lora=lora, max_steps=options.max_steps)
 
     def source_dev_for(langs: Sequence[str]) -> list[Sentence] | None:
         dev = _concat((source_dev or {}).get(lang, ()) for lang in langs)

@@ -125,6 +125,7 @@ def distill(
     row_sparse_embeddings: bool = True,
     precision: str = "auto",
     lora: LoraSpec | None = None,
+    max_steps: int | None = None,
 ) -> TrainResult:
     """Teacher-student distillation on unlabeled target text (Wu et al., ACL 2020; see the module docstring).
 
@@ -145,6 +146,7 @@ def distill(
         loss: "mse" or "kl".
         freeze_layers: freeze the student's embeddings and bottom N encoder layers (Wu et al.: 3; 0: none).
         min_steps: the least number of optimiser steps (epochs are added until reached; the last is partial).
+        max_steps: exactly this many optimiser steps (overrides epochs and min_steps); None: they decide.
         dev: labeled dev sentences for model selection (None in the zero-resource setting).
 
     Returns:
@@ -154,7 +156,7 @@ def distill(
                  freeze_embeddings, robust, robust_epsilon, robust_rate, temperature, row_sparse_embeddings,
                  precision, soft_loss=loss, freeze_layers=freeze_layers, min_steps=min_steps,
                  robust_steps=robust_steps, robust_alpha=robust_alpha, robust_neighbours=robust_neighbours,
-                 lora=lora)
+                 lora=lora, max_steps=max_steps)
     _check_spec(spec)
     n_labels = int(student.config.num_labels)
     if any(int(t.config.num_labels) != n_labels for t in teachers):

@@ -47,6 +47,7 @@ def fine_tune(
     stage: str = "fine-tune",
     precision: str = "auto",
     lora: LoraSpec | None = None,
+    max_steps: int | None = None,
 ) -> TrainResult:
     """Fine-tune a token classifier on labeled sentences (in place).
 
@@ -92,6 +93,8 @@ def fine_tune(
             (`lora`), then merges them: `result.model` is then the merged model (the same object, adapters folded
             into its weights, the adapter attached for the model cache: `lora.adapter_of`) and
             `result.info["adapter"]` describes it.
+        max_steps: exactly this many optimiser steps (epochs repeated, the last one partial, or cut), the
+            schedule spanning them; None: `epochs` decide.
 
     Returns:
         A `TrainResult`; `result.model` is `model`, trained, in eval mode.
@@ -99,7 +102,7 @@ def fine_tune(
     spec = _Spec(epochs, lr, batch_size, warmup_ratio, weight_decay, max_length, seed, early_stopping_patience,
                  freeze_embeddings, robust, robust_epsilon, robust_rate,
                  row_sparse_embeddings=row_sparse_embeddings, precision=precision, robust_steps=robust_steps,
-                 robust_alpha=robust_alpha, robust_neighbours=robust_neighbours, lora=lora)
+                 robust_alpha=robust_alpha, robust_neighbours=robust_neighbours, lora=lora, max_steps=max_steps)
     label2id = _label2id(model)
 
     def encode(sentences: Sequence[Sentence]) -> list[Encoded]:

@@ -263,8 +263,8 @@ def _train_loop(model: Any, tokenizer: Any, examples: Sequence[Encoded], soft: S
     optimizer = _optimizer(model, spec.lr, spec.weight_decay)
     epoch_size = len(groups) * max(len(g) for g in groups) if groups else len(examples)
     steps_per_epoch = math.ceil(epoch_size / spec.batch_size)
-    total = max(steps_per_epoch * spec.epochs, spec.min_steps)
-    n_epochs = math.ceil(total / steps_per_epoch)  # > spec.epochs only to reach min_steps (last epoch partial)
+    total = spec.max_steps or max(steps_per_epoch * spec.epochs, spec.min_steps)
+    n_epochs = math.ceil(total / steps_per_epoch)  # != spec.epochs only for min_steps/max_steps (last one partial)
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(spec.warmup_ratio * total), total)
     lengths = [len(e) for e in examples]
     pad_id = _pad_id(tokenizer)

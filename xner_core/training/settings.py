@@ -39,7 +39,7 @@ LORA_OPTIONS: frozenset[str] = frozenset({"lora_r", "lora_alpha", "lora_dropout"
 # Fields added to TrainOptions after hashes were first published: in the hash only when not at their default.
 NEW_OPTIONS: frozenset[str] = frozenset({
     "distill_loss", "distill_epochs", "distill_min_steps", "distill_freeze", "robust_steps", "robust_alpha",
-    "robust_neighbours", "adapter", *LORA_OPTIONS,
+    "robust_neighbours", "adapter", "max_steps", *LORA_OPTIONS,
 })
 _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 
@@ -101,6 +101,12 @@ class TrainOptions:
     lora_alpha: float = 32.0  # lora: the update B A is scaled by lora_alpha / lora_r
     lora_dropout: float = 0.1  # lora: dropout on the adapter's input
     lora_targets: str = DEFAULT_LORA_TARGETS  # lora: comma-separated Linear module names (suffixes) to adapt
+    # Every supervised stage (fine-tuning, a distillation's teachers and student) takes exactly this many optimiser
+    # steps: epochs repeat (the last one partial) or stop early, and the schedule spans them (Hugging Face
+    # Trainer's `max_steps`). None: `epochs` decide (and `distill_min_steps` for students). For equal-compute
+    # comparisons, e.g. a multi-source model given a distillation student's step count. TAPT's masked-LM steps are
+    # `tapt_steps`.
+    max_steps: int | None = None
 
 
 @dataclass(frozen=True)
@@ -184,6 +190,7 @@ class _Spec:
     soft_loss: str = "kl"  # soft labels (distillation): "mse" | "kl"
     freeze_layers: int = 0  # > 0: embeddings + bottom N encoder layers frozen (distillation students)
     min_steps: int = 0  # the least number of optimiser steps (epochs added, the last one partial)
+    max_steps: int | None = None  # exactly this many optimiser steps (epochs repeated or cut); None: epochs decide
     robust_steps: int = 3  # pgd
     robust_alpha: float | None = None  # pgd; None: 2.5 * epsilon / steps
     robust_neighbours: int = 8  # word-smoothing
@@ -195,6 +202,8 @@ def _check_spec(spec: _Spec) -> None:
         raise ConfigError(f"epochs must be >= 1, got {spec.epochs}")
     if spec.batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {spec.batch_size}")
+    if spec.max_steps is not None and spec.max_steps < 1:
+        raise ConfigError(f"max_steps must be >= 1 or None, got {spec.max_steps}")
     if spec.lr is None:
         raise ConfigError("lr is None; resolve the model's default first (xner_core.runs.config.resolved_lr)")
     if not spec.lr > 0:
