@@ -61,6 +61,11 @@ def main() -> int:
                 print(f"  {setting:12s} clean F1 vs {x:9s}: Spearman {c.r:+.2f} (n={c.n}, p={c.p:.2f})")
     students = student_teacher_view(tidy)
     students = students[students["target"].isin([t for t in args.targets.split(",") if t])]
+    alone = students[students["seeds"] == 0]
+    students = students[students["seeds"] > 0]
+    if not alone.empty:
+        print(f"\n{alone[['target', 'sources']].drop_duplicates().shape[0]} students have no teacher rows of their "
+              f"own (their teachers were trained inside the run and never evaluated): left out below")
     if not students.empty:
         print("\nStudents and their best teacher (F1 points; gap = student - best teacher; mean over the seeds "
               "that have both)")

@@ -60,10 +60,11 @@ def test_filters_and_export(tmp_path):
     assert len(committed_results(tmp_path)) == 3
     # a second table sharing a job (a preset's baseline is another grid's model) counts that job once
     other = ResultsStore(tmp_path / "o.duckdb")
-    other.write([_row("a", target="ca"), _row("d", target="br")])
-    other.export(tmp_path / "zz_other.parquet")
+    other.write([_row("a", target="ca", f1=0.7, train_steps=1701), _row("d", target="br")])
+    other.export(tmp_path / "00_other.parquet")  # read first, written last: its copy of "a" is the newer one
     both = committed_results(tmp_path)
     assert sorted(both["job_id"]) == ["a", "b", "c", "d"]
+    assert both.set_index("job_id").loc["a", "train_steps"] == 1701
 
 
 def test_missing_store_reads_as_empty(tmp_path):

@@ -329,7 +329,8 @@ def _normalise_row(row: Mapping[str, Any]) -> dict[str, Any]:
 def committed_results(directory: str | os.PathLike[str] | None = None) -> Any:
     """Read the committed result tables (`data/results/*.parquet`, or `XNER_COMMITTED_RESULTS`) into one DataFrame
     (empty when none). A job in two tables (grids share models: a preset's plain transfer baseline is
-    paper-faithful's) is one measurement: its rows are kept once, from the file read last."""
+    paper-faithful's) is one measurement: its rows are kept once, the newest (`created_at`; rows written by newer
+    code carry more columns, e.g. `train_steps`)."""
     import pandas as pd
 
     d = Path(directory) if directory else committed_results_dir()
@@ -337,4 +338,7 @@ def committed_results(directory: str | os.PathLike[str] | None = None) -> Any:
     if not files:
         return pd.DataFrame(columns=list(COLUMN_NAMES))
     frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-    return frame.drop_duplicates(subset=["job_id", "scope"], keep="last", ignore_index=True)
+    if "created_at" in frame.columns:
+        frame = frame.sort_values("created_at", kind="stable", na_position="first")
+    frame = frame.drop_duplicates(subset=["job_id", "scope"], keep="last")
+    return frame.sort_index().reset_index(drop=True)

@@ -1,0 +1,27 @@
+"""Journey: a researcher opens the Source diversity page in a real browser and asks whether distillation students
+match the teachers they learned from (Wu et al. report students above their teachers): the committed
+diversity-faithful students (data/results/diversity_faithful_e5-small.parquet) beside their best teacher, with
+each side's optimiser steps."""
+
+from __future__ import annotations
+
+import pytest
+from test_journeys import open_page
+
+pytestmark = pytest.mark.e2e
+
+
+def test_source_diversity_sets_each_student_beside_its_teacher(page, artifacts):
+    main = open_page(page, "source_diversity?div_target=an", "Source diversity")
+    main.get_by_text("Students and their teachers").first.wait_for(timeout=60_000)
+    text = main.inner_text()
+    assert "No distillation students" not in text
+    assert "gap = student − best teacher" in text
+    charts = main.locator('[data-testid="stPlotlyChart"]')
+    charts.first.wait_for(timeout=60_000)
+    assert charts.count() >= 3  # F1 against the number of sources and against diversity; students vs teachers
+    assert main.get_by_text("Students (CSV)").count() >= 1
+    # the student's row names its teacher and both step counts (the equal-compute labels)
+    frames = main.locator('[data-testid="stDataFrame"]')
+    assert frames.count() >= 2
+    page.screenshot(path=str(artifacts / "source_diversity_students.png"), full_page=True)
