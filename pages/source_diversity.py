@@ -50,7 +50,7 @@ else:
                      set(tidy.loc[(tidy["origin"] == "ours") & (tidy["target"] == target)
                                   & (tidy["setting"] == "transfer"), "sources"]))
     index = {s: data.diversity_index(s, kind) for s in source_sets}
-    frame = diversity_view(tidy, target, index)
+    frame = diversity_view(tidy, target, index, sh.protocol)
     if frame.empty:
         st.info(f"No multi-source or distillation results for {target}; the targets that have them: "
                 f"{', '.join(multi_targets)}.")

@@ -354,6 +354,18 @@ def test_diversity_view(tables):
     assert view.set_index("sources").loc["es,fr", "diversity"] == pytest.approx(0.3)
     assert math.isnan(best["diversity"].iloc[0])
     assert diversity_view(tidy, "br", {}).empty
+    # a second run of the same target: the one asked for is shown, else the one with the most rows
+    resplit = pd.DataFrame([our_row(job_id="r1", sources="es", setting="distill", data_protocol="paper-resplit",
+                                    f1=0.82),
+                            our_row(job_id="r2", sources="es", setting="transfer", data_protocol="paper-resplit",
+                                    f1=0.81)])
+    both = tidy_results(tables["published"], pd.concat([ours, resplit]), tables["overlap"], tables["uriel"],
+                        reference_pairs())
+    other = protocol_label(None, "paper-resplit", None)
+    picked = diversity_view(both, "ca", {}, protocol=other)
+    assert set(picked["protocol"]) == {other} and set(picked["setting"]) == {"distill", "best single source"}
+    assert set(diversity_view(both, "ca", {})["protocol"]) == set(view["protocol"])  # 2 multi rows beat 1
+    assert set(diversity_view(both, "ca", {}, protocol="no such run")["protocol"]) == set(view["protocol"])
 
 
 def test_student_teacher_view_sets_each_student_beside_its_teachers_seed_by_seed(tables):

@@ -160,6 +160,7 @@ def test_student_teacher_figure_joins_each_student_to_its_best_teacher():
     assert "gap -1.5" in kinds[("student", "entity_replace")].text[0]
     assert "5,103 optimiser steps" in kinds[("student", "clean")].text[0]
     assert sum(t.meta["kind"] == "link" for t in fig.data) == 3
+    assert fig.layout.xaxis.range == (67, 86) == fig.layout.xaxis2.range  # one scale: 70.0-83.0 and 3 points
     no_teachers = frame.assign(best_teacher_f1=float("nan"))
     empty = plots.student_teacher_figure(no_teachers, ["clean"])
     assert not empty.data and empty.layout.annotations[0].text.startswith("no distillation students")

@@ -8,6 +8,7 @@ Streamlit, so the dashboard, the CLI and notebooks draw the same figures. Points
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -427,7 +428,9 @@ def student_teacher_figure(frame: pd.DataFrame, perturbations: Sequence[str]) ->
                 legendgroup=side, showlegend=c == 1, marker={"size": 11, "color": colour},
                 text=hover, hovertemplate="%{text}<extra></extra>", meta={"kind": side, "perturbation": pert},
             ), row=1, col=c)
-    fig.update_xaxes(title_text="F1 (points)")
+    values = pd.concat([frame["student_f1"], frame["best_teacher_f1"]]).astype(float)
+    # one scale for every panel, a few points either side: a gap of 1 point must not fill the width
+    fig.update_xaxes(title_text="F1 (points)", range=[math.floor(values.min()) - 3, math.ceil(values.max()) + 3])
     fig.update_yaxes(title_text="teachers (source set)", row=1, col=1)
     fig.update_layout(height=160 + 40 * frame["sources"].nunique(), margin={"t": 60, "b": 40, "l": 90, "r": 20})
     return fig

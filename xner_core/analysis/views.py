@@ -124,7 +124,8 @@ def compare_table(rows: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index().rename_axis(columns=None)
 
 
-def diversity_view(tidy: pd.DataFrame, target: str, diversity: Mapping[str, float | None]) -> pd.DataFrame:
+def diversity_view(tidy: pd.DataFrame, target: str, diversity: Mapping[str, float | None],
+                   protocol: str | None = None) -> pd.DataFrame:
     """Our multi-source / distillation rows of a target, plus its best single-source transfer model.
 
     Args:
@@ -132,17 +133,21 @@ def diversity_view(tidy: pd.DataFrame, target: str, diversity: Mapping[str, floa
         target: the target language.
         diversity: sources (comma-joined) -> diversity index (e.g. mean pairwise URIEL genetic distance from
             `xner_core.features.distance.source_diversity`); None or missing = unknown.
+        protocol: the run to show (e.g. the sidebar's "Our runs") when the target has multi-source or
+            distillation rows made that way; otherwise (or None) the protocol most of those rows have.
 
     Returns:
         Rows (overall scope, origin ours) with columns model, setting ("multi_source", "distill" or
         "best single source"), sources, n_sources, diversity, perturbation, f1, clean_f1, drop, f1_low,
-        f1_high, protocol; empty when there are no multi-source or distillation rows for the target. One
-        protocol: the one most of the target's multi-source rows have, and single-source models of it.
+        f1_high, train_steps, protocol; empty when there are no multi-source or distillation rows for the target.
+        One protocol (see `protocol`), and the single-source models made that way.
     """
     df = tidy[(tidy["origin"] == "ours") & (tidy["target"] == target) & (tidy["scope"] == "overall")]
     multi = df[df["setting"].isin(["multi_source", "distill"])]
-    if not multi.empty:  # one experiment: the protocol most of the target's multi-source rows were made with
-        multi = multi[multi["protocol"] == multi["protocol"].value_counts().index[0]]
+    if not multi.empty:  # one experiment: the one asked for, else the protocol most of these rows were made with
+        chosen = protocol if protocol is not None and (multi["protocol"] == protocol).any() \
+            else multi["protocol"].value_counts().index[0]
+        multi = multi[multi["protocol"] == chosen]
     if multi.empty:
         return pd.DataFrame(columns=["model", "setting", "sources", "n_sources", "diversity", "perturbation",
                                      "f1", "clean_f1", "drop", "f1_low", "f1_high", "protocol"])

@@ -21,12 +21,12 @@ same model share one hash:
 - the LoRA options (`lora_r`, `lora_alpha`, `lora_dropout`, `lora_targets`) are reset unless `adapter = "lora"`,
   and `lora_targets` is written sorted, without repeats or spaces (`"value, query"` trains what `"query,value"`
   trains);
-- options added after the first release (`training.settings.NEW_OPTIONS`: the later distillation and robust
-  options, `adapter`, the LoRA options and `max_steps`) are left out while at their default, so a config written before they
-  existed keeps its hash; except where their defaults changed what an older config trains (`_RECIPE_CHANGED`):
-  a `distill` config always writes the Wu et al. student options (loss, epochs, step floor, frozen layers), so
-  its students never share an id with the students trained before them (one epoch of KL over the `extra` split,
-  nothing frozen);
+- options added after the first release (`training.settings.NEW_OPTIONS`: the later distillation and robust options,
+  `adapter`, the LoRA options and `max_steps`) are left out while at their default, so a config written before they
+  existed keeps its hash; except where their defaults changed what an older config trains (`_RECIPE_CHANGED`): a
+  `distill` config always writes the Wu et al. student options (loss, epochs, step floor, frozen layers), so its
+  students never share an id with the students trained before them (one epoch of KL over the `extra` split, nothing
+  frozen);
 - the target is left out for `transfer` and `multi_source` (`TARGET_FREE_SETTINGS`): their training reads only
   source data, so one es transfer model serves ca, an and ast. The config still carries the target (it is the
   language a model is evaluated on), and evaluation ids (`evaluation.jobs.EvalJob.id`) add it back. `native`, `distill`
