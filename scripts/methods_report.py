@@ -25,6 +25,7 @@ import pandas as pd  # noqa: E402
 
 from xner_core.analysis.findings import fmt_p  # noqa: E402
 from xner_core.analysis.methods import METHOD_TITLES, available_methods, method_comparison, method_tests  # noqa: E402
+from xner_core.experiments.store import read_result_tables  # noqa: E402
 
 DEFAULT_RESULTS = sorted(str(p) for p in (ROOT / "data/results").glob("*.parquet"))
 
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="e5-small")
     ap.add_argument("--per-pair", action="store_true", help="also print every pair, seed and perturbation")
     args = ap.parse_args(argv)
-    rows = pd.concat([pd.read_parquet(p) for p in args.results], ignore_index=True)
+    rows = read_result_tables(args.results)  # a baseline job in two tables counts once
     print(report(rows, args.model, args.per_pair))
     return 0
 

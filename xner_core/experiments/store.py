@@ -326,15 +326,15 @@ def _normalise_row(row: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def committed_results(directory: str | os.PathLike[str] | None = None) -> Any:
-    """Read the committed result tables (`data/results/*.parquet`, or `XNER_COMMITTED_RESULTS`) into one DataFrame
-    (empty when none). A job in two tables (grids share models: a preset's plain transfer baseline is
-    paper-faithful's) is one measurement: its rows are kept once, the newest (`created_at`; rows written by newer
-    code carry more columns, e.g. `train_steps`)."""
+def read_result_tables(files: Sequence[str | os.PathLike[str]]) -> Any:
+    """Read exported result tables (parquet) into one DataFrame in the results schema (empty when none).
+
+    A job in two tables (grids share models: a preset's plain transfer baseline is paper-faithful's) is one
+    measurement: its rows are kept once, the newest (`created_at`; rows written by newer code carry more columns,
+    e.g. `train_steps`).
+    """
     import pandas as pd
 
-    d = Path(directory) if directory else committed_results_dir()
-    files = sorted(d.glob("*.parquet")) if d.is_dir() else []
     if not files:
         return pd.DataFrame(columns=list(COLUMN_NAMES))
     frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
@@ -342,3 +342,10 @@ def committed_results(directory: str | os.PathLike[str] | None = None) -> Any:
         frame = frame.sort_values("created_at", kind="stable", na_position="first")
     frame = frame.drop_duplicates(subset=["job_id", "scope"], keep="last")
     return frame.sort_index().reset_index(drop=True)
+
+
+def committed_results(directory: str | os.PathLike[str] | None = None) -> Any:
+    """Read the committed result tables (`data/results/*.parquet`, or `XNER_COMMITTED_RESULTS`) into one DataFrame
+    (empty when none; `read_result_tables`: a job shared by two tables counted once)."""
+    d = Path(directory) if directory else committed_results_dir()
+    return read_result_tables(sorted(d.glob("*.parquet")) if d.is_dir() else [])
