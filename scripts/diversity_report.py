@@ -26,6 +26,11 @@ from xner_core.experiments.store import committed_results  # noqa: E402
 from xner_core.features.distance import source_diversity  # noqa: E402
 
 
+def num(v: float, fmt: str) -> str:
+    """A number in `fmt`, or "—" for NaN."""
+    return "—" if v != v else format(v, fmt)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--targets", default="ca,an,ast")
@@ -73,8 +78,6 @@ def main() -> int:
               "teacher steps | seeds |")
         print("|---|---|---|---|---|---|---|---|---|---|")
         for r in students.sort_values(["target", "n_sources", "sources", "perturbation"]).itertuples():
-            def num(v: float, fmt: str) -> str:
-                return "—" if v != v else format(v, fmt)
             print(f"| {r.target} | {str(r.sources).replace(',', '+')} | {r.perturbation} | {r.student_f1:.1f} | "
                   f"{r.best_teacher if r.best_teacher == r.best_teacher else '—'} | {num(r.best_teacher_f1, '.1f')} "
                   f"| {num(r.gap, '+.1f')} | {num(r.student_steps, ',.0f')} | {num(r.teacher_steps, ',.0f')} "

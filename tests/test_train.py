@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from synthetic_ner import FILL, PEOPLE, PLACES, synth  # noqa: E402
+from synthetic_ner import FILL, PEOPLE, PLACES, synth
 
 from xner_core.corpus.sentences import Sentence
 from xner_core.corpus.tags import LABEL2ID

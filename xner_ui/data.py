@@ -81,14 +81,14 @@ def our_results() -> tuple[pd.DataFrame, pd.DataFrame, str | None]:
 @st.cache_data(show_spinner=False, max_entries=4)
 def _tidy(stamp: tuple[Any, ...]) -> pd.DataFrame:
     from xner_core.corpus.languages import reference_pairs
+    from xner_core.experiments.store import unique_jobs
 
     tables = read_reference_tables()
     committed, store, _ = _our_results(stamp)
     parts = [f for f in (committed, store) if not f.empty]
     ours = pd.concat(parts, ignore_index=True) if parts else None
     if ours is not None and "job_id" in ours.columns:
-        # A committed row may also be in the local store: keep the store's (newer) copy.
-        ours = ours.drop_duplicates(subset=["job_id", "scope"], keep="last")
+        ours = unique_jobs(ours)  # a committed row may also be in the local store: the store's copy, read last
     return tidy_results(tables["published"], ours, tables["overlap"], tables["uriel"], reference_pairs())
 
 

@@ -414,14 +414,15 @@ def student_teacher_figure(frame: pd.DataFrame, perturbations: Sequence[str]) ->
     for c, pert in enumerate(perts, 1):
         panel = frame[frame["perturbation"] == pert].sort_values(["n_sources", "sources"])
         labels = [str(s).replace(",", "+") for s in panel["sources"]]
+        hover = []
         for lab, (_, r) in zip(labels, panel.iterrows()):
             fig.add_trace(go.Scatter(x=[r["best_teacher_f1"], r["student_f1"]], y=[lab, lab], mode="lines",
                                      line={"color": "#b0b0b0"}, hoverinfo="skip", showlegend=False,
                                      meta={"kind": "link", "perturbation": pert}), row=1, col=c)
-        hover = [f"{lab}: student {r['student_f1']:.1f}, best teacher ({r['best_teacher']}) "
-                 f"{r['best_teacher_f1']:.1f}, gap {r['gap']:+.1f}<br>student {_steps_label(r['student_steps'])}; "
-                 f"teachers {_steps_label(r['teacher_steps'])}; seeds {int(r['seeds'])}"
-                 for lab, (_, r) in zip(labels, panel.iterrows())]
+            hover.append(f"{lab}: student {r['student_f1']:.1f}, best teacher ({r['best_teacher']}) "
+                         f"{r['best_teacher_f1']:.1f}, gap {r['gap']:+.1f}<br>student "
+                         f"{_steps_label(r['student_steps'])}; teachers {_steps_label(r['teacher_steps'])}; "
+                         f"seeds {int(r['seeds'])}")
         for side, col, colour in (("teacher", "best_teacher_f1", "#7f7f7f"), ("student", "student_f1", "#d62728")):
             fig.add_trace(go.Scatter(
                 x=panel[col], y=labels, mode="markers", name="best teacher" if side == "teacher" else "student",

@@ -150,7 +150,7 @@ def diversity_view(tidy: pd.DataFrame, target: str, diversity: Mapping[str, floa
         multi = multi[multi["protocol"] == chosen]
     if multi.empty:
         return pd.DataFrame(columns=["model", "setting", "sources", "n_sources", "diversity", "perturbation",
-                                     "f1", "clean_f1", "drop", "f1_low", "f1_high", "protocol"])
+                                     "f1", "clean_f1", "drop", "f1_low", "f1_high", "train_steps", "protocol"])
     single = df[df["setting"] == "transfer"]
     best_parts = []
     for model, group in single.groupby("model"):
@@ -195,8 +195,7 @@ def student_teacher_view(tidy: pd.DataFrame, target: str | None = None) -> pd.Da
     df = tidy[(tidy["origin"] == "ours") & (tidy["scope"] == "overall")]
     if target is not None:
         df = df[df["target"] == target]
-    students = df[df["setting"] == "distill"]
-    if students.empty:
+    if not (df["setting"] == "distill").any():
         return pd.DataFrame(columns=list(STUDENT_COLUMNS))
     # rows without a seed (older stores) pair with rows without one: -1 stands for "unknown" on both sides
     df = df.assign(seed=pd.to_numeric(df["seed"], errors="coerce").fillna(-1).astype(int))

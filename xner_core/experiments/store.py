@@ -326,6 +326,12 @@ def _normalise_row(row: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def unique_jobs(frame: Any) -> Any:
+    """One copy of each (job_id, scope) row: the last in `frame`'s order (a job's rows are one measurement; callers
+    order their sources oldest first)."""
+    return frame.drop_duplicates(subset=["job_id", "scope"], keep="last")
+
+
 def read_result_tables(files: Sequence[str | os.PathLike[str]]) -> Any:
     """Read exported result tables (parquet) into one DataFrame in the results schema (empty when none).
 
@@ -340,8 +346,7 @@ def read_result_tables(files: Sequence[str | os.PathLike[str]]) -> Any:
     frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
     if "created_at" in frame.columns:
         frame = frame.sort_values("created_at", kind="stable", na_position="first")
-    frame = frame.drop_duplicates(subset=["job_id", "scope"], keep="last")
-    return frame.sort_index().reset_index(drop=True)
+    return unique_jobs(frame).sort_index().reset_index(drop=True)
 
 
 def committed_results(directory: str | os.PathLike[str] | None = None) -> Any:
