@@ -12,6 +12,7 @@ from __future__ import annotations
 import streamlit as st
 
 from xner_core.analysis import plots
+from xner_core.analysis.paired import paired_rows
 from xner_core.analysis.tidy import CLEAN
 from xner_core.analysis.views import diversity_view, student_teacher_view
 from xner_ui import catalog, data, page, sources, state
@@ -65,7 +66,13 @@ else:
         page.download_csv(frame, f"xner_diversity_{target}_{kind}.csv", key="dl_div", label="Rows (CSV)")
         st.caption("Compute differs by design (hover a point or read `train_steps`): a multi-source model takes one "
                    "epoch over all its sources' data; a student takes 3 epochs (at least 1,000 steps) over the "
-                   "target's unlabeled text, after its teachers (one transfer model per source) were trained.")
+                   "target's unlabeled text, after its teachers (one transfer model per source) were trained. A "
+                   "setting ending in \"≤N steps\" is a model whose training was stopped at N optimiser steps, to "
+                   "compare with a student at equal compute.")
+        st.markdown("**Paired tests: multi-source against its best single source** (same test sentences, seed "
+                    "by seed; F1 difference with a 95 % bootstrap interval and its p)")
+        page.paired_tests(paired_rows(data.paired_table(), ("multi_source_vs_best_single",), target),
+                          "div_paired", f"xner_multi_vs_single_{target}.csv", "multi-source models")
     students = student_teacher_view(tidy, target)
     st.subheader("Students and their teachers")
     st.caption("Wu et al. (ACL 2020) report distillation students above their teachers. Each student here beside "
@@ -79,6 +86,11 @@ else:
                    f"xner_students_{target}")
         st.dataframe(students, hide_index=True, width="stretch")
         page.download_csv(students, f"xner_students_{target}.csv", key="dl_students", label="Students (CSV)")
+        st.markdown("**Paired tests: each student against its best teacher, and against multi-source training of "
+                    "the same sources at equal steps** (same test sentences, seed by seed)")
+        page.paired_tests(paired_rows(data.paired_table(), ("student_vs_best_teacher", "student_vs_multi_source"),
+                                      target), "st_paired", f"xner_students_paired_{target}.csv",
+                          "students and their teachers")
 
 with page.guarded("the source ranking"):
     sources.which_source(target, sh)

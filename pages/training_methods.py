@@ -10,8 +10,9 @@ from __future__ import annotations
 import streamlit as st
 
 from xner_core.analysis import plots
-from xner_core.analysis.findings import p_is
+from xner_core.analysis.findings import counted, p_is
 from xner_core.analysis.methods import METHOD_TITLES
+from xner_core.analysis.paired import paired_rows
 from xner_ui import data, page, runs, state
 
 state.require_app()
@@ -38,7 +39,7 @@ choice = state.select("Method and run", labels, "method", labels[0],
                            "method) they are compared with.")
 row = found.iloc[labels.index(choice)]
 method, proto = str(row["method"]), str(row["base_protocol"])
-st.markdown(f"**{METHOD_TITLES.get(method, method)}** · run `{proto}` · {int(row['pairs'])} pairs · seeds "
+st.markdown(f"**{METHOD_TITLES.get(method, method)}** · run `{proto}` · {counted(int(row['pairs']), 'pair')} · seeds "
             f"{row['seeds']}")
 if method == "tapt":
     for note in runs.tapt_notes([sh.model]):
@@ -55,8 +56,14 @@ for _, r in tests.iterrows():
     p_text = f", {p_is(r['p'])} (Holm {p_is(r['p_holm'])})" if r["p"] == r["p"] else ""
     st.markdown(f"- **{r['perturbation']}** ({r['outcome']}): plain {r['plain']:.2f} vs {method} "
                 f"{r['method']:.2f}; {method} − plain {r['diff']:+.2f}{ci}{p_text}; {r['better_in']}, "
-                f"n = {int(r['n'])} pairs")
+                f"n = {counted(int(r['n']), 'pair')}")
 page.download_csv(view.comparison, f"xner_{method}_vs_plain.csv", key="dl_method",
                   label="Per pair, seed and perturbation (CSV)")
+if method == "tapt":
+    st.markdown("**Paired tests per pair** (TAPT and plain transfer on the same test sentences, seed by seed; F1 "
+                "difference with a 95 % bootstrap interval and its p): what one pair says before there are enough "
+                "pairs for the test above")
+    page.paired_tests(paired_rows(data.paired_table(), ("tapt_vs_plain",), model=sh.model), "tapt_paired",
+                      "xner_tapt_paired.csv", "TAPT models")
 for pert, fig in view.figures.items():
     page.chart(fig, f"method_{pert}", f"xner_{method}_{pert}")

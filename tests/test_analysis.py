@@ -542,6 +542,26 @@ def test_diversity_best_single_source_comes_from_the_same_protocol(tables):
         "wikiann-rahimi · ≤2000 train · 1 epoch · test ≤1000"}
 
 
+def test_a_step_capped_multi_source_model_is_its_own_series_not_averaged_with_the_full_one(tables):
+    import json
+
+    full = json.dumps({"epochs": 1, "max_train_sentences": None})
+    capped = json.dumps({"epochs": 1, "max_train_sentences": None, "max_steps": 1000})
+    ours = pd.DataFrame([
+        our_row(job_id="t", sources="es", setting="transfer", options=full, f1=0.80, train_steps=1701),
+        our_row(job_id="m", sources="es,fr", setting="multi_source", options=full, f1=0.84, train_steps=3401),
+        our_row(job_id="e", sources="es,fr", setting="multi_source", options=capped, f1=0.78, train_steps=1000),
+    ])
+    tidy = tidy_results(tables["published"], ours, tables["overlap"], tables["uriel"], reference_pairs())
+    assert tidy.set_index("job_id").loc[["m", "e"], "max_steps"].tolist()[1] == 1000
+    assert math.isnan(tidy.set_index("job_id").loc["m", "max_steps"])
+    assert tidy.loc[tidy["origin"] == "published", "max_steps"].isna().all()
+    view = diversity_view(tidy, "ca", {}).set_index("setting")
+    assert view.loc["multi_source", "f1"] == pytest.approx(84.0)  # not (84 + 78) / 2
+    assert view.loc["multi_source · ≤1,000 steps", "f1"] == pytest.approx(78.0)
+    assert view.loc["multi_source · ≤1,000 steps", "train_steps"] == 1000
+
+
 def test_holm_adjusts_in_order_and_keeps_nan():
     got = holm([0.01, 0.04, float("nan"), 0.03, 0.5])
     # m = 4 finite: sorted 0.01, 0.03, 0.04, 0.5 -> 0.04, 0.09, max(0.09, 0.08), max(0.09, 0.5)

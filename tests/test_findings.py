@@ -376,3 +376,9 @@ def test_findings_page_shows_the_table_and_verdicts(tmp_path, monkeypatch):
     badges = [m.value for m in at.markdown if "-badge[" in m.value]
     assert len(badges) == len(table)
     assert len(at.get("plotly_chart")) >= 5
+
+
+def test_counts_in_text_take_the_plural_except_for_one():
+    from xner_core.analysis.findings import counted
+
+    assert [counted(n, "pair") for n in (0, 1, 2, 12)] == ["0 pairs", "1 pair", "2 pairs", "12 pairs"]

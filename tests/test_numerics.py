@@ -132,13 +132,15 @@ for precision in sys.argv[5].split(","):
     train_model(config, data_dir=sys.argv[3], cache=cache, precision=precision)
     path = model_cache(cache).path(config)
     out[precision] = {"weights": hashlib.sha256((path / "model.safetensors").read_bytes()).hexdigest(),
-                      "tokenizer": hashlib.sha256((path / "tokenizer.json").read_bytes()).hexdigest()}
+                      "tokenizer": hashlib.sha256((path / "tokenizer.json").read_bytes()).hexdigest(),
+                      "threads": model_cache(cache).manifest(config)["timings"]["threads"]}
 print(json.dumps(out))
 """
 
 
-def _train_in_process(model: str, n: int, wikiann_dir: Path, cache: Path, hash_seed: str, precisions: str) -> dict:
-    env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": str(ROOT)}
+def _train_in_process(model: str, n: int, wikiann_dir: Path, cache: Path, hash_seed: str, precisions: str,
+                      threads: int = 2) -> dict:
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads)}
     out = subprocess.run([sys.executable, "-c", _TRAIN_SCRIPT, model, str(n), str(wikiann_dir), str(cache),
                           precisions], capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -151,6 +153,14 @@ def test_same_config_and_seed_give_identical_weights_in_separate_processes(wikia
     runs = [_train_in_process("tiny", 200, wikiann_dir, tmp_path / f"c{i}", str(i), "fp32,bf16") for i in (1, 2)]
     assert runs[0] == runs[1]
     assert runs[0]["bf16"]["weights"] != runs[0]["fp32"]["weights"]  # the precision really changed the arithmetic
+    assert runs[0]["fp32"]["threads"] == 2  # the manifest says which thread count these weights need
+
+
+@pytest.mark.data
+def test_the_manifest_records_the_thread_count_the_weights_were_trained_with(wikiann_dir, tmp_path):
+    # CPU weights depend on the intra-op thread count, so a retrained entry that differs can be told apart.
+    one = _train_in_process("tiny", 50, wikiann_dir, tmp_path / "one", "0", "fp32", threads=1)
+    assert one["fp32"]["threads"] == 1
 
 
 @pytest.mark.slow

@@ -97,6 +97,21 @@ def tidy_frame() -> pd.DataFrame:
     return _tidy(results_stamp())
 
 
+@st.cache_data(show_spinner=False, max_entries=2)
+def _paired(stamp: tuple[str, int, int]) -> pd.DataFrame:
+    from xner_core.analysis.paired import read_paired_differences
+
+    return read_paired_differences(stamp[0])
+
+
+def paired_table() -> pd.DataFrame:
+    """The committed paired tests (`data/results/paired_differences.csv`, `scripts/paired_report.py`); empty when
+    there are none."""
+    from xner_core.analysis.paired import PAIRED_FILE
+
+    return _paired(_stat(committed_results_dir() / PAIRED_FILE))
+
+
 @dataclass(frozen=True)
 class OverviewView:
     """What the overview draws for one set of choices (computed once per choices and results stamp)."""

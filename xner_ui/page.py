@@ -85,3 +85,28 @@ def download_csv(df: pd.DataFrame, filename: str, key: str, label: str = "Downlo
     """
     st.download_button(label, df.to_csv(index=False).encode("utf-8"), file_name=filename, mime="text/csv", key=key,
                        on_click="ignore", icon=":material/download:")
+
+
+def paired_tests(rows: pd.DataFrame, key: str, filename: str, what: str) -> None:
+    """Paired tests of one model against another (`analysis.paired.paired_rows`): each clean comparison in words,
+    then every row (CSV too); a note saying how to make them when there are none.
+
+    Args:
+        rows: `paired_rows` output.
+        key: widget key prefix.
+        filename: CSV download name.
+        what: what the rows compare, for the empty-state note (e.g. "students and their teachers").
+    """
+    from xner_core.analysis.paired import paired_sentence
+
+    if rows.empty:
+        st.caption(f"No paired tests of {what} committed yet: `python scripts/paired_report.py` writes them from "
+                   "the grid's cached predictions (data/results/paired_differences.csv).")
+        return
+    for _, r in rows[rows["perturbation"] == "clean"].iterrows():
+        st.markdown(f"- **{r['target']}**, clean: {paired_sentence(r)}")
+    st.dataframe(rows, hide_index=True, width="stretch", key=f"{key}_table",
+                 column_config={c: st.column_config.NumberColumn(format="%.2f")
+                                for c in ("candidate_f1", "baseline_f1", "diff", "low", "high")}
+                 | {"p": st.column_config.NumberColumn(format="%.3f")})
+    download_csv(rows, filename, key=f"{key}_csv", label="Paired tests (CSV)")

@@ -111,4 +111,41 @@ def test_training_methods_page_empty_state_and_a_method(no_data):
     assert tests.loc["P1 entities", "better_in"] == "method better in 3 of 3 pairs"  # short title, not the id
     texts = [unmd(t) for t in rendered_texts(at)]
     assert any("freshly initialised masked-LM head" in t for t in texts)  # e5-small's TAPT note
+    assert any("No paired tests of TAPT models committed yet: `python scripts/paired_report.py`" in t for t in texts)
     assert len(plotly_specs(at)) == 2
+
+
+def test_students_and_multi_source_models_show_their_committed_paired_tests(no_data):
+    import os
+    from pathlib import Path
+
+    import pandas as pd
+
+    from xner_core.analysis.paired import PAIRED_COLUMNS, PAIRED_FILE
+
+    rows = [result_row(job_id=f"{s}-{setting}", sources=s, setting=setting, target="ca", perturbation="clean", f1=f1,
+                       clean_f1=f1, drop=0.0, seed=1)
+            for s, setting, f1 in (("es", "transfer", 0.80), ("es", "distill", 0.82), ("es,fr", "multi_source", 0.83))]
+    write_store_rows(rows)
+    base = {c: None for c in PAIRED_COLUMNS}
+    paired = pd.DataFrame([
+        {**base, "comparison": "student_vs_best_teacher", "model": "e5-small", "target": "ca", "perturbation": "clean",
+         "seed": 1, "candidate": "distill es", "baseline": "transfer es", "candidate_f1": 82.0, "baseline_f1": 80.0,
+         "diff": 2.0, "low": 0.5, "high": 3.5, "p": 0.004, "n_sentences": 3401, "n_resamples": 1000},
+        {**base, "comparison": "multi_source_vs_best_single", "model": "e5-small", "target": "ca",
+         "perturbation": "clean", "seed": 1, "candidate": "multi_source es+fr", "baseline": "transfer es",
+         "candidate_f1": 83.0, "baseline_f1": 80.0, "diff": 3.0, "low": -0.2, "high": 6.1, "p": 0.07,
+         "n_sentences": 3401, "n_resamples": 1000},
+        {**base, "comparison": "student_vs_best_teacher", "model": "e5-small", "target": "an", "perturbation": "clean",
+         "seed": 1, "candidate": "distill es", "baseline": "transfer es", "candidate_f1": 77.0, "baseline_f1": 78.0,
+         "diff": -1.0, "low": -3.0, "high": 1.0, "p": 0.4, "n_sentences": 518, "n_resamples": 1000},
+    ])
+    paired.to_csv(Path(os.environ["XNER_COMMITTED_RESULTS"]) / PAIRED_FILE, index=False)
+    at = open_page(PAGE, {"div_target": "ca"})
+    assert_clean_run(at)
+    texts = [unmd(t) for t in rendered_texts(at)]
+    assert any("**ca**, clean: distill es − transfer es: +2.00 [+0.50, +3.50] F1, p = 0.004 (paired bootstrap over "
+               "3,401 test sentences, seed 1)" in t for t in texts)
+    assert any("multi_source es+fr − transfer es: +3.00 [-0.20, +6.10] F1, p = 0.070" in t for t in texts)
+    tables = [d.value for d in at.dataframe if "baseline" in d.value.columns]
+    assert [set(t["target"]) for t in tables] == [{"ca"}, {"ca"}]  # an's student is not ca's

@@ -140,6 +140,11 @@ def p_is(p: float) -> str:
     return "p " + (text if (text := fmt_p(p)).startswith("<") else f"= {text}")
 
 
+def counted(n: int, noun: str) -> str:
+    """e.g. "1 pair", "3 pairs", "0 pairs" (English plural by an added s)."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _seeds_text(seed_lists: Sequence[tuple[int, ...]]) -> str:
     lists = [t for t in seed_lists if t]
     if not lists:

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from xner_core.analysis.findings import FindingPlot
+from xner_core.analysis.findings import FindingPlot, counted
 from xner_core.analysis.plots import perturbation_short
 from xner_core.analysis.stats import holm, paired_t
 from xner_core.analysis.tidy import CLEAN, PLAIN
@@ -127,7 +127,7 @@ def method_tests(comp: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
                      "seeds": f"{lo}" if lo == hi else f"{lo}–{hi}", "plain": float(pp["plain"].mean()),
                      "method": float(pp["method"].mean()), "diff": t.mean, "low": t.low, "high": t.high, "p": t.p,
                      "wilcoxon_p": t.wilcoxon_p,
-                     "better_in": f"method better in {int(better.sum())} of {len(pp)} pairs"})
+                     "better_in": f"method better in {int(better.sum())} of {counted(len(pp), 'pair')}"})
     out = pd.DataFrame(rows, columns=[c for c in TEST_COLUMNS if c != "p_holm"])
     out.insert(int(out.columns.get_loc("wilcoxon_p")), "p_holm", holm(out["p"].astype(float).tolist()))
     return out

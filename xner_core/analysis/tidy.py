@@ -62,7 +62,7 @@ CHANGE_COLUMNS: tuple[str, ...] = ("entities_changed_frac", "tokens_changed_frac
 TIDY_COLUMNS: tuple[str, ...] = (
     "origin", "pair", "pair_order", "relation", "source", "sources", "target", "model", "setting", "perturbation",
     "scope", "f1", "f1_low", "f1_high", "clean_f1", "drop", "drop_low", "drop_high", "n_sentences", "seed",
-    "perturb_seed", "job_id", "protocol", "method", "base_protocol", *CHANGE_COLUMNS, *_OVERLAP_COLUMNS,
+    "perturb_seed", "job_id", "protocol", "method", "base_protocol", "max_steps", *CHANGE_COLUMNS, *_OVERLAP_COLUMNS,
     *_URIEL_COLUMNS, *_OURS_EXTRA,
 )
 # `method` of our rows trained without TAPT, robust training or adapters.
@@ -149,6 +149,10 @@ def _our_rows(ours: pd.DataFrame, info: Mapping[str, tuple[str, str, int, str]])
     missing = [None] * len(df)
     df["method"] = [training_method(o, st) for o, st in zip(df.get("options", missing), df["setting"])]
     df["base_protocol"] = row_protocols(df, base=True)
+    # a cap on optimiser steps (equal-compute variants): not in the protocol, so such a model sits beside the
+    # uncapped one of the same run; views that average models must keep the two apart
+    df["max_steps"] = pd.to_numeric(pd.Series([_options(o).get("max_steps") for o in df.get("options", missing)],
+                                              index=df.index, dtype=object), errors="coerce").astype(float)
     return df
 
 

@@ -137,9 +137,10 @@ def diversity_view(tidy: pd.DataFrame, target: str, diversity: Mapping[str, floa
             distillation rows made that way; otherwise (or None) the protocol most of those rows have.
 
     Returns:
-        Rows (overall scope, origin ours) with columns model, setting ("multi_source", "distill" or
-        "best single source"), sources, n_sources, diversity, perturbation, f1, clean_f1, drop, f1_low,
-        f1_high, train_steps, protocol; empty when there are no multi-source or distillation rows for the target.
+        Rows (overall scope, origin ours) with columns model, setting ("multi_source", "distill", "best single
+        source", or e.g. "multi_source · ≤1,000 steps" for a model trained with a cap on its steps), sources,
+        n_sources, diversity, perturbation, f1, clean_f1, drop, f1_low, f1_high, train_steps, protocol; empty
+        when there are no multi-source or distillation rows for the target.
         One protocol (see `protocol`), and the single-source models made that way.
     """
     df = tidy[(tidy["origin"] == "ours") & (tidy["target"] == target) & (tidy["scope"] == "overall")]
@@ -151,6 +152,10 @@ def diversity_view(tidy: pd.DataFrame, target: str, diversity: Mapping[str, floa
     if multi.empty:
         return pd.DataFrame(columns=["model", "setting", "sources", "n_sources", "diversity", "perturbation",
                                      "f1", "clean_f1", "drop", "f1_low", "f1_high", "train_steps", "protocol"])
+    if "max_steps" in multi.columns:  # a step-capped (equal-compute) model is its own series, never averaged in
+        capped = multi["max_steps"].notna()
+        multi = multi.assign(setting=[f"{s} · ≤{int(n):,} steps" if c else s
+                                      for s, n, c in zip(multi["setting"], multi["max_steps"], capped)])
     single = df[df["setting"] == "transfer"]
     best_parts = []
     for model, group in single.groupby("model"):

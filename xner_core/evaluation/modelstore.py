@@ -83,6 +83,8 @@ def train_model(config: ExperimentConfig, *, data_dir: str | os.PathLike[str] | 
     from xner_core.training.dispatch import run_setting
 
     def train_fn() -> tuple[Any, Any, dict[str, Any]]:
+        import torch
+
         data = training_data(config, data_dir)
         model, tokenizer = load_token_classifier(config.model, cache=cache, seed=config.seed)
         teachers = None
@@ -104,7 +106,9 @@ def train_model(config: ExperimentConfig, *, data_dir: str | os.PathLike[str] | 
                            "history": [jsonable(h) for h in result.history]},
             "timings": {"train_s": round(result.train_seconds, 3),
                         "sentences_per_second": round(result.sentences_per_second or 0.0, 2),
-                        "device": resolve_device(device).type, "precision": result.info.get("precision")},
+                        "device": resolve_device(device).type, "precision": result.info.get("precision"),
+                        # CPU weights depend on the intra-op thread count (numerics: determinism), so it is kept
+                        "threads": torch.get_num_threads()},
             "data_sizes": {"source_train": {lang: len(s) for lang, s in data.source_train},
                            "target_train": len(data.target_train), "target_unlabeled": len(data.target_unlabeled)},
             "train_info": jsonable(result.info),

@@ -167,6 +167,66 @@ def bootstrap_ci(
     )
 
 
+def paired_bootstrap_samples(
+    gold_a: TagSequences,
+    pred_a: TagSequences,
+    gold_b: TagSequences,
+    pred_b: TagSequences,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    scope: str = "overall",
+    metric: str = "f1",
+    strict: bool = True,
+    what: tuple[str, str] = ("clean", "perturbed"),
+) -> tuple[float, np.ndarray]:
+    """metric(a) - metric(b) on all sentences and on each paired resample of sentence indices.
+
+    Sentence i of b is paired with sentence i of a: the perturbed version of the same sentence, or the same sentence
+    scored by another model. Each resample draws one set of sentence indices and uses it for both sides, so
+    sentence difficulty cancels out of the difference.
+
+    Args:
+        gold_a, pred_a: gold tags and predictions of side a.
+        gold_b, pred_b: the same for side b, same number of sentences (token counts may differ).
+        n_resamples: number of bootstrap resamples.
+        seed: seed of numpy's default_rng.
+        scope: "overall" or an entity type.
+        metric: "f1" (default), "precision" or "recall".
+        strict: chunking mode, as in `score`.
+        what: names of the two sides for error messages.
+
+    Returns:
+        (point, resampled): the difference on all sentences and an array of `n_resamples` differences.
+
+    Raises:
+        DataError: the sides differ in sentence count, or a pair is misaligned.
+        ConfigError: bad n_resamples, scope or metric.
+    """
+    _check_bootstrap_args(n_resamples, 0.05, metric)
+    _check_aligned(gold_a, pred_a, f"{what[0]} predictions")
+    _check_aligned(gold_b, pred_b, f"{what[1]} predictions")
+    if len(gold_a) != len(gold_b):
+        raise MetricsInputError(
+            f"{what[0]} set has {len(gold_a)} sentences but {what[1]} set has {len(gold_b)}; "
+            f"a paired bootstrap needs the {what[1]} version of every {what[0]} sentence, in the same order"
+        )
+    _check_nonempty(len(gold_a))
+    a = sentence_counts(gold_a, pred_a, strict=strict)
+    b = sentence_counts(gold_b, pred_b, strict=strict)
+    if scope != "overall" and scope not in a.types and scope not in b.types:
+        raise ConfigError(choices_message("scope", scope, ("overall",) + a.types))
+    cols = np.concatenate([_scope_columns(a, scope), _scope_columns(b, scope)], axis=1)
+    full = cols.sum(axis=0, keepdims=True)
+    point = _metric_vec(full[:, 0], full[:, 1], full[:, 2], metric) - _metric_vec(
+        full[:, 3], full[:, 4], full[:, 5], metric
+    )
+    totals = _resampled_totals(cols, n_resamples, seed)
+    diffs = _metric_vec(totals[:, 0], totals[:, 1], totals[:, 2], metric) - _metric_vec(
+        totals[:, 3], totals[:, 4], totals[:, 5], metric
+    )
+    return float(point[0]), diffs
+
+
 def paired_bootstrap_drop(
     gold_clean: TagSequences,
     pred_clean: TagSequences,
@@ -208,29 +268,10 @@ def paired_bootstrap_drop(
         ConfigError: bad n_resamples, alpha, scope or metric.
     """
     _check_bootstrap_args(n_resamples, alpha, metric)
-    _check_aligned(gold_clean, pred_clean, "clean predictions")
-    _check_aligned(gold_pert, pred_pert, "perturbed predictions")
-    if len(gold_clean) != len(gold_pert):
-        raise MetricsInputError(
-            f"clean set has {len(gold_clean)} sentences but perturbed set has {len(gold_pert)}; "
-            "a paired bootstrap needs the perturbed version of every clean sentence, in the same order"
-        )
-    _check_nonempty(len(gold_clean))
-    clean = sentence_counts(gold_clean, pred_clean, strict=strict)
-    pert = sentence_counts(gold_pert, pred_pert, strict=strict)
-    if scope != "overall" and scope not in clean.types and scope not in pert.types:
-        raise ConfigError(choices_message("scope", scope, ("overall",) + clean.types))
-    cols = np.concatenate([_scope_columns(clean, scope), _scope_columns(pert, scope)], axis=1)
-    full = cols.sum(axis=0, keepdims=True)
-    point = _metric_vec(full[:, 0], full[:, 1], full[:, 2], metric) - _metric_vec(
-        full[:, 3], full[:, 4], full[:, 5], metric
-    )
-    totals = _resampled_totals(cols, n_resamples, seed)
-    drops = _metric_vec(totals[:, 0], totals[:, 1], totals[:, 2], metric) - _metric_vec(
-        totals[:, 3], totals[:, 4], totals[:, 5], metric
-    )
+    point, drops = paired_bootstrap_samples(gold_clean, pred_clean, gold_pert, pred_pert, n_resamples=n_resamples,
+                                            seed=seed, scope=scope, metric=metric, strict=strict)
     low, high = np.quantile(drops, [alpha / 2, 1 - alpha / 2])
-    return DropCI(float(point[0]), float(low), float(high), float(np.mean(drops <= 0)))
+    return DropCI(point, float(low), float(high), float(np.mean(drops <= 0)))
 
 
 SCOPES: tuple[str, ...] = ("overall", "PER", "ORG", "LOC")

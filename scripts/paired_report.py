@@ -1,0 +1,61 @@
+"""Paired tests of one model against another on the same test sentences, from the committed results and the
+per-job predictions in the cache (`xner_core.analysis.paired`): distillation students against their best teacher
+and against multi-source training at equal steps, multi-source models against their best single source, TAPT
+against plain transfer. Writes `data/results/paired_differences.csv` (what the Source diversity and Training
+methods pages show) and prints a table per comparison.
+
+Difference = F1(candidate) − F1(baseline) in points; 95 % interval and two-sided p from one paired bootstrap over
+test sentences (1,000 resamples, seed 0). Comparisons whose predictions are not in this cache are left out (the
+grid writes them under `<cache>/predictions/` as it evaluates).
+
+Usage: python scripts/paired_report.py [--cache DIR] [--out data/results/paired_differences.csv] [--resamples 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from xner_core.analysis.findings import fmt_p  # noqa: E402
+from xner_core.analysis.paired import COMPARISONS, comparison_pairs, paired_differences  # noqa: E402
+from xner_core.analysis.plots import perturbation_short  # noqa: E402
+from xner_core.analysis.tidy import read_reference_tables, tidy_results  # noqa: E402
+from xner_core.corpus.languages import reference_pairs  # noqa: E402
+from xner_core.evaluation.predictions import load_predictions  # noqa: E402
+from xner_core.experiments.store import committed_results  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cache", default=None, help="xner cache root (default: XNER_CACHE_DIR or ~/.cache/xner)")
+    ap.add_argument("--out", default=str(ROOT / "data" / "results" / "paired_differences.csv"))
+    ap.add_argument("--resamples", type=int, default=1000)
+    args = ap.parse_args()
+    ref = read_reference_tables()
+    tidy = tidy_results(ref["published"], committed_results(), ref["overlap"], ref["uriel"], reference_pairs())
+    pairs = comparison_pairs(tidy)
+    table = paired_differences(pairs, functools.partial(load_predictions, cache=args.cache),
+                               n_resamples=args.resamples)
+    print(f"{len(table)} of {len(pairs)} comparisons have both jobs' predictions in this cache")
+    table.to_csv(args.out, index=False, float_format="%.4f")
+    print(f"wrote {args.out}")
+    for kind, part in table.groupby("comparison", sort=False):
+        print(f"\n{COMPARISONS.get(str(kind), kind)}")
+        print("| target | candidate | baseline | perturbation | seed | candidate F1 | baseline F1 | diff [95 % CI] | p "
+              "| steps (candidate / baseline) |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for _, r in part.iterrows():
+            print(f"| {r['target']} | {r['candidate']} | {r['baseline']} | {perturbation_short(r['perturbation'])} | "
+                  f"{r['seed']} | {r['candidate_f1']:.1f} | {r['baseline_f1']:.1f} | {r['diff']:+.2f} "
+                  f"[{r['low']:+.2f}, {r['high']:+.2f}] | {fmt_p(r['p'])} | "
+                  f"{r['candidate_steps']:,.0f} / {r['baseline_steps']:,.0f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

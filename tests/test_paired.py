@@ -1,0 +1,117 @@
+"""One model against another on the same test sentences (`xner_core.analysis.paired`): which jobs are paired and
+what the paired bootstrap says."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from xner_core.analysis.paired import (
+    PAIRED_COLUMNS,
+    comparison_pairs,
+    paired_difference,
+    paired_differences,
+    read_paired_differences,
+)
+from xner_core.analysis.tidy import read_reference_tables, tidy_results
+from xner_core.corpus.languages import reference_pairs
+from xner_core.errors import DataError
+from xner_core.experiments.store import COLUMN_NAMES
+
+
+def _row(**kw) -> dict:
+    row = {c: None for c in COLUMN_NAMES}
+    row.update(scope="overall", model="e5-small", target="ca", perturbation="clean", seed=1, clean_f1=0.8, drop=0.0,
+               options=json.dumps({"epochs": 1}), data_protocol="paper-resplit")
+    row.update(kw)
+    return row
+
+
+def _tidy(rows: list[dict]) -> pd.DataFrame:
+    t = read_reference_tables()
+    return tidy_results(t["published"], pd.DataFrame(rows), t["overlap"], t["uriel"], reference_pairs())
+
+
+def _preds(pred_tags: list[list[str]]) -> list[dict]:
+    gold = [["B-PER", "O"], ["B-LOC", "O"], ["O", "B-ORG"]] * 40
+    return [{"id": f"s{i}", "gold": g, "pred": p} for i, (g, p) in enumerate(zip(gold, pred_tags))]
+
+
+GOLD = [["B-PER", "O"], ["B-LOC", "O"], ["O", "B-ORG"]] * 40
+
+
+def test_a_better_candidate_is_a_positive_difference_whose_interval_and_p_agree():
+    worse = [["B-PER", "O"], ["O", "O"], ["O", "O"]] * 40  # finds 1 of 3 entities
+    d = paired_difference(_preds(worse), _preds(GOLD), n_resamples=500)
+    assert d.diff == pytest.approx(100.0 - 50.0)  # F1 1.0 against P 1.0, R 1/3 -> F1 0.5
+    assert 0 < d.low <= d.diff <= d.high and d.p < 0.05
+    assert d.n_sentences == 120 and d.n_resamples == 500
+    back = paired_difference(_preds(GOLD), _preds(worse), n_resamples=500)
+    assert back.diff == pytest.approx(-d.diff) and back.high < 0 and back.p < 0.05
+    same = paired_difference(_preds(GOLD), _preds(GOLD), n_resamples=200)
+    assert (same.diff, same.low, same.high, same.p) == (0.0, 0.0, 0.0, 1.0)
+
+
+def test_jobs_over_different_sentences_are_refused_with_where_they_differ():
+    a = _preds(GOLD)
+    b = [dict(s) for s in a]
+    b[7] = {**b[7], "id": "other"}
+    with pytest.raises(DataError, match="first difference at position 7"):
+        paired_difference(a, b)
+    with pytest.raises(DataError, match="120 and 119 sentences"):
+        paired_difference(a, a[:-1])
+
+
+def _grid_rows() -> list[dict]:
+    capped = json.dumps({"epochs": 1, "max_steps": 1000})
+    return [
+        _row(job_id="t-es", sources="es", setting="transfer", f1=0.80, train_steps=1701),
+        _row(job_id="t-fr", sources="fr", setting="transfer", f1=0.70, train_steps=1701),
+        _row(job_id="t-it", sources="it", setting="transfer", f1=0.90, train_steps=1701),  # not a teacher of es+fr
+        _row(job_id="t-es-p1", sources="es", setting="transfer", perturbation="entity_replace", f1=0.60),
+        _row(job_id="t-fr-p1", sources="fr", setting="transfer", perturbation="entity_replace", f1=0.65),
+        _row(job_id="s-esfr", sources="es,fr", setting="distill", f1=0.82, train_steps=1000),
+        _row(job_id="s-esfr-p1", sources="es,fr", setting="distill", perturbation="entity_replace", f1=0.66),
+        _row(job_id="s-esfr-2", sources="es,fr", setting="distill", f1=0.81, seed=2),  # no teachers at seed 2
+        _row(job_id="m-esfr", sources="es,fr", setting="multi_source", f1=0.83, train_steps=3401),
+        _row(job_id="m-esfr-1k", sources="es,fr", setting="multi_source", options=capped, f1=0.79, train_steps=1000),
+        _row(job_id="tapt-es", sources="es", setting="tapt", f1=0.81, train_steps=1701),
+        _row(job_id="n-ca", sources="", setting="native", f1=0.95),
+    ]
+
+
+def test_each_candidate_is_paired_with_its_baseline_of_the_same_run_seed_and_perturbation():
+    pairs = comparison_pairs(_tidy(_grid_rows()))
+    got = {(r.comparison, r.candidate_job): r.baseline_job for r in pairs.itertuples()}
+    assert got == {
+        ("student_vs_best_teacher", "s-esfr"): "t-es",  # es (80) beats fr (70); it (90) is no teacher of es+fr
+        ("student_vs_best_teacher", "s-esfr-p1"): "t-fr-p1",  # the best teacher on THAT perturbation
+        ("student_vs_multi_source", "s-esfr"): "m-esfr-1k",  # the multi-source model with the student's 1,000 steps
+        ("multi_source_vs_best_single", "m-esfr"): "t-es",  # the step-capped one is not held to the full recipe
+        ("tapt_vs_plain", "tapt-es"): "t-es",
+    }
+    row = pairs[pairs["candidate_job"] == "tapt-es"].iloc[0]
+    assert (row["candidate"], row["baseline"], row["candidate_f1"], row["baseline_f1"]) == (
+        "tapt es", "transfer es", pytest.approx(81.0), pytest.approx(80.0))
+
+
+def test_paired_differences_score_what_has_predictions_here_and_skip_the_rest(tmp_path):
+    pairs = comparison_pairs(_tidy(_grid_rows()))
+    worse = [["B-PER", "O"], ["O", "O"], ["O", "O"]] * 40
+    store = {"t-es": _preds(worse), "s-esfr": _preds(GOLD), "m-esfr-1k": _preds(worse)}
+    table = paired_differences(pairs, store.get, n_resamples=200)
+    assert list(table.columns) == list(PAIRED_COLUMNS)
+    assert set(zip(table["comparison"], table["candidate_job"])) == {
+        ("student_vs_best_teacher", "s-esfr"), ("student_vs_multi_source", "s-esfr")}
+    assert table["diff"].tolist() == pytest.approx([50.0, 50.0]) and (table["p"] < 0.05).all()
+    path = tmp_path / "paired.csv"
+    table.to_csv(path, index=False)
+    back = read_paired_differences(path)
+    cols = ["candidate_job", "diff", "seed"]
+    assert back[cols].values.tolist() == table[cols].values.tolist()
+    assert read_paired_differences(tmp_path / "absent.csv").empty
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(DataError, match="not a paired-differences table"):
+        read_paired_differences(tmp_path / "bad.csv")

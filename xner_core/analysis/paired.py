@@ -1,0 +1,232 @@
+"""Stage 7, analysis: one model against another on the same test sentences, with a paired bootstrap over sentences.
+
+Where a claim is about two particular models of one pair and seed (a distillation student against its best teacher,
+a multi-source model against its best single source, a TAPT model against plain transfer), the unit of variation is
+the test sentence: both models scored sentence i (clean, or each its own perturbed version of it), so one resample
+of sentence indices serves both sides and sentence difficulty cancels out. The difference is F1(candidate) -
+F1(baseline) in points; its interval and two-sided p come from the same resamples (`stats.bootstrap_interval`:
+the interval excludes 0 exactly when p < 1 - level). It reads the grid's per-job predictions
+(`evaluation.predictions`), so it runs where the jobs ran (or their cache was copied); `scripts/paired_report.py`
+writes the table the pages show (`data/results/paired_differences.csv`).
+
+Comparisons across language pairs (does a method help in general?) use the pairs as the unit instead
+(`methods.method_tests`, the findings); this module says whether one model beats another on one test set.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import pandas as pd
+
+from xner_core.analysis.stats import bootstrap_interval
+from xner_core.analysis.tidy import PLAIN
+from xner_core.errors import DataError
+
+COMPARISONS: dict[str, str] = {
+    "student_vs_best_teacher": "distillation student − its best teacher (Wu et al. 2020)",
+    "multi_source_vs_best_single": "multi-source model − its best single source",
+    "student_vs_multi_source": "distillation student − the multi-source model of its sources at equal steps",
+    "tapt_vs_plain": "TAPT − plain transfer of the same pair",
+}
+PAIRED_FILE = "paired_differences.csv"  # the committed table, under the committed results directory
+PAIR_COLUMNS: tuple[str, ...] = (
+    "comparison", "model", "target", "perturbation", "base_protocol", "seed", "candidate", "baseline",
+    "candidate_job", "baseline_job", "candidate_f1", "baseline_f1", "candidate_steps", "baseline_steps")
+PAIRED_COLUMNS: tuple[str, ...] = (*PAIR_COLUMNS, "diff", "low", "high", "p", "n_sentences", "n_resamples")
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """F1(candidate) - F1(baseline) in points on n_sentences paired test sentences, with its bootstrap interval
+    [low, high] and two-sided p from the same n_resamples resamples."""
+
+    diff: float
+    low: float
+    high: float
+    p: float
+    n_sentences: int
+    n_resamples: int
+
+
+def paired_difference(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]], n_resamples: int = 1000,
+                      seed: int = 0, level: float = 0.95) -> PairedDifference:
+    """The paired bootstrap of F1(candidate) - F1(baseline) from two jobs' predictions.
+
+    Args:
+        baseline: the baseline job's predictions (`load_predictions`: dicts with id, gold, pred), one per sentence.
+        candidate: the candidate's, the same sentence ids in the same order.
+        n_resamples: bootstrap resamples.
+        seed: resampling seed.
+        level: interval level.
+
+    Returns:
+        The difference in F1 points with its interval and p.
+
+    Raises:
+        DataError: the two jobs did not score the same sentences in the same order.
+    """
+    from xner_core.metrics.bootstrap import paired_bootstrap_samples
+
+    ids_b, ids_c = [s.get("id") for s in baseline], [s.get("id") for s in candidate]
+    if ids_b != ids_c:
+        where = next((i for i, (a, b) in enumerate(zip(ids_b, ids_c)) if a != b), min(len(ids_b), len(ids_c)))
+        raise DataError(f"the two jobs scored different test sentences ({len(ids_b)} and {len(ids_c)} sentences; "
+                        f"first difference at position {where}); a paired comparison needs the same sentences")
+    # paired_bootstrap_samples gives metric(a) - metric(b): a = candidate, b = baseline
+    point, diffs = paired_bootstrap_samples([s["gold"] for s in candidate], [s["pred"] for s in candidate],
+                                            [s["gold"] for s in baseline], [s["pred"] for s in baseline],
+                                            n_resamples=n_resamples, seed=seed, what=("candidate", "baseline"))
+    low, high, p = bootstrap_interval(diffs.tolist(), level)
+    return PairedDifference(100.0 * point, 100.0 * low, 100.0 * high, p, len(ids_b), n_resamples)
+
+
+def _best(rows: pd.DataFrame) -> pd.Series | None:
+    """The row with the highest F1 (ties: the first source alphabetically), or None."""
+    if rows.empty:
+        return None
+    return rows.sort_values(["f1", "sources"], ascending=[False, True], kind="stable").iloc[0]
+
+
+def comparison_pairs(tidy: pd.DataFrame) -> pd.DataFrame:
+    """Which jobs to compare: every candidate model's job beside its baseline's job of the same model, target,
+    perturbation, run (`base_protocol`) and seed.
+
+    - student_vs_best_teacher: a distill student against the transfer model of its sources that scores highest on
+      that perturbation at that seed (so a student is held to its strongest teacher);
+    - multi_source_vs_best_single: a multi-source model (no step cap) against the best transfer model among its
+      sources, chosen the same way;
+    - student_vs_multi_source: a student against the multi-source model of the same sources trained for as many
+      optimiser steps (equal compute);
+    - tapt_vs_plain: a TAPT model against plain transfer of the same sources.
+
+    Args:
+        tidy: the tidy frame (`tidy.tidy_results`); our overall-scope rows are used.
+
+    Returns:
+        PAIR_COLUMNS; candidate/baseline name the side ("distill es+fr", "transfer es"); F1 in points.
+    """
+    df = tidy[(tidy["origin"] == "ours") & (tidy["scope"] == "overall") & tidy["job_id"].notna()].copy()
+    if df.empty:
+        return pd.DataFrame(columns=list(PAIR_COLUMNS))
+    df["seed"] = pd.to_numeric(df["seed"], errors="coerce").fillna(-1).astype(int)
+    df["max_steps"] = pd.to_numeric(df.get("max_steps"), errors="coerce")
+    df["train_steps"] = pd.to_numeric(df.get("train_steps"), errors="coerce")
+    keys = ["model", "target", "perturbation", "base_protocol", "seed"]
+    plain = df[df["method"] == PLAIN]
+    transfer = plain[plain["setting"] == "transfer"].drop_duplicates([*keys, "sources"], keep="last")
+    by_key = {k: g for k, g in transfer.groupby(keys, sort=False)}
+    multi = plain[plain["setting"] == "multi_source"]
+    multi_by_key = {k: g for k, g in multi.groupby(keys, sort=False)}
+    out: list[dict[str, Any]] = []
+
+    def add(kind: str, cand: pd.Series, base: pd.Series) -> None:
+        out.append({"comparison": kind, **{k: cand[k] for k in keys},
+                    "candidate": f"{cand['setting']} {str(cand['sources']).replace(',', '+')}",
+                    "baseline": f"{base['setting']} {str(base['sources']).replace(',', '+')}",
+                    "candidate_job": cand["job_id"], "baseline_job": base["job_id"], "candidate_f1": cand["f1"],
+                    "baseline_f1": base["f1"], "candidate_steps": cand["train_steps"],
+                    "baseline_steps": base["train_steps"]})
+
+    for _, row in df.iterrows():
+        key = tuple(row[k] for k in keys)
+        langs = {s for s in str(row["sources"]).split(",") if s}
+        pool = by_key.get(key)
+        singles = pool[pool["sources"].isin(langs)] if pool is not None else pd.DataFrame()
+        if row["setting"] == "distill" and row["method"] == PLAIN:
+            if (best := _best(singles)) is not None:
+                add("student_vs_best_teacher", row, best)
+            if len(langs) > 1 and (ms := multi_by_key.get(key)) is not None:
+                same = ms[(ms["sources"] == row["sources"]) & (ms["train_steps"] == row["train_steps"])]
+                if not same.empty:
+                    add("student_vs_multi_source", row, same.iloc[-1])
+        elif row["setting"] == "multi_source" and row["method"] == PLAIN and pd.isna(row["max_steps"]):
+            if (best := _best(singles)) is not None:
+                add("multi_source_vs_best_single", row, best)
+        elif row["method"] == "tapt" and pool is not None:
+            same = pool[pool["sources"] == row["sources"]]
+            if not same.empty:
+                add("tapt_vs_plain", row, same.iloc[-1])
+    pairs = pd.DataFrame(out, columns=list(PAIR_COLUMNS))
+    return pairs.sort_values(["comparison", "model", "target", "candidate", "perturbation", "seed"],
+                             kind="stable").reset_index(drop=True)
+
+
+def paired_differences(pairs: pd.DataFrame, load: Callable[[str], list[dict[str, Any]] | None],
+                       n_resamples: int = 1000, seed: int = 0, level: float = 0.95) -> pd.DataFrame:
+    """`paired_difference` for every row of `comparison_pairs` whose two jobs' predictions `load` finds.
+
+    Args:
+        pairs: from `comparison_pairs`.
+        load: job id -> its predictions, or None when they are not here (e.g. `evaluation.predictions.
+            load_predictions` bound to a cache).
+        n_resamples: bootstrap resamples per comparison.
+        seed: resampling seed.
+        level: interval level.
+
+    Returns:
+        PAIRED_COLUMNS; pairs without predictions on this machine are left out.
+    """
+    rows = []
+    for _, r in pairs.iterrows():
+        base, cand = load(str(r["baseline_job"])), load(str(r["candidate_job"]))
+        if base is None or cand is None:
+            continue
+        d = paired_difference(base, cand, n_resamples=n_resamples, seed=seed, level=level)
+        rows.append({**{c: r[c] for c in PAIR_COLUMNS}, "diff": d.diff, "low": d.low, "high": d.high, "p": d.p,
+                     "n_sentences": d.n_sentences, "n_resamples": d.n_resamples})
+    return pd.DataFrame(rows, columns=list(PAIRED_COLUMNS))
+
+
+def read_paired_differences(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """The committed table (`scripts/paired_report.py`), or an empty frame with PAIRED_COLUMNS when absent."""
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError, pd.errors.EmptyDataError):
+        return pd.DataFrame(columns=list(PAIRED_COLUMNS))
+    missing = [c for c in PAIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path}: not a paired-differences table (missing columns {missing}); "
+                        "write it with scripts/paired_report.py")
+    frame["seed"] = pd.to_numeric(frame["seed"], errors="coerce").fillna(-1).astype(int)
+    return frame[list(PAIRED_COLUMNS)]
+
+
+DISPLAY_COLUMNS: tuple[str, ...] = ("target", "candidate", "baseline", "perturbation", "seed", "candidate_f1",
+                                    "baseline_f1", "diff", "low", "high", "p", "n_sentences", "candidate_steps",
+                                    "baseline_steps")
+
+
+def paired_rows(table: pd.DataFrame, comparisons: tuple[str, ...], target: str | None = None,
+                model: str | None = None) -> pd.DataFrame:
+    """The rows of a paired-differences table a view shows: some comparisons, one target and model (None: all).
+
+    Args:
+        table: `paired_differences` / `read_paired_differences`.
+        comparisons: keys of COMPARISONS.
+        target: a target language, or None.
+        model: a model, or None.
+
+    Returns:
+        DISPLAY_COLUMNS, clean first, then by candidate, perturbation and seed.
+    """
+    rows = table[table["comparison"].isin(comparisons)]
+    if target is not None:
+        rows = rows[rows["target"] == target]
+    if model is not None:
+        rows = rows[rows["model"] == model]
+    order = rows.assign(_clean=rows["perturbation"] != "clean")
+    order = order.sort_values(["_clean", "candidate", "perturbation", "seed"], kind="stable")
+    return order[list(DISPLAY_COLUMNS)].reset_index(drop=True)
+
+
+def paired_sentence(row: pd.Series) -> str:
+    """One paired comparison in words, e.g. "distill es+fr − transfer es: +1.38 [+0.55, +2.22] F1, p = 0.006
+    (paired bootstrap over 3,401 test sentences, seed 1)"."""
+    from xner_core.analysis.findings import p_is
+
+    return (f"{row['candidate']} − {row['baseline']}: {row['diff']:+.2f} [{row['low']:+.2f}, {row['high']:+.2f}] "
+            f"F1, {p_is(float(row['p']))} (paired bootstrap over {int(row['n_sentences']):,} test sentences, seed "
+            f"{int(row['seed'])})")
