@@ -175,7 +175,7 @@ def test_iter_evaluate_skips_done_jobs(env):
     assert not (Path(env["cache"]) / "models" / config_hash(untrained)).exists()
 
 
-def test_stored_predictions_are_reused_only_at_their_precision(env, monkeypatch, tmp_path):
+def test_stored_predictions_are_reused_only_at_their_precision_and_for_their_weights(env, monkeypatch, tmp_path):
     from xner_core.inference import predict as predict_module
 
     config = cfg("ca")
@@ -197,6 +197,17 @@ def test_stored_predictions_are_reused_only_at_their_precision(env, monkeypatch,
     assert calls == ["fp32", "bf16"]  # another precision is predicted again, not read from the fp32 file
     assert fp[0].rows[0]["eval_dtype"] == again[0].rows[0]["eval_dtype"] == "fp32"
     assert bf[0].rows[0]["eval_dtype"] == "bf16" and bf[0].rows[0]["train_dtype"] == "fp32"
+    # the same config hash retrained into other weights (e.g. on another thread count): predicted afresh, not read
+    # from the file the first weights wrote
+    files = {**lm.manifest["files"], "model.safetensors": {**lm.manifest["files"]["model.safetensors"],
+                                                           "sha256": "0" * 64}}
+    retrained = replace(lm, manifest={**lm.manifest, "files": files})
+    evaluate(config, (), fp32, data_dir=env["data"], cache=tmp_path, loaded=retrained)
+    assert calls == ["fp32", "bf16", "fp32"]
+    saved = load_predictions(fp[0].job.id, tmp_path)
+    assert {s["weights"] for s in saved} == {"0" * 64}
+    evaluate(config, (), fp32, data_dir=env["data"], cache=tmp_path, loaded=retrained)
+    assert calls == ["fp32", "bf16", "fp32"]  # and reused for those weights
 
 
 def test_shared_parts_are_built_once_per_seen_and_test_set(env):

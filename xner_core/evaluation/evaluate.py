@@ -19,7 +19,7 @@ from xner_core.evaluation.inputs import evaluation_inputs, perturb_test
 from xner_core.evaluation.jobs import CLEAN, EvalOptions, EvalOutcome, eval_jobs
 from xner_core.evaluation.memo import FEATURES
 from xner_core.evaluation.modelstore import LoadedModel, train_model, trained_precision, trained_steps
-from xner_core.evaluation.predictions import load_predictions, save_predictions
+from xner_core.evaluation.predictions import load_predictions, save_predictions, weights_id
 from xner_core.metrics.bootstrap import SCOPES
 from xner_core.metrics.seen import scope_groups, surface_counts
 from xner_core.numerics import resolve_precision
@@ -130,6 +130,7 @@ def iter_evaluate(
         feats = FEATURES.get((*inputs.key, config.model),
                              lambda: pair_features(config, seen, test, tokenizer=lm.tokenizer))
     eval_dtype = "int8" if options.backend == "onnx-int8" else resolve_precision(precision, device)
+    weights = weights_id(lm.manifest)  # stored predictions are reused only for these very weights
     common = {
         "config_hash": config_hash(config), "model": config.model,
         "sources": ",".join(canonical_sources(config) or (config.target,)), "target": config.target,
@@ -159,14 +160,14 @@ def iter_evaluate(
             report = result.report.as_dict()
         cached = load_predictions(job.id, cache) if text is None else None  # job ids name the test split
         if cached is not None and len(cached) == len(corpus) and all(
-                tuple(c["tokens"]) == s.tokens and c.get("dtype") == eval_dtype
+                tuple(c["tokens"]) == s.tokens and c.get("dtype") == eval_dtype and c.get("weights") == weights
                 for c, s in zip(cached, corpus)):
             pred = [list(c["pred"]) for c in cached]
         else:
             pred = predict_tags(lm.model, lm.tokenizer, list(corpus), batch_size=options.batch_size, device=device,
                                 backend=options.backend, precision=precision, labels=lm.labels)
             if text is None:
-                save_predictions(job.id, corpus.sentences, pred, cache, dtype=eval_dtype)
+                save_predictions(job.id, corpus.sentences, pred, cache, dtype=eval_dtype, weights=weights)
         gold = corpus.tags
         groups = _surface_groups(corpus, gold, pred, surfaces)
         if name == CLEAN:

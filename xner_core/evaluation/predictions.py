@@ -8,7 +8,7 @@ import gzip
 import json
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from xner_core.corpus.sentences import Sentence
 from xner_core.paths import cache_dir
@@ -20,13 +20,16 @@ def predictions_dir(cache: str | os.PathLike[str] | None = None) -> Path:
 
 
 def save_predictions(job_id: str, sentences: Sequence[Sentence], predictions: Sequence[Sequence[str]],
-                     cache: str | os.PathLike[str] | None = None, dtype: str | None = None) -> Path:
+                     cache: str | os.PathLike[str] | None = None, dtype: str | None = None,
+                     weights: str | None = None) -> Path:
     """Write a job's sentences, gold tags and predicted tags (gzip JSON, atomic); `dtype` records the precision
-    they were predicted at (`eval_dtype`), so a later evaluation at another precision does not reuse them."""
+    they were predicted at (`eval_dtype`) and `weights` the model weights that predicted them (`weights_id`), so a
+    later evaluation at another precision, or of a retrained model under the same config hash, does not reuse
+    them."""
     d = predictions_dir(cache)
     d.mkdir(parents=True, exist_ok=True)
-    payload = [{"id": s.id, "tokens": list(s.tokens), "gold": list(s.tags), "pred": list(p), "dtype": dtype}
-               for s, p in zip(sentences, predictions)]
+    payload = [{"id": s.id, "tokens": list(s.tokens), "gold": list(s.tags), "pred": list(p), "dtype": dtype,
+                "weights": weights} for s, p in zip(sentences, predictions)]
     path = d / f"{job_id}.json.gz"
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with gzip.open(tmp, "wt", encoding="utf-8") as fh:
@@ -43,3 +46,12 @@ def load_predictions(job_id: str, cache: str | os.PathLike[str] | None = None) -
             return json.load(fh)
     except (OSError, ValueError):
         return None
+
+
+def weights_id(manifest: Mapping[str, Any] | None) -> str | None:
+    """The identity of a cached model's weights: the sha256 of its weights file from its manifest (None for a model
+    without one, e.g. a checkpoint evaluated as it is). A model retrained under the same config hash (another
+    thread count or library version can round differently) gets another id, so its predictions are made afresh."""
+    entry = ((manifest or {}).get("files") or {}).get("model.safetensors")
+    sha = entry.get("sha256") if isinstance(entry, Mapping) else None
+    return str(sha) if sha else None
