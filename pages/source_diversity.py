@@ -76,8 +76,11 @@ else:
     students = student_teacher_view(tidy, target)
     st.subheader("Students and their teachers")
     st.caption("Wu et al. (ACL 2020) report distillation students above their teachers. Each student here beside "
-               "the best of its teachers (the transfer models of its sources, same recipe and seed), on the same "
-               "test set and perturbation; gap = student − best teacher, in F1 points.")
+               "the best of its teachers (the transfer models of its sources, same recipe and seed; best on the "
+               "clean test set, then held to each perturbation); gap = student − best teacher, in F1 points. Under "
+               "P1 and P3 a model's perturbed test set depends on the sources it saw: a student of several sources "
+               "has more of the target's entities replaced than a teacher of one, so there the two are each scored "
+               "on their own perturbed version of the same sentences (the paired tests' `same_sentences`).")
     if students.empty:
         st.info(f"No distillation students for {target} yet: `xner grid run diversity-faithful` trains them "
                 f"(single-teacher students from its pairs, multi-teacher ones from its source sets).")

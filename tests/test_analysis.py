@@ -391,9 +391,10 @@ def test_student_teacher_view_sets_each_student_beside_its_teachers_seed_by_seed
     assert multi["best_teacher_f1"] == pytest.approx((80 + 84) / 2) and multi["student_f1"] == pytest.approx(80.5)
     assert multi["gap"] == pytest.approx(80.5 - 82.0) and multi["mean_teacher_f1"] == pytest.approx(76.5)
     assert multi["student_steps"] == 5103 and multi["teacher_steps"] == 2 * 1701
-    # under P1 the best teacher is another one: chosen per perturbation
+    # under P1 fr scores higher than es, but the best teacher stays the clean test's best, held to each perturbation
+    # (each model's perturbed set depends on the sources it saw: P1 F1s of es and fr are not one test set's)
     p1 = view.loc[("es,fr", "entity_replace")]
-    assert p1["best_teacher"] == "fr" and p1["gap"] == pytest.approx(66 - 65)
+    assert p1["best_teacher"] == "es" and p1["gap"] == pytest.approx(66 - 60) and p1["seeds"] == 1
     single = view.loc[("es", "clean")]  # seed 2's student has no teacher rows: only seed 0 compares
     assert single["seeds"] == 1 and single["student_f1"] == pytest.approx(83) and single["gap"] == pytest.approx(3)
     assert single["teachers_missing"] == "es"

@@ -22,7 +22,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from xner_core.analysis.stats import bootstrap_interval
-from xner_core.analysis.tidy import PLAIN
+from xner_core.analysis.tidy import CLEAN, PLAIN
 from xner_core.errors import DataError
 
 COMPARISONS: dict[str, str] = {
@@ -35,13 +35,16 @@ PAIRED_FILE = "paired_differences.csv"  # the committed table, under the committ
 PAIR_COLUMNS: tuple[str, ...] = (
     "comparison", "model", "target", "perturbation", "base_protocol", "seed", "candidate", "baseline",
     "candidate_job", "baseline_job", "candidate_f1", "baseline_f1", "candidate_steps", "baseline_steps")
-PAIRED_COLUMNS: tuple[str, ...] = (*PAIR_COLUMNS, "diff", "low", "high", "p", "n_sentences", "n_resamples")
+PAIRED_COLUMNS: tuple[str, ...] = (*PAIR_COLUMNS, "diff", "low", "high", "p", "n_sentences", "n_resamples",
+                                   "same_sentences")
 
 
 @dataclass(frozen=True)
 class PairedDifference:
     """F1(candidate) - F1(baseline) in points on n_sentences paired test sentences, with its bootstrap interval
-    [low, high] and two-sided p from the same n_resamples resamples."""
+    [low, high] and two-sided p from the same n_resamples resamples; same_sentences: both models scored the very
+    same token sequences (False under a perturbation that depends on what each model saw, e.g. P1 for models
+    trained on other sources: then each was scored on its own perturbed version of each sentence)."""
 
     diff: float
     low: float
@@ -49,6 +52,7 @@ class PairedDifference:
     p: float
     n_sentences: int
     n_resamples: int
+    same_sentences: bool
 
 
 def paired_difference(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]], n_resamples: int = 1000,
@@ -80,7 +84,8 @@ def paired_difference(baseline: list[dict[str, Any]], candidate: list[dict[str, 
                                             [s["gold"] for s in baseline], [s["pred"] for s in baseline],
                                             n_resamples=n_resamples, seed=seed, what=("candidate", "baseline"))
     low, high, p = bootstrap_interval(diffs.tolist(), level)
-    return PairedDifference(100.0 * point, 100.0 * low, 100.0 * high, p, len(ids_b), n_resamples)
+    same = all(list(b.get("tokens") or []) == list(c.get("tokens") or []) for b, c in zip(baseline, candidate))
+    return PairedDifference(100.0 * point, 100.0 * low, 100.0 * high, p, len(ids_b), n_resamples, same)
 
 
 def _best(rows: pd.DataFrame) -> pd.Series | None:
@@ -95,7 +100,8 @@ def comparison_pairs(tidy: pd.DataFrame) -> pd.DataFrame:
     perturbation, run (`base_protocol`) and seed.
 
     - student_vs_best_teacher: a distill student against the transfer model of its sources that scores highest on
-      that perturbation at that seed (so a student is held to its strongest teacher);
+      the clean test set at that seed, on the clean and on each perturbed test set (a perturbed set depends on the
+      sources a model saw, so the best teacher is not re-chosen per perturbation);
     - multi_source_vs_best_single: a multi-source model (no step cap) against the best transfer model among its
       sources, chosen the same way;
     - student_vs_multi_source: a student against the multi-source model of the same sources trained for as many
@@ -130,20 +136,32 @@ def comparison_pairs(tidy: pd.DataFrame) -> pd.DataFrame:
                     "baseline_f1": base["f1"], "candidate_steps": cand["train_steps"],
                     "baseline_steps": base["train_steps"]})
 
+    def best_single(key: tuple[Any, ...], langs: set[str]) -> pd.Series | None:
+        """The transfer row at `key` of the source (among `langs`) best on the clean test set at that seed."""
+        pool = by_key.get(key)
+        if pool is None:
+            return None
+        here = pool[pool["sources"].isin(langs)]
+        clean = by_key.get((*key[:2], CLEAN, *key[3:]))
+        ranked = _best(clean[clean["sources"].isin(langs)]) if clean is not None else None
+        if ranked is None:  # no clean rows: the best on this perturbation
+            return _best(here)
+        chosen = here[here["sources"] == ranked["sources"]]
+        return None if chosen.empty else chosen.iloc[-1]
+
     for _, row in df.iterrows():
         key = tuple(row[k] for k in keys)
         langs = {s for s in str(row["sources"]).split(",") if s}
         pool = by_key.get(key)
-        singles = pool[pool["sources"].isin(langs)] if pool is not None else pd.DataFrame()
         if row["setting"] == "distill" and row["method"] == PLAIN:
-            if (best := _best(singles)) is not None:
+            if (best := best_single(key, langs)) is not None:
                 add("student_vs_best_teacher", row, best)
             if len(langs) > 1 and (ms := multi_by_key.get(key)) is not None:
                 same = ms[(ms["sources"] == row["sources"]) & (ms["train_steps"] == row["train_steps"])]
                 if not same.empty:
                     add("student_vs_multi_source", row, same.iloc[-1])
         elif row["setting"] == "multi_source" and row["method"] == PLAIN and pd.isna(row["max_steps"]):
-            if (best := _best(singles)) is not None:
+            if (best := best_single(key, langs)) is not None:
                 add("multi_source_vs_best_single", row, best)
         elif row["method"] == "tapt" and pool is not None:
             same = pool[pool["sources"] == row["sources"]]
@@ -176,7 +194,8 @@ def paired_differences(pairs: pd.DataFrame, load: Callable[[str], list[dict[str,
             continue
         d = paired_difference(base, cand, n_resamples=n_resamples, seed=seed, level=level)
         rows.append({**{c: r[c] for c in PAIR_COLUMNS}, "diff": d.diff, "low": d.low, "high": d.high, "p": d.p,
-                     "n_sentences": d.n_sentences, "n_resamples": d.n_resamples})
+                     "n_sentences": d.n_sentences, "n_resamples": d.n_resamples,
+                     "same_sentences": d.same_sentences})
     return pd.DataFrame(rows, columns=list(PAIRED_COLUMNS))
 
 
@@ -195,8 +214,8 @@ def read_paired_differences(path: str | os.PathLike[str]) -> pd.DataFrame:
 
 
 DISPLAY_COLUMNS: tuple[str, ...] = ("target", "candidate", "baseline", "perturbation", "seed", "candidate_f1",
-                                    "baseline_f1", "diff", "low", "high", "p", "n_sentences", "candidate_steps",
-                                    "baseline_steps")
+                                    "baseline_f1", "diff", "low", "high", "p", "n_sentences", "same_sentences",
+                                    "candidate_steps", "baseline_steps")
 
 
 def paired_rows(table: pd.DataFrame, comparisons: tuple[str, ...], target: str | None = None,

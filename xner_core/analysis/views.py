@@ -192,7 +192,9 @@ def student_teacher_view(tidy: pd.DataFrame, target: str | None = None) -> pd.Da
 
     Returns:
         STUDENT_COLUMNS, one row per (model, target, sources, perturbation, protocol): F1 as 0..1; best_teacher
-        (the source whose model scores highest on that perturbation) and its F1; gap = student_f1 -
+        (the source whose model scores highest on the clean test set, over the same seeds; under a perturbation
+        that teacher's F1 there: each model's perturbed set depends on the sources it saw, so the teacher best
+        under a perturbation is not picked) and its F1; gap = student_f1 -
         best_teacher_f1; student_steps and teacher_steps (all teachers' optimiser steps: the compute behind the
         student; NaN where the rows predate the column); seeds (how many entered); teachers_missing (sources with
         no rows of their own at any of the student's seeds; the row's teacher columns are then NaN).
@@ -213,7 +215,7 @@ def student_teacher_view(tidy: pd.DataFrame, target: str | None = None) -> pd.Da
     for key, group in students.groupby(keys, dropna=False):
         model, tgt, sources, pert, protocol = key
         langs = [s for s in str(sources).split(",") if s]
-        per_seed: list[tuple[float, dict[str, float], float]] = []
+        per_seed: list[tuple[float, dict[str, float], float, dict[str, float]]] = []
         missing: set[str] = set()
         for seed, srow in group.groupby("seed"):
             scores = {lang: t_f1.get((model, tgt, lang, pert, protocol, seed)) for lang in langs}
@@ -223,7 +225,9 @@ def student_teacher_view(tidy: pd.DataFrame, target: str | None = None) -> pd.Da
                 continue
             steps = [t_steps.get((model, lang, protocol, seed)) for lang in langs]
             total = float(sum(steps)) if all(x is not None and x == x for x in steps) else np.nan
-            per_seed.append((float(srow["f1"].mean()), {k: float(v) for k, v in scores.items()}, total))
+            clean = {lang: t_f1.get((model, tgt, lang, CLEAN, protocol, seed)) for lang in langs}
+            per_seed.append((float(srow["f1"].mean()), {k: float(v) for k, v in scores.items()}, total,
+                             {k: float(v) for k, v in clean.items() if v is not None and v == v}))
         row: dict[str, Any] = {"model": model, "target": tgt, "sources": sources, "n_sources": len(langs),
                                "perturbation": pert, "protocol": protocol,
                                "student_f1": float(group["f1"].mean()),
@@ -231,7 +235,13 @@ def student_teacher_view(tidy: pd.DataFrame, target: str | None = None) -> pd.Da
                                "seeds": len(per_seed), "teachers_missing": ",".join(sorted(missing))}
         if per_seed:
             mean_by_lang = {lang: float(np.mean([s[1][lang] for s in per_seed])) for lang in langs}
-            best = max(mean_by_lang, key=lambda lang: mean_by_lang[lang])
+            # the best teacher is the best on the clean test set, then held to every perturbation: a perturbed set
+            # depends on the sources a model saw, so F1s under a perturbation of models with other sources are
+            # not scores on one test set (the perturbation's own scores only where clean rows are missing)
+            has_clean = all(set(s[3]) == set(langs) for s in per_seed)
+            rank = {lang: float(np.mean([s[3][lang] for s in per_seed])) for lang in langs} if has_clean \
+                else mean_by_lang
+            best = max(rank, key=lambda lang: rank[lang])
             row.update(student_f1=float(np.mean([s[0] for s in per_seed])), best_teacher=best,
                        best_teacher_f1=mean_by_lang[best], mean_teacher_f1=float(np.mean(list(mean_by_lang.values()))),
                        teacher_steps=float(np.mean([s[2] for s in per_seed])))
