@@ -24,6 +24,11 @@ def test_source_diversity_sets_each_student_beside_its_teacher(page, artifacts):
     # the student's row names its teacher and both step counts (the equal-compute labels)
     frames = main.locator('[data-testid="stDataFrame"]')
     assert frames.count() >= 2
+    # each student against its best teacher on an's 518 test sentences: the paired test in words, and as a table
+    main.get_by_text("Paired tests: each student against its best teacher").first.wait_for(timeout=60_000)
+    text = main.inner_text()
+    assert "− transfer es:" in text and "(paired bootstrap over 518 test sentences, seed 1)" in text
+    assert main.get_by_text("Paired tests (CSV)").count() >= 1
     page.screenshot(path=str(artifacts / "source_diversity.png"), full_page=True)
     students_chart = charts.nth(2)  # the page scrolls inside its main area: bring the section into view for a look
     students_chart.scroll_into_view_if_needed()

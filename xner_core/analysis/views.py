@@ -141,7 +141,8 @@ def diversity_view(tidy: pd.DataFrame, target: str, diversity: Mapping[str, floa
         source", or e.g. "multi_source · ≤1,000 steps" for a model trained with a cap on its steps), sources,
         n_sources, diversity, perturbation, f1, clean_f1, drop, f1_low, f1_high, train_steps, protocol; empty
         when there are no multi-source or distillation rows for the target.
-        One protocol (see `protocol`), and the single-source models made that way.
+        One protocol (see `protocol`), and the single-source models made that way, at the seeds of the multi-source
+        and distillation rows.
     """
     df = tidy[(tidy["origin"] == "ours") & (tidy["target"] == target) & (tidy["scope"] == "overall")]
     multi = df[df["setting"].isin(["multi_source", "distill"])]
@@ -159,8 +160,13 @@ def diversity_view(tidy: pd.DataFrame, target: str, diversity: Mapping[str, floa
     single = df[df["setting"] == "transfer"]
     best_parts = []
     for model, group in single.groupby("model"):
-        # only single-source models made the way the multi-source ones were (same data, caps, epochs)
-        group = group[group["protocol"].isin(set(multi.loc[multi["model"] == model, "protocol"]))]
+        # only single-source models made the way the multi-source ones were (same data, caps, epochs), at the seeds
+        # they have (a run with more seeds of its transfer models would otherwise average in the other seeds)
+        mine = multi[multi["model"] == model]
+        group = group[group["protocol"].isin(set(mine["protocol"]))]
+        seeds = set(pd.to_numeric(mine["seed"], errors="coerce").dropna())
+        if seeds:
+            group = group[pd.to_numeric(group["seed"], errors="coerce").isin(seeds)]
         clean = group[group["perturbation"] == CLEAN].groupby(["sources", "protocol"])["f1"].mean()
         if not clean.empty:
             sources, protocol = clean.idxmax()
