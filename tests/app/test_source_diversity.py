@@ -77,7 +77,11 @@ def test_which_source_shortlist_from_local_data(with_data, committed):
                for w in at.warning)
     measured, shortlist = at.dataframe[-2].value, at.dataframe[-1].value
     assert list(measured["source"]) == ["es"]
-    assert len(shortlist) == 5 and "es" not in set(shortlist["source"]) and "ast" not in set(shortlist["source"])
+    # the 5 closest candidates, plus the sources other runs measured (e5-small's fr, it, pt, en, de): unmeasured in
+    # the study's run, and measured anyway to fill their predictors
+    others = {"fr", "it", "pt", "en", "de"}
+    assert len(set(shortlist["source"]) - others) <= 5 <= len(shortlist) <= 10
+    assert "es" not in set(shortlist["source"]) and "ast" not in set(shortlist["source"])
     assert list(shortlist["predicted_rank"]) == sorted(shortlist["predicted_rank"])
     assert any("the 5 of" in t and "closest to ast" in t for t in map(unmd, rendered_texts(at)))
     ranks = plotly_specs(at)[-1]
