@@ -111,7 +111,14 @@ def test_paired_differences_score_what_has_predictions_here_and_skip_the_rest(tm
     pairs = comparison_pairs(_tidy(_grid_rows()))
     worse = [["B-PER", "O"], ["O", "O"], ["O", "O"]] * 40
     store = {"t-es": _preds(worse), "s-esfr": _preds(GOLD), "m-esfr-1k": _preds(worse)}
-    table = paired_differences(pairs, store.get, n_resamples=200)
+    reads: list[str] = []
+
+    def load(job: str):
+        reads.append(job)
+        return store.get(job)
+
+    table = paired_differences(pairs, load, n_resamples=200)
+    assert sorted(reads) == sorted(set(reads))  # each job's predictions read once, however many pairs use them
     assert list(table.columns) == list(PAIRED_COLUMNS)
     assert set(zip(table["comparison"], table["candidate_job"])) == {
         ("student_vs_best_teacher", "s-esfr"), ("student_vs_multi_source", "s-esfr")}

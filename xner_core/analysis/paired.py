@@ -118,8 +118,6 @@ def comparison_pairs(tidy: pd.DataFrame) -> pd.DataFrame:
     if df.empty:
         return pd.DataFrame(columns=list(PAIR_COLUMNS))
     df["seed"] = pd.to_numeric(df["seed"], errors="coerce").fillna(-1).astype(int)
-    df["max_steps"] = pd.to_numeric(df.get("max_steps"), errors="coerce")
-    df["train_steps"] = pd.to_numeric(df.get("train_steps"), errors="coerce")
     keys = ["model", "target", "perturbation", "base_protocol", "seed"]
     plain = df[df["method"] == PLAIN]
     transfer = plain[plain["setting"] == "transfer"].drop_duplicates([*keys, "sources"], keep="last")
@@ -187,9 +185,16 @@ def paired_differences(pairs: pd.DataFrame, load: Callable[[str], list[dict[str,
     Returns:
         PAIRED_COLUMNS; pairs without predictions on this machine are left out.
     """
+    loaded: dict[str, list[dict[str, Any]] | None] = {}  # a teacher's job serves many students: read it once
+
+    def once(job: str) -> list[dict[str, Any]] | None:
+        if job not in loaded:
+            loaded[job] = load(job)
+        return loaded[job]
+
     rows = []
     for _, r in pairs.iterrows():
-        base, cand = load(str(r["baseline_job"])), load(str(r["candidate_job"]))
+        base, cand = once(str(r["baseline_job"])), once(str(r["candidate_job"]))
         if base is None or cand is None:
             continue
         d = paired_difference(base, cand, n_resamples=n_resamples, seed=seed, level=level)
