@@ -23,6 +23,7 @@ from xner_core.analysis.tidy import (
     tidy_results,
 )
 from xner_core.analysis.views import (
+    best_source,
     compare_table,
     diversity_view,
     pair_rows,
@@ -598,3 +599,19 @@ def test_stats_table_holm_column(tidy):
     table = stats_table(pts, "paper_token_overlap", "drop")
     assert (table["pearson_p_holm"] >= table["pearson_p"] - 1e-12).all()
     assert table["pearson_p_holm"].tolist() == pytest.approx(holm(table["pearson_p"].tolist()))
+
+
+def test_best_source_is_the_highest_clean_score_with_ties_to_the_first_source_and_nan_ignored():
+    assert best_source({"fr": 0.79, "es": 0.81, "it": 0.78}) == "es"
+    assert best_source({"fr": 0.8, "es": 0.8}) == "es"  # a tie goes to the first in sort order, whatever the row order
+    assert best_source({"es": float("nan"), "fr": 0.5}) == "fr"
+    assert best_source({}) is None and best_source({"es": float("nan")}) is None
+    assert best_source({("fr", "p1"): 0.7, ("es", "p1"): 0.7, ("it", "p1"): 0.6}) == ("es", "p1")
+
+
+@given(st.dictionaries(st.sampled_from(["es", "fr", "it", "pt", "en", "de"]),
+                       st.floats(0, 1, allow_nan=False), min_size=1))
+def test_best_source_does_not_depend_on_order_and_no_source_beats_it(scores):
+    best = best_source(scores)
+    assert best_source(dict(reversed(list(scores.items())))) == best
+    assert all(scores[best] >= v for v in scores.values())

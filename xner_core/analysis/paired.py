@@ -23,6 +23,7 @@ import pandas as pd
 
 from xner_core.analysis.stats import bootstrap_interval
 from xner_core.analysis.tidy import CLEAN, PLAIN
+from xner_core.analysis.views import best_source
 from xner_core.errors import DataError
 
 COMPARISONS: dict[str, str] = {
@@ -88,13 +89,6 @@ def paired_difference(baseline: list[dict[str, Any]], candidate: list[dict[str, 
     return PairedDifference(100.0 * point, 100.0 * low, 100.0 * high, p, len(ids_b), n_resamples, same)
 
 
-def _best(rows: pd.DataFrame) -> pd.Series | None:
-    """The row with the highest F1 (ties: the first source alphabetically), or None."""
-    if rows.empty:
-        return None
-    return rows.sort_values(["f1", "sources"], ascending=[False, True], kind="stable").iloc[0]
-
-
 def comparison_pairs(tidy: pd.DataFrame) -> pd.DataFrame:
     """Which jobs to compare: every candidate model's job beside its baseline's job of the same model, target,
     perturbation, run (`base_protocol`) and seed.
@@ -141,10 +135,11 @@ def comparison_pairs(tidy: pd.DataFrame) -> pd.DataFrame:
             return None
         here = pool[pool["sources"].isin(langs)]
         clean = by_key.get((*key[:2], CLEAN, *key[3:]))
-        ranked = _best(clean[clean["sources"].isin(langs)]) if clean is not None else None
-        if ranked is None:  # no clean rows: the best on this perturbation
-            return _best(here)
-        chosen = here[here["sources"] == ranked["sources"]]
+        scores = {} if clean is None else dict(zip(clean["sources"], clean["f1"]))
+        # `best_source` among its sources on the clean set; where no clean rows exist, on this perturbation
+        best = best_source({s: f for s, f in scores.items() if s in langs}) \
+            or best_source(dict(zip(here["sources"], here["f1"])))
+        chosen = here[here["sources"] == best]
         return None if chosen.empty else chosen.iloc[-1]
 
     for _, row in df.iterrows():

@@ -6,7 +6,7 @@ counts, and chart selections back to filters.
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping, Sequence
+from typing import Any, Hashable, Mapping, Sequence, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -124,6 +124,27 @@ def compare_table(rows: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index().rename_axis(columns=None)
 
 
+_K = TypeVar("_K", bound=Hashable)
+
+
+def best_source(clean_f1: Mapping[_K, float]) -> _K | None:
+    """The one rule for "the best single source" (a student's best teacher, a target's best single source): the
+    source whose model scores highest on the clean test set, then held to every perturbation (a perturbed test set
+    depends on the sources a model saw, so scores under a perturbation are not on one test set). Ties go to the
+    first source in sort order, so the choice does not depend on row order.
+
+    Args:
+        clean_f1: source (or a sortable key such as (sources, protocol)) -> clean F1; NaN scores are ignored.
+
+    Returns:
+        The best key, or None when no score is given.
+    """
+    scored = {k: float(v) for k, v in clean_f1.items() if v is not None and v == v}
+    if not scored:
+        return None
+    return min(scored, key=lambda k: (-scored[k], k))
+
+
 def diversity_view(tidy: pd.DataFrame, target: str, diversity: Mapping[str, float | None],
                    protocol: str | None = None) -> pd.DataFrame:
     """Our multi-source / distillation rows of a target, plus its best single-source transfer model.
@@ -168,8 +189,8 @@ def diversity_view(tidy: pd.DataFrame, target: str, diversity: Mapping[str, floa
         if seeds:
             group = group[pd.to_numeric(group["seed"], errors="coerce").isin(seeds)]
         clean = group[group["perturbation"] == CLEAN].groupby(["sources", "protocol"])["f1"].mean()
-        if not clean.empty:
-            sources, protocol = clean.idxmax()
+        if (chosen_key := best_source(clean.to_dict())) is not None:
+            sources, protocol = chosen_key
             best = group[(group["sources"] == sources) & (group["protocol"] == protocol)]
             best_parts.append(best.assign(setting="best single source"))
     out = pd.concat([multi, *best_parts], ignore_index=True)
@@ -241,13 +262,13 @@ def student_teacher_view(tidy: pd.DataFrame, target: str | None = None) -> pd.Da
                                "seeds": len(per_seed), "teachers_missing": ",".join(sorted(missing))}
         if per_seed:
             mean_by_lang = {lang: float(np.mean([s[1][lang] for s in per_seed])) for lang in langs}
-            # the best teacher is the best on the clean test set, then held to every perturbation: a perturbed set
-            # depends on the sources a model saw, so F1s under a perturbation of models with other sources are
-            # not scores on one test set (the perturbation's own scores only where clean rows are missing)
+            # `best_source`: best on the clean test set (the perturbation's own scores only where clean rows are
+            # missing)
             has_clean = all(set(s[3]) == set(langs) for s in per_seed)
             rank = {lang: float(np.mean([s[3][lang] for s in per_seed])) for lang in langs} if has_clean \
                 else mean_by_lang
-            best = max(rank, key=lambda lang: rank[lang])
+            best = best_source(rank)
+            assert best is not None  # every source of the student has a finite score at each seed in per_seed
             row.update(student_f1=float(np.mean([s[0] for s in per_seed])), best_teacher=best,
                        best_teacher_f1=mean_by_lang[best], mean_teacher_f1=float(np.mean(list(mean_by_lang.values()))),
                        teacher_steps=float(np.mean([s[2] for s in per_seed])))
