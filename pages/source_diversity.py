@@ -80,7 +80,9 @@ else:
                "clean test set, then held to each perturbation); gap = student − best teacher, in F1 points. Under "
                "P1 and P3 a model's perturbed test set depends on the sources it saw: a student of several sources "
                "has more of the target's entities replaced than a teacher of one, so there the two are each scored "
-               "on their own perturbed version of the same sentences (the paired tests' `same_sentences`).")
+               "on their own perturbed version of the same sentences (the paired tests' `same_sentences`). A "
+               "student's teachers are weighted uniformly, or by language similarity (Wu et al.'s second scheme: "
+               "rows marked \"(similarity)\", `teacher_weights`).")
     if students.empty:
         st.info(f"No distillation students for {target} yet: `xner grid run diversity-faithful` trains them "
                 f"(single-teacher students from its pairs, multi-teacher ones from its source sets).")
@@ -89,11 +91,12 @@ else:
                    f"xner_students_{target}")
         st.dataframe(students, hide_index=True, width="stretch")
         page.download_csv(students, f"xner_students_{target}.csv", key="dl_students", label="Students (CSV)")
-        st.markdown("**Paired tests: each student against its best teacher, and against multi-source training of "
-                    "the same sources at equal steps** (same test sentences, seed by seed)")
-        page.paired_tests(paired_rows(data.paired_table(), ("student_vs_best_teacher", "student_vs_multi_source"),
-                                      target), "st_paired", f"xner_students_paired_{target}.csv",
-                          "students and their teachers")
+        st.markdown("**Paired tests: each student against its best teacher, against multi-source training of "
+                    "the same sources at equal steps, and similarity-weighted teachers against uniform ones** (same "
+                    "test sentences, seed by seed)")
+        page.paired_tests(paired_rows(data.paired_table(), ("student_vs_best_teacher", "student_vs_multi_source",
+                                                            "similarity_vs_uniform"), target),
+                          "st_paired", f"xner_students_paired_{target}.csv", "students and their teachers")
 
 with page.guarded("the source ranking"):
     sources.which_source(target, sh)

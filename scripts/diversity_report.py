@@ -74,11 +74,13 @@ def main() -> int:
     if not students.empty:
         print("\nStudents and their best teacher (F1 points; gap = student - best teacher; mean over the seeds "
               "that have both)")
-        print("| target | teachers | perturbation | student F1 | best teacher | its F1 | gap | student steps | "
-              "teacher steps | seeds |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
-        for r in students.sort_values(["target", "n_sources", "sources", "perturbation"]).itertuples():
-            print(f"| {r.target} | {str(r.sources).replace(',', '+')} | {r.perturbation} | {r.student_f1:.1f} | "
+        print("| target | teachers | weights | perturbation | student F1 | best teacher | its F1 | gap | "
+              "student steps | teacher steps | seeds |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        order = ["target", "n_sources", "sources", "teacher_weights", "perturbation"]
+        for r in students.sort_values(order).itertuples():
+            print(f"| {r.target} | {str(r.sources).replace(',', '+')} | {r.teacher_weights} | {r.perturbation} | "
+                  f"{r.student_f1:.1f} | "
                   f"{r.best_teacher if r.best_teacher == r.best_teacher else '—'} | {num(r.best_teacher_f1, '.1f')} "
                   f"| {num(r.gap, '+.1f')} | {num(r.student_steps, ',.0f')} | {num(r.teacher_steps, ',.0f')} "
                   f"| {r.seeds} |")

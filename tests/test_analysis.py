@@ -3,6 +3,7 @@ against scipy and numpy, pivots, and the chart-selection -> filter function."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -12,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from xner_core.analysis.plots import student_teacher_figure
 from xner_core.analysis.stats import correlation, holm, leave_one_out, ols_fit, stats_table
 from xner_core.analysis.tidy import (
     TIDY_COLUMNS,
@@ -615,3 +617,31 @@ def test_best_source_does_not_depend_on_order_and_no_source_beats_it(scores):
     best = best_source(scores)
     assert best_source(dict(reversed(list(scores.items())))) == best
     assert all(scores[best] >= v for v in scores.values())
+
+
+def test_students_with_similarity_weighted_teachers_are_kept_apart_from_uniform_ones(tables):
+    sim = json.dumps({"distill_weights": "similarity"})
+    ours = pd.DataFrame([
+        our_row(job_id="es", sources="es", setting="transfer", f1=0.80, seed=1),
+        our_row(job_id="fr", sources="fr", setting="transfer", f1=0.70, seed=1),
+        our_row(job_id="u", sources="es,fr", setting="distill", f1=0.82, seed=1,
+                options=json.dumps({"distill_weights": "uniform"})),
+        our_row(job_id="s", sources="es,fr", setting="distill", f1=0.78, seed=1, options=sim),
+        our_row(job_id="old", sources="es,fr,it", setting="distill", f1=0.75, seed=1),  # predates the option
+    ])
+    tidy = tidy_results(tables["published"], ours, tables["overlap"], tables["uriel"], reference_pairs())
+    weights = dict(zip(tidy.loc[tidy["origin"] == "ours", "job_id"], tidy.loc[tidy["origin"] == "ours",
+                                                                              "teacher_weights"]))
+    assert pd.isna(weights.pop("es")) and pd.isna(weights.pop("fr"))  # not a student: no teacher weights
+    assert weights == {"u": "uniform", "s": "similarity", "old": "uniform"}
+    view = diversity_view(tidy, "ca", {})
+    f1 = {(r.setting, r.sources): r.f1 for r in view.itertuples()}
+    assert f1[("distill", "es,fr")] == pytest.approx(82) and f1[("distill · similarity weights", "es,fr")] == \
+        pytest.approx(78)  # two series, never one averaged point
+    students = student_teacher_view(tidy, "ca").set_index(["sources", "teacher_weights"])
+    assert students.loc[("es,fr", "similarity"), "gap"] == pytest.approx(-2)
+    assert students.loc[("es,fr", "uniform"), "gap"] == pytest.approx(2)
+    assert students.loc[("es,fr,it", "uniform"), "student_f1"] == pytest.approx(75)
+    fig = student_teacher_figure(student_teacher_view(tidy, "ca"), ["clean"])
+    labels = {y for t in fig.data if t.meta["kind"] == "student" for y in t.y}
+    assert labels == {"es+fr", "es+fr (similarity)"}  # es+fr+it has no it teacher rows: not drawn

@@ -132,3 +132,18 @@ def test_paired_differences_score_what_has_predictions_here_and_skip_the_rest(tm
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
     with pytest.raises(DataError, match="not a paired-differences table"):
         read_paired_differences(tmp_path / "bad.csv")
+
+
+def test_a_similarity_weighted_student_is_its_own_candidate_and_is_tested_against_the_uniform_one():
+    sim = json.dumps({"epochs": 1, "distill_weights": "similarity"})
+    rows = [*_grid_rows(), _row(job_id="s-esfr-sim", sources="es,fr", setting="distill", options=sim, f1=0.84,
+                                train_steps=1000)]
+    pairs = comparison_pairs(_tidy(rows))
+    mine = pairs[pairs["candidate_job"] == "s-esfr-sim"]
+    assert dict(zip(mine["comparison"], mine["baseline_job"])) == {
+        "student_vs_best_teacher": "t-es", "student_vs_multi_source": "m-esfr-1k", "similarity_vs_uniform": "s-esfr"}
+    assert set(mine["candidate"]) == {"distill es+fr · similarity weights"}
+    assert mine.loc[mine["comparison"] == "similarity_vs_uniform", "baseline"].tolist() == ["distill es+fr"]
+    # the uniform student's own pairs are unchanged: it is never compared with the similarity one
+    uniform = pairs[pairs["candidate_job"] == "s-esfr"]
+    assert set(uniform["comparison"]) == {"student_vs_best_teacher", "student_vs_multi_source"}

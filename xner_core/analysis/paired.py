@@ -30,6 +30,8 @@ COMPARISONS: dict[str, str] = {
     "student_vs_best_teacher": "distillation student − its best teacher (Wu et al. 2020)",
     "multi_source_vs_best_single": "multi-source model − its best single source",
     "student_vs_multi_source": "distillation student − the multi-source model of its sources at equal steps",
+    "similarity_vs_uniform": "student with similarity-weighted teachers − the student of the same teachers weighted "
+                             "uniformly (Wu et al. 2020)",
     "tapt_vs_plain": "TAPT − plain transfer of the same pair",
 }
 PAIRED_FILE = "paired_differences.csv"  # the committed table, under the committed results directory
@@ -100,7 +102,10 @@ def comparison_pairs(tidy: pd.DataFrame) -> pd.DataFrame:
       sources, chosen the same way;
     - student_vs_multi_source: a student against the multi-source model of the same sources trained for as many
       optimiser steps (equal compute);
+    - similarity_vs_uniform: a student whose teachers were weighted by language similarity against the student of
+      the same teachers weighted uniformly (same steps);
     - tapt_vs_plain: a TAPT model against plain transfer of the same sources.
+    A similarity student is named "distill es+fr · similarity weights"; a uniform one "distill es+fr".
 
     Args:
         tidy: the tidy frame (`tidy.tidy_results`); our overall-scope rows are used.
@@ -112,18 +117,26 @@ def comparison_pairs(tidy: pd.DataFrame) -> pd.DataFrame:
     if df.empty:
         return pd.DataFrame(columns=list(PAIR_COLUMNS))
     df["seed"] = pd.to_numeric(df["seed"], errors="coerce").fillna(-1).astype(int)
+    weights = df["teacher_weights"] if "teacher_weights" in df.columns else pd.Series(None, index=df.index)
+    df["teacher_weights"] = weights.where(df["setting"] != "distill", weights.fillna("uniform"))  # older frames
     keys = ["model", "target", "perturbation", "base_protocol", "seed"]
     plain = df[df["method"] == PLAIN]
     transfer = plain[plain["setting"] == "transfer"].drop_duplicates([*keys, "sources"], keep="last")
     by_key = {k: g for k, g in transfer.groupby(keys, sort=False)}
     multi = plain[plain["setting"] == "multi_source"]
     multi_by_key = {k: g for k, g in multi.groupby(keys, sort=False)}
+    uniform = plain[(plain["setting"] == "distill") & (plain["teacher_weights"] == "uniform")]
+    uniform_by_key = {k: g for k, g in uniform.groupby(keys, sort=False)}
     out: list[dict[str, Any]] = []
+
+    def name(row: pd.Series) -> str:
+        label = f"{row['setting']} {str(row['sources']).replace(',', '+')}"
+        w = row.get("teacher_weights")
+        return f"{label} · {w} weights" if isinstance(w, str) and w != "uniform" else label
 
     def add(kind: str, cand: pd.Series, base: pd.Series) -> None:
         out.append({"comparison": kind, **{k: cand[k] for k in keys},
-                    "candidate": f"{cand['setting']} {str(cand['sources']).replace(',', '+')}",
-                    "baseline": f"{base['setting']} {str(base['sources']).replace(',', '+')}",
+                    "candidate": name(cand), "baseline": name(base),
                     "candidate_job": cand["job_id"], "baseline_job": base["job_id"], "candidate_f1": cand["f1"],
                     "baseline_f1": base["f1"], "candidate_steps": cand["train_steps"],
                     "baseline_steps": base["train_steps"]})
@@ -153,6 +166,10 @@ def comparison_pairs(tidy: pd.DataFrame) -> pd.DataFrame:
                 same = ms[(ms["sources"] == row["sources"]) & (ms["train_steps"] == row["train_steps"])]
                 if not same.empty:
                     add("student_vs_multi_source", row, same.iloc[-1])
+            if row["teacher_weights"] != "uniform" and (us := uniform_by_key.get(key)) is not None:
+                same = us[(us["sources"] == row["sources"]) & (us["train_steps"] == row["train_steps"])]
+                if not same.empty:
+                    add("similarity_vs_uniform", row, same.iloc[-1])
         elif row["setting"] == "multi_source" and row["method"] == PLAIN and pd.isna(row["max_steps"]):
             if (best := best_single(key, langs)) is not None:
                 add("multi_source_vs_best_single", row, best)

@@ -394,9 +394,9 @@ def _steps_label(steps: Any) -> str:
 
 
 def student_teacher_figure(frame: pd.DataFrame, perturbations: Sequence[str]) -> go.Figure:
-    """Distillation students beside their best teacher: a panel per perturbation, a row per source set, the best
-    teacher (grey) and the student (red) joined by a line; the hover gives both F1s, the gap and each side's
-    optimiser steps.
+    """Distillation students beside their best teacher: a panel per perturbation, a row per student (source set, and
+    its teacher weights where they are not uniform), the best teacher (grey) and the student (red) joined by a line;
+    the hover gives both F1s, the gap and each side's optimiser steps.
 
     Args:
         frame: from `analysis.views.student_teacher_view` (one target); rows without teachers are left out.
@@ -413,7 +413,7 @@ def student_teacher_figure(frame: pd.DataFrame, perturbations: Sequence[str]) ->
                         subplot_titles=[perturbation_title(p) for p in perts])
     for c, pert in enumerate(perts, 1):
         panel = frame[frame["perturbation"] == pert].sort_values(["n_sources", "sources"])
-        labels = [str(s).replace(",", "+") for s in panel["sources"]]
+        labels = [_student_label(r) for _, r in panel.iterrows()]
         hover = []
         for lab, (_, r) in zip(labels, panel.iterrows()):
             fig.add_trace(go.Scatter(x=[r["best_teacher_f1"], r["student_f1"]], y=[lab, lab], mode="lines",
@@ -433,8 +433,17 @@ def student_teacher_figure(frame: pd.DataFrame, perturbations: Sequence[str]) ->
     # one scale for every panel, a few points either side: a gap of 1 point must not fill the width
     fig.update_xaxes(title_text="F1 (points)", range=[math.floor(values.min()) - 3, math.ceil(values.max()) + 3])
     fig.update_yaxes(title_text="teachers (source set)", row=1, col=1)
-    fig.update_layout(height=160 + 40 * frame["sources"].nunique(), margin={"t": 60, "b": 40, "l": 90, "r": 20})
+    rows = len({_student_label(r) for _, r in frame.iterrows()})
+    fig.update_layout(height=160 + 40 * rows, margin={"t": 60, "b": 40, "l": 90, "r": 20})
     return fig
+
+
+def _student_label(row: pd.Series) -> str:
+    """A student's row label: its teachers' languages, e.g. "es+fr", and "es+fr (similarity)" for a student whose
+    teachers were weighted by language similarity rather than uniformly."""
+    label = str(row["sources"]).replace(",", "+")
+    weights = row.get("teacher_weights")
+    return f"{label} (similarity)" if weights == "similarity" else label
 
 
 _USED, _LEFT_OUT = "#1f77b4", "#b0b0b0"

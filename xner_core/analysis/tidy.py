@@ -62,7 +62,8 @@ CHANGE_COLUMNS: tuple[str, ...] = ("entities_changed_frac", "tokens_changed_frac
 TIDY_COLUMNS: tuple[str, ...] = (
     "origin", "pair", "pair_order", "relation", "source", "sources", "target", "model", "setting", "perturbation",
     "scope", "f1", "f1_low", "f1_high", "clean_f1", "drop", "drop_low", "drop_high", "n_sentences", "seed",
-    "perturb_seed", "job_id", "protocol", "method", "base_protocol", "max_steps", *CHANGE_COLUMNS, *_OVERLAP_COLUMNS,
+    "perturb_seed", "job_id", "protocol", "method", "base_protocol", "max_steps", "teacher_weights",
+    *CHANGE_COLUMNS, *_OVERLAP_COLUMNS,
     *_URIEL_COLUMNS, *_OURS_EXTRA,
 )
 # `method` of our rows trained without TAPT, robust training or adapters.
@@ -153,7 +154,18 @@ def _our_rows(ours: pd.DataFrame, info: Mapping[str, tuple[str, str, int, str]])
     # uncapped one of the same run; views that average models must keep the two apart
     df["max_steps"] = pd.to_numeric(pd.Series([_options(o).get("max_steps") for o in df.get("options", missing)],
                                               index=df.index, dtype=object), errors="coerce").astype(float)
+    # a distillation student's teacher weights (Wu et al.: "uniform" or "similarity"; None for other settings): not
+    # in the protocol either, so views must keep students of one source set with other weights apart
+    df["teacher_weights"] = [teacher_weights(o, st) for o, st in zip(df.get("options", missing), df["setting"])]
     return df
+
+
+def teacher_weights(options: Any, setting: Any) -> str | None:
+    """How a distillation student weighted its teachers ("uniform", the default, or "similarity"); None for a
+    model of another setting."""
+    if setting != "distill":
+        return None
+    return str(_options(options).get("distill_weights") or "uniform")
 
 
 def _options(options: Any) -> dict[str, Any]:

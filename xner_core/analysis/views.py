@@ -159,7 +159,8 @@ def diversity_view(tidy: pd.DataFrame, target: str, diversity: Mapping[str, floa
 
     Returns:
         Rows (overall scope, origin ours) with columns model, setting ("multi_source", "distill", "best single
-        source", or e.g. "multi_source · ≤1,000 steps" for a model trained with a cap on its steps), sources,
+        source", or e.g. "multi_source · ≤1,000 steps" for a model trained with a cap on its steps, "distill ·
+        similarity weights" for students whose teachers were weighted by language similarity), sources,
         n_sources, diversity, perturbation, f1, clean_f1, drop, f1_low, f1_high, train_steps, protocol; empty
         when there are no multi-source or distillation rows for the target.
         One protocol (see `protocol`), and the single-source models made that way, at the seeds of the multi-source
@@ -178,6 +179,9 @@ def diversity_view(tidy: pd.DataFrame, target: str, diversity: Mapping[str, floa
         capped = multi["max_steps"].notna()
         multi = multi.assign(setting=[f"{s} · ≤{int(n):,} steps" if c else s
                                       for s, n, c in zip(multi["setting"], multi["max_steps"], capped)])
+    if "teacher_weights" in multi.columns:  # students with similarity-weighted teachers: their own series too
+        multi = multi.assign(setting=[f"{s} · {w} weights" if w not in (None, "uniform") and w == w else s
+                                      for s, w in zip(multi["setting"], multi["teacher_weights"])])
     single = df[df["setting"] == "transfer"]
     best_parts = []
     for model, group in single.groupby("model"):
@@ -202,8 +206,9 @@ def diversity_view(tidy: pd.DataFrame, target: str, diversity: Mapping[str, floa
 
 
 STUDENT_COLUMNS: tuple[str, ...] = (
-    "model", "target", "sources", "n_sources", "perturbation", "protocol", "student_f1", "best_teacher",
-    "best_teacher_f1", "mean_teacher_f1", "gap", "student_steps", "teacher_steps", "seeds", "teachers_missing")
+    "model", "target", "sources", "teacher_weights", "n_sources", "perturbation", "protocol", "student_f1",
+    "best_teacher", "best_teacher_f1", "mean_teacher_f1", "gap", "student_steps", "teacher_steps", "seeds",
+    "teachers_missing")
 
 
 def student_teacher_view(tidy: pd.DataFrame, target: str | None = None) -> pd.DataFrame:
@@ -218,13 +223,14 @@ def student_teacher_view(tidy: pd.DataFrame, target: str | None = None) -> pd.Da
         target: one target, or None for all.
 
     Returns:
-        STUDENT_COLUMNS, one row per (model, target, sources, perturbation, protocol): F1 as 0..1; best_teacher
-        (the source whose model scores highest on the clean test set, over the same seeds; under a perturbation
-        that teacher's F1 there: each model's perturbed set depends on the sources it saw, so the teacher best
-        under a perturbation is not picked) and its F1; gap = student_f1 -
-        best_teacher_f1; student_steps and teacher_steps (all teachers' optimiser steps: the compute behind the
-        student; NaN where the rows predate the column); seeds (how many entered); teachers_missing (sources with
-        no rows of their own at any of the student's seeds; the row's teacher columns are then NaN).
+        STUDENT_COLUMNS, one row per (model, target, sources, teacher_weights, perturbation, protocol), where
+        teacher_weights is "uniform" or "similarity" (Wu et al.'s two ways to weight teachers); F1 in points;
+        best_teacher (the source whose model scores highest on the clean test set, over the same seeds: under a
+        perturbation that teacher's F1 there, since each model's perturbed set depends on the sources it saw) and
+        its F1; gap = student_f1 - best_teacher_f1; student_steps and teacher_steps (all teachers' optimiser steps:
+        the compute behind the student; NaN where the rows predate the column); seeds (how many entered);
+        teachers_missing (sources with no rows of their own at any of the student's seeds; the row's teacher
+        columns are then NaN).
     """
     df = tidy[(tidy["origin"] == "ours") & (tidy["scope"] == "overall")]
     if target is not None:
@@ -237,10 +243,13 @@ def student_teacher_view(tidy: pd.DataFrame, target: str | None = None) -> pd.Da
     teachers = df[df["setting"] == "transfer"]
     t_f1 = teachers.groupby(["model", "target", "sources", "perturbation", "protocol", "seed"])["f1"].mean()
     t_steps = teachers.groupby(["model", "sources", "protocol", "seed"])["train_steps"].max()
+    if "teacher_weights" not in students.columns:
+        students = students.assign(teacher_weights="uniform")
+    students = students.assign(teacher_weights=students["teacher_weights"].fillna("uniform"))
     out = []
-    keys = ["model", "target", "sources", "perturbation", "protocol"]
+    keys = ["model", "target", "sources", "teacher_weights", "perturbation", "protocol"]
     for key, group in students.groupby(keys, dropna=False):
-        model, tgt, sources, pert, protocol = key
+        model, tgt, sources, weights, pert, protocol = key
         langs = [s for s in str(sources).split(",") if s]
         per_seed: list[tuple[float, dict[str, float], float, dict[str, float]]] = []
         missing: set[str] = set()
@@ -255,7 +264,8 @@ def student_teacher_view(tidy: pd.DataFrame, target: str | None = None) -> pd.Da
             clean = {lang: t_f1.get((model, tgt, lang, CLEAN, protocol, seed)) for lang in langs}
             per_seed.append((float(srow["f1"].mean()), {k: float(v) for k, v in scores.items()}, total,
                              {k: float(v) for k, v in clean.items() if v is not None and v == v}))
-        row: dict[str, Any] = {"model": model, "target": tgt, "sources": sources, "n_sources": len(langs),
+        row: dict[str, Any] = {"model": model, "target": tgt, "sources": sources, "teacher_weights": weights,
+                               "n_sources": len(langs),
                                "perturbation": pert, "protocol": protocol,
                                "student_f1": float(group["f1"].mean()),
                                "student_steps": float(pd.to_numeric(group["train_steps"]).mean()),
