@@ -47,12 +47,13 @@ def main() -> int:
     for kind, part in table.groupby("comparison", sort=False):
         print(f"\n{COMPARISONS.get(str(kind), kind)}")
         print("| target | candidate | baseline | perturbation | seed | candidate F1 | baseline F1 | diff [95 % CI] | p "
-              "| steps (candidate / baseline) |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+              "| p (Holm, family) | steps (candidate / baseline) |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for _, r in part.iterrows():
             print(f"| {r['target']} | {r['candidate']} | {r['baseline']} | {perturbation_short(r['perturbation'])} | "
                   f"{r['seed']} | {r['candidate_f1']:.1f} | {r['baseline_f1']:.1f} | {r['diff']:+.2f} "
-                  f"[{r['low']:+.2f}, {r['high']:+.2f}] | {fmt_p(r['p'])} | "
+                  f"[{r['low']:+.2f}, {r['high']:+.2f}] | {fmt_p(r['p'])} | {fmt_p(r['p_holm'])} "
+                  f"({int(r['family_size'])}) | "
                   f"{r['candidate_steps']:,.0f} / {r['baseline_steps']:,.0f} |")
     return 0
 

@@ -147,3 +147,24 @@ def test_a_similarity_weighted_student_is_its_own_candidate_and_is_tested_agains
     # the uniform student's own pairs are unchanged: it is never compared with the similarity one
     uniform = pairs[pairs["candidate_job"] == "s-esfr"]
     assert set(uniform["comparison"]) == {"student_vs_best_teacher", "student_vs_multi_source"}
+
+
+def test_holm_corrects_within_a_family_of_like_tests_and_leaves_other_families_alone():
+    rows = [*_grid_rows(),
+            _row(job_id="s-es", sources="es", setting="distill", f1=0.81, train_steps=1000),
+            _row(job_id="s-esfr-an", sources="es,fr", setting="distill", target="an", f1=0.70, train_steps=1000),
+            _row(job_id="t-es-an", sources="es", setting="transfer", target="an", f1=0.69, train_steps=1701)]
+    pairs = comparison_pairs(_tidy(rows))
+    worse = [["B-PER", "O"], ["O", "O"], ["O", "O"]] * 40
+    slightly = [["B-PER", "O"], ["B-LOC", "O"], ["O", "O"]] * 39 + [["B-PER", "O"], ["B-LOC", "O"], ["O", "B-ORG"]]
+    store = {"t-es": _preds(worse), "s-esfr": _preds(GOLD), "s-es": _preds(slightly), "m-esfr-1k": _preds(worse),
+             "t-es-an": _preds(slightly), "s-esfr-an": _preds(GOLD)}
+    table = paired_differences(pairs, store.get, n_resamples=300).set_index(["comparison", "candidate_job"])
+    family = table.loc["student_vs_best_teacher"]
+    assert set(family.index) == {"s-esfr", "s-es", "s-esfr-an"}  # clean, seed 1, all targets: one family of 3
+    assert (family["family_size"] == 3).all()
+    assert (family["p_holm"] >= family["p"]).all() and (family["p_holm"] <= 1).all()
+    smallest = family["p"].idxmin()
+    assert family.loc[smallest, "p_holm"] == pytest.approx(min(1.0, 3 * family.loc[smallest, "p"]))
+    alone = table.loc[("student_vs_multi_source", "s-esfr")]  # a family of one: Holm changes nothing
+    assert alone["family_size"] == 1 and alone["p_holm"] == alone["p"]

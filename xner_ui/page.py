@@ -108,5 +108,7 @@ def paired_tests(rows: pd.DataFrame, key: str, filename: str, what: str) -> None
     st.dataframe(rows, hide_index=True, width="stretch", key=f"{key}_table",
                  column_config={c: st.column_config.NumberColumn(format="%.2f")
                                 for c in ("candidate_f1", "baseline_f1", "diff", "low", "high")}
-                 | {"p": st.column_config.NumberColumn(format="%.3f")})
+                 | {c: st.column_config.NumberColumn(format="%.3f") for c in ("p", "p_holm")})
+    st.caption("p: two-sided, from the same bootstrap resamples as the interval; p_holm: Holm-corrected over the "
+               "family_size tests of the same kind (same comparison, perturbation, run and seed, all targets).")
     download_csv(rows, filename, key=f"{key}_csv", label="Paired tests (CSV)")

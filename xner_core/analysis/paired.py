@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from xner_core.analysis.stats import bootstrap_interval
+from xner_core.analysis.stats import bootstrap_interval, holm
 from xner_core.analysis.tidy import CLEAN, PLAIN
 from xner_core.analysis.views import best_source
 from xner_core.errors import DataError
@@ -38,8 +38,11 @@ PAIRED_FILE = "paired_differences.csv"  # the committed table, under the committ
 PAIR_COLUMNS: tuple[str, ...] = (
     "comparison", "model", "target", "perturbation", "base_protocol", "seed", "candidate", "baseline",
     "candidate_job", "baseline_job", "candidate_f1", "baseline_f1", "candidate_steps", "baseline_steps")
-PAIRED_COLUMNS: tuple[str, ...] = (*PAIR_COLUMNS, "diff", "low", "high", "p", "n_sentences", "n_resamples",
-                                   "same_sentences")
+PAIRED_COLUMNS: tuple[str, ...] = (*PAIR_COLUMNS, "diff", "low", "high", "p", "p_holm", "family_size",
+                                   "n_sentences", "n_resamples", "same_sentences")
+# One family of tests for the Holm correction: every candidate (all targets, source sets) compared the same way, in
+# the same run and seed, on the same kind of test set; e.g. "each student against its best teacher, clean, seed 1".
+FAMILY_KEYS: tuple[str, ...] = ("comparison", "model", "base_protocol", "seed", "perturbation")
 
 
 @dataclass(frozen=True)
@@ -195,7 +198,9 @@ def paired_differences(pairs: pd.DataFrame, load: Callable[[str], list[dict[str,
         level: interval level.
 
     Returns:
-        PAIRED_COLUMNS; pairs without predictions on this machine are left out.
+        PAIRED_COLUMNS; pairs without predictions on this machine are left out. p_holm is p after Holm's
+        correction within its family (FAMILY_KEYS: e.g. all students against their best teachers, clean, one
+        seed), family_size how many tests that family has here.
     """
     loaded: dict[str, list[dict[str, Any]] | None] = {}  # a teacher's job serves many students: read it once
 
@@ -213,7 +218,13 @@ def paired_differences(pairs: pd.DataFrame, load: Callable[[str], list[dict[str,
         rows.append({**{c: r[c] for c in PAIR_COLUMNS}, "diff": d.diff, "low": d.low, "high": d.high, "p": d.p,
                      "n_sentences": d.n_sentences, "n_resamples": d.n_resamples,
                      "same_sentences": d.same_sentences})
-    return pd.DataFrame(rows, columns=list(PAIRED_COLUMNS))
+    table = pd.DataFrame(rows, columns=list(PAIRED_COLUMNS))
+    if table.empty:
+        return table
+    families = table.groupby(list(FAMILY_KEYS), dropna=False, sort=False)["p"]
+    table["p_holm"] = families.transform(lambda p: pd.Series(holm(p.tolist()), index=p.index))
+    table["family_size"] = families.transform("size").astype(int)
+    return table
 
 
 def read_paired_differences(path: str | os.PathLike[str]) -> pd.DataFrame:
@@ -231,7 +242,8 @@ def read_paired_differences(path: str | os.PathLike[str]) -> pd.DataFrame:
 
 
 DISPLAY_COLUMNS: tuple[str, ...] = ("target", "candidate", "baseline", "perturbation", "seed", "candidate_f1",
-                                    "baseline_f1", "diff", "low", "high", "p", "n_sentences", "same_sentences",
+                                    "baseline_f1", "diff", "low", "high", "p", "p_holm", "family_size",
+                                    "n_sentences", "same_sentences",
                                     "candidate_steps", "baseline_steps")
 
 
@@ -260,9 +272,12 @@ def paired_rows(table: pd.DataFrame, comparisons: tuple[str, ...], target: str |
 
 def paired_sentence(row: pd.Series) -> str:
     """One paired comparison in words, e.g. "distill es+fr − transfer es: +1.38 [+0.55, +2.22] F1, p = 0.006
-    (paired bootstrap over 3,401 test sentences, seed 1)"."""
+    (paired bootstrap over 3,401 test sentences, seed 1; Holm over 19 such tests: p = 0.11)"."""
     from xner_core.analysis.findings import p_is
 
+    holm_part = ""
+    if "p_holm" in row and row["p_holm"] == row["p_holm"] and int(row.get("family_size", 1)) > 1:
+        holm_part = f"; Holm over {int(row['family_size'])} such tests: {p_is(float(row['p_holm']))}"
     return (f"{row['candidate']} − {row['baseline']}: {row['diff']:+.2f} [{row['low']:+.2f}, {row['high']:+.2f}] "
             f"F1, {p_is(float(row['p']))} (paired bootstrap over {int(row['n_sentences']):,} test sentences, seed "
-            f"{int(row['seed'])})")
+            f"{int(row['seed'])}{holm_part})")
