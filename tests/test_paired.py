@@ -13,6 +13,7 @@ from xner_core.analysis.paired import (
     comparison_pairs,
     paired_difference,
     paired_differences,
+    paired_summary,
     read_paired_differences,
 )
 from xner_core.analysis.tidy import read_reference_tables, tidy_results
@@ -168,3 +169,12 @@ def test_holm_corrects_within_a_family_of_like_tests_and_leaves_other_families_a
     assert family.loc[smallest, "p_holm"] == pytest.approx(min(1.0, 3 * family.loc[smallest, "p"]))
     alone = table.loc[("student_vs_multi_source", "s-esfr")]  # a family of one: Holm changes nothing
     assert alone["family_size"] == 1 and alone["p_holm"] == alone["p"]
+
+
+def test_a_set_of_like_tests_is_summed_up_by_where_its_intervals_lie_and_what_holm_keeps():
+    rows = pd.DataFrame({"low": [0.2, -1.0, -3.0, 0.5], "high": [4.0, 2.0, -0.1, 3.0], "p": [0.01, 0.5, 0.04, 0.002],
+                         "p_holm": [0.03, 1.0, 0.08, 0.008]})
+    assert paired_summary(rows) == ("4 tests: 2 intervals above 0, 1 below, 1 spans 0; after Holm's correction 2 stay "
+                                    "below 0.05")
+    assert paired_summary(rows.iloc[[1]].drop(columns="p_holm")) == "1 test: 0 intervals above 0, 0 below, 1 spans 0"
+    assert paired_summary(rows.iloc[:0]) == "no tests"

@@ -144,6 +144,13 @@ def test_per_type_and_diversity_figures():
     assert [c[0] for c in fig.data[0].customdata] == ["steps not recorded"] * 2
     fig = plots.diversity_scatter(div.assign(train_steps=[3401, 5102]), "n_sources", "sources", ["clean"])
     assert [c[0] for c in fig.data[0].customdata] == ["3,401 optimiser steps", "5,102 optimiser steps"]
+    # variants of a setting (other teacher weights, a step cap) never share their base setting's colour or each other's
+    settings = ["distill", "distill · similarity weights", "multi_source", "multi_source · ≤1,000 steps"]
+    variants = pd.concat([div.assign(setting=name) for name in settings], ignore_index=True)
+    fig = plots.diversity_scatter(variants, "n_sources", "sources", ["clean"])
+    style = {t.meta["setting"]: (t.marker.color, t.line.dash) for t in fig.data}
+    assert len({c for c, _ in style.values()}) == 4
+    assert style["distill"][1] == "solid" and style["distill · similarity weights"][1] == "dash"
 
 
 def test_student_teacher_figure_joins_each_student_to_its_best_teacher():

@@ -97,14 +97,17 @@ def paired_tests(rows: pd.DataFrame, key: str, filename: str, what: str) -> None
         filename: CSV download name.
         what: what the rows compare, for the empty-state note (e.g. "students and their teachers").
     """
-    from xner_core.analysis.paired import paired_sentence
+    from xner_core.analysis.paired import COMPARISONS, paired_sentence, paired_summary
 
     if rows.empty:
         st.caption(f"No paired tests of {what} committed yet: `python scripts/paired_report.py` writes them from "
                    "the grid's cached predictions (data/results/paired_differences.csv).")
         return
-    for _, r in rows[rows["perturbation"] == "clean"].iterrows():
-        st.markdown(f"- **{r['target']}**, clean: {paired_sentence(r)}")
+    clean = rows[rows["perturbation"] == "clean"]
+    for kind, part in clean.groupby("comparison", sort=False):
+        st.markdown(f"**{COMPARISONS.get(str(kind), str(kind))}**, clean: {paired_summary(part)}.")
+        with st.expander(f"Each of the {len(part)} in words", expanded=len(part) <= 3):
+            st.markdown("\n".join(f"- **{r['target']}**: {paired_sentence(r)}" for _, r in part.iterrows()))
     st.dataframe(rows, hide_index=True, width="stretch", key=f"{key}_table",
                  column_config={c: st.column_config.NumberColumn(format="%.2f")
                                 for c in ("candidate_f1", "baseline_f1", "diff", "low", "high")}

@@ -148,8 +148,11 @@ def test_students_and_multi_source_models_show_their_committed_paired_tests(no_d
     at = open_page(PAGE, {"div_target": "ca"})
     assert_clean_run(at)
     texts = [unmd(t) for t in rendered_texts(at)]
-    assert any("**ca**, clean: distill es − transfer es: +2.00 [+0.50, +3.50] F1, p = 0.004 (paired bootstrap over "
+    assert any("**ca**: distill es − transfer es: +2.00 [+0.50, +3.50] F1, p = 0.004 (paired bootstrap over "
                "3,401 test sentences, seed 1)" in t for t in texts)
+    # each comparison is summed up before its sentences: how many intervals exclude 0
+    assert any("distillation student − its best teacher (Wu et al. 2020)**, clean: 1 test: 1 interval above 0, 0 "
+               "below, 0 span 0." in t for t in texts)
     assert any("multi_source es+fr − transfer es: +3.00 [-0.20, +6.10] F1, p = 0.070" in t for t in texts)
     tables = [d.value for d in at.dataframe if "baseline" in d.value.columns]
     assert [set(t["target"]) for t in tables] == [{"ca"}, {"ca"}]  # an's student is not ca's

@@ -26,8 +26,17 @@ def test_source_diversity_sets_each_student_beside_its_teacher(page, artifacts):
     assert frames.count() >= 2
     # each student against its best teacher on an's 518 test sentences: the paired test in words, and as a table
     main.get_by_text("Paired tests: each student against its best teacher").first.wait_for(timeout=60_000)
+    # each kind of comparison summed up (how many intervals exclude 0), its tests in words one click away
+    assert "distillation student − its best teacher (Wu et al. 2020), clean: 9 tests:" in main.inner_text()
+    for summary in main.get_by_text("Each of the").all():
+        summary.click()
+    main.get_by_text("(paired bootstrap over 518 test sentences, seed 1; Holm over").first.wait_for(timeout=30_000)
     text = main.inner_text()
-    assert "− transfer es:" in text and "(paired bootstrap over 518 test sentences, seed 1)" in text
+    assert "− transfer es:" in text
+    # the similarity-weighted students (diversity-faithful-similarity) are their own rows, tested against uniform ones
+    assert "distill es+fr+it · similarity weights − distill es+fr+it:" in text
+    main.get_by_text("Paired tests: each student against its best teacher").first.scroll_into_view_if_needed()
+    page.screenshot(path=str(artifacts / "source_diversity_paired.png"))
     assert main.get_by_text("Paired tests (CSV)").count() >= 1
     page.screenshot(path=str(artifacts / "source_diversity.png"), full_page=True)
     students_chart = charts.nth(2)  # the page scrolls inside its main area: bring the section into view for a look

@@ -241,8 +241,8 @@ def read_paired_differences(path: str | os.PathLike[str]) -> pd.DataFrame:
     return frame[list(PAIRED_COLUMNS)]
 
 
-DISPLAY_COLUMNS: tuple[str, ...] = ("target", "candidate", "baseline", "perturbation", "seed", "candidate_f1",
-                                    "baseline_f1", "diff", "low", "high", "p", "p_holm", "family_size",
+DISPLAY_COLUMNS: tuple[str, ...] = ("comparison", "target", "candidate", "baseline", "perturbation", "seed",
+                                    "candidate_f1", "baseline_f1", "diff", "low", "high", "p", "p_holm", "family_size",
                                     "n_sentences", "same_sentences",
                                     "candidate_steps", "baseline_steps")
 
@@ -258,7 +258,8 @@ def paired_rows(table: pd.DataFrame, comparisons: tuple[str, ...], target: str |
         model: a model, or None.
 
     Returns:
-        DISPLAY_COLUMNS, clean first, then by candidate, perturbation and seed.
+        DISPLAY_COLUMNS, in the order of `comparisons`; within each, clean first, then by candidate, perturbation
+        and seed.
     """
     rows = table[table["comparison"].isin(comparisons)]
     if target is not None:
@@ -266,7 +267,9 @@ def paired_rows(table: pd.DataFrame, comparisons: tuple[str, ...], target: str |
     if model is not None:
         rows = rows[rows["model"] == model]
     order = rows.assign(_clean=rows["perturbation"] != "clean")
-    order = order.sort_values(["_clean", "candidate", "perturbation", "seed"], kind="stable")
+    rank = {kind: i for i, kind in enumerate(comparisons)}
+    order = order.assign(_kind=order["comparison"].map(rank))
+    order = order.sort_values(["_kind", "_clean", "candidate", "perturbation", "seed"], kind="stable")
     return order[list(DISPLAY_COLUMNS)].reset_index(drop=True)
 
 
@@ -281,3 +284,28 @@ def paired_sentence(row: pd.Series) -> str:
     return (f"{row['candidate']} − {row['baseline']}: {row['diff']:+.2f} [{row['low']:+.2f}, {row['high']:+.2f}] "
             f"F1, {p_is(float(row['p']))} (paired bootstrap over {int(row['n_sentences']):,} test sentences, seed "
             f"{int(row['seed'])}{holm_part})")
+
+
+def paired_summary(rows: pd.DataFrame, level: float = 0.95) -> str:
+    """What a set of like paired tests says at a glance, e.g. "9 tests: 2 intervals above 0, 1 below, 6 span 0;
+    after Holm's correction 0 stay below 0.05".
+
+    Args:
+        rows: rows of one comparison and perturbation (`paired_rows`), with low, high, p and p_holm.
+        level: the intervals' level (their p threshold is 1 - level).
+
+    Returns:
+        The summary; "no tests" for no rows.
+    """
+    from xner_core.analysis.findings import counted
+
+    if rows.empty:
+        return "no tests"
+    above = int((rows["low"] > 0).sum())
+    below = int((rows["high"] < 0).sum())
+    text = (f"{counted(len(rows), 'test')}: {above} interval{'s' if above != 1 else ''} above 0, {below} below, "
+            f"{len(rows) - above - below} span{'s' if len(rows) - above - below == 1 else ''} 0")
+    holm_p = pd.to_numeric(rows["p_holm"], errors="coerce") if "p_holm" in rows else pd.Series(dtype=float)
+    if holm_p.notna().any():
+        text += f"; after Holm's correction {int((holm_p < 1 - level).sum())} stay below {1 - level:.2f}"
+    return text

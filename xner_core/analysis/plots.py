@@ -361,7 +361,6 @@ def diversity_scatter(frame: pd.DataFrame, x: str, x_label: str, perturbations: 
     perts = [p for p in perturbations if p in set(frame["perturbation"])] or [CLEAN]
     fig = make_subplots(rows=1, cols=len(perts), shared_yaxes=True,
                         subplot_titles=[perturbation_title(p) for p in perts])
-    colours = {"multi_source": "#1f77b4", "distill": "#d62728", "best single source": "#7f7f7f"}
     shown: set[str] = set()
     for c, pert in enumerate(perts, 1):
         panel = frame[frame["perturbation"] == pert]
@@ -372,7 +371,7 @@ def diversity_scatter(frame: pd.DataFrame, x: str, x_label: str, perturbations: 
                 x=series[x], y=series["f1"], mode="markers+lines", name=name, legendgroup=name,
                 showlegend=name not in shown, text=series["sources"].str.replace(",", "+"),
                 customdata=[[_steps_label(v)] for v in series.get("train_steps", [np.nan] * len(series))],
-                marker={"size": 10, "color": colours.get(setting, "#9467bd")},
+                marker={"size": 10, "color": (style := _setting_style(setting))[0]}, line={"dash": style[1]},
                 hovertemplate="%{text}<br>" + x_label + ": %{x}<br>F1 %{y:.1f}<br>%{customdata[0]}<extra>" + name
                               + "</extra>",
                 meta={"kind": "points", "setting": setting, "perturbation": pert},
@@ -382,6 +381,22 @@ def diversity_scatter(frame: pd.DataFrame, x: str, x_label: str, perturbations: 
     fig.update_yaxes(title_text="F1 (points)", row=1, col=1)
     fig.update_layout(height=420, margin={"t": 60, "b": 40, "l": 60, "r": 20})
     return fig
+
+
+_SETTING_COLOURS = {"multi_source": "#1f77b4", "distill": "#d62728", "best single source": "#7f7f7f"}
+
+
+def _setting_style(setting: str) -> tuple[str, str]:
+    """Colour and line dash of a `diversity_view` setting: a variant ("distill · similarity weights", "multi_source ·
+    ≤1,000 steps") gets a colour of its own and a dashed line, so it never reads as its base setting."""
+    base, _, variant = setting.partition(" · ")
+    if not variant:
+        return _SETTING_COLOURS.get(base, "#9467bd"), "solid"
+    if "weights" in variant:
+        return "#ff7f0e", "dash"
+    if "steps" in variant:
+        return "#17becf" if base == "multi_source" else "#8c564b", "dash"
+    return "#9467bd", "dash"
 
 
 def _steps_label(steps: Any) -> str:
