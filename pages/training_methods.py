@@ -11,7 +11,7 @@ import streamlit as st
 
 from xner_core.analysis import plots
 from xner_core.analysis.findings import counted, p_is
-from xner_core.analysis.methods import METHOD_TITLES
+from xner_core.analysis.methods import method_title
 from xner_core.analysis.paired import paired_rows
 from xner_ui import data, page, runs, state
 
@@ -39,7 +39,7 @@ choice = state.select("Method and run", labels, "method", labels[0],
                            "method) they are compared with.")
 row = found.iloc[labels.index(choice)]
 method, proto = str(row["method"]), str(row["base_protocol"])
-st.markdown(f"**{METHOD_TITLES.get(method, method)}** · run `{proto}` · {counted(int(row['pairs']), 'pair')} · seeds "
+st.markdown(f"**{method_title(method)}** · run `{proto}` · {counted(int(row['pairs']), 'pair')} · seeds "
             f"{row['seeds']}")
 if method == "tapt":
     for note in runs.tapt_notes([sh.model]):

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 import pandas as pd  # noqa: E402
 
 from xner_core.analysis.findings import counted, fmt_p  # noqa: E402
-from xner_core.analysis.methods import METHOD_TITLES, available_methods, method_comparison, method_tests  # noqa: E402
+from xner_core.analysis.methods import available_methods, method_comparison, method_tests, method_title  # noqa: E402
 from xner_core.experiments.store import read_result_tables  # noqa: E402
 
 DEFAULT_RESULTS = sorted(str(p) for p in (ROOT / "data/results").glob("*.parquet"))
@@ -54,7 +54,7 @@ def report(rows: pd.DataFrame, model: str = "e5-small", per_pair: bool = False) 
         evals = mine.drop_duplicates("job_id")["eval_seconds"].astype(float).sum() / 3600
         n_models = mine["config_hash"].nunique()
         pairs = counted(int(m["pairs"]), "pair")
-        out += [f"**{METHOD_TITLES.get(method, method)}** (`{method}`; run `{proto}`; {pairs}; "
+        out += [f"**{method_title(method)}** (`{method}`; run `{proto}`; {pairs}; "
                 f"seeds {m['seeds']}; {counted(n_models, 'model')}: training {train:.2f} h + evaluation "
                 f"{evals:.2f} h). Method − plain transfer of the same run, pair and seed; paired t over pairs:", "",
                 "| perturbation | outcome | n | plain | method | method − plain [95 % CI] | p | p (Holm) | "

@@ -15,6 +15,7 @@ from xner_core.analysis.methods import (
     COMPARISON_COLUMNS,
     available_methods,
     method_comparison,
+    method_title,
     method_plot,
     method_tests,
 )
@@ -68,6 +69,14 @@ def test_training_method_names():
     assert training_method({**BASE, "adapter": "lora"}, "transfer") == "lora"
     assert training_method(BASE, "tapt") == "tapt"
     assert training_method("not json", "transfer") == PLAIN
+    # an adversarial run of another strength is another method: never averaged with the default budget's
+    assert training_method({**BASE, "robust": "pgd", "robust_epsilon": 1.0, "robust_steps": 3}, "transfer") == "pgd"
+    assert training_method({**BASE, "robust": "pgd", "robust_epsilon": 0.1}, "transfer") == "pgd · ε 0.1"
+    assert training_method({**BASE, "robust": "pgd", "robust_epsilon": 0.5, "robust_steps": 5, "robust_alpha": 0.2},
+                           "transfer") == "pgd · ε 0.5 · K 5 · α 0.2"
+    assert training_method({**BASE, "robust": "adversarial", "robust_epsilon": 0.3}, "transfer") == "fgm · ε 0.3"
+    assert method_title("pgd · ε 0.1") == "PGD adversarial training on embeddings (Huang et al. 2021), ε 0.1"
+    assert method_title("word-smoothing").startswith("word-level randomized smoothing")
 
 
 def test_robust_rows_share_the_plain_run_as_base_protocol(tidy):

@@ -29,6 +29,16 @@ METHOD_TITLES: Mapping[str, str] = {
     "subtoken-noise": "random sub-token noise",
     "lora": "LoRA adapters instead of full fine-tuning",
 }
+
+
+def method_title(method: str) -> str:
+    """A method's title for text: METHOD_TITLES' for its kind, with its budget when it has one, e.g. "PGD
+    adversarial training on embeddings (Huang et al. 2021), ε 0.1"."""
+    kind, _, budget = method.partition(" · ")
+    title = METHOD_TITLES.get(kind, kind)
+    return f"{title}, {budget.replace(' · ', ', ')}" if budget else title
+
+
 COMPARISON_COLUMNS: tuple[str, ...] = ("pair", "pair_order", "source", "target", "seed", "perturbation",
                                        "plain_f1", "method_f1", "plain_drop", "method_drop")
 TEST_COLUMNS: tuple[str, ...] = ("perturbation", "outcome", "n", "seeds", "plain", "method", "diff", "low", "high",

@@ -183,7 +183,9 @@ def _options(options: Any) -> dict[str, Any]:
 
 def training_method(options: Any, setting: Any) -> str:
     """How a model was trained beyond its setting: "tapt" (the tapt setting), a robust method's descriptive name
-    ("fgm", "subtoken-noise", "pgd", "word-smoothing"), "lora" (adapters), else PLAIN.
+    ("fgm", "subtoken-noise", "pgd", "word-smoothing"), "lora" (adapters), else PLAIN. An adversarial method
+    (fgm, pgd) run with another budget than the defaults carries it, e.g. "pgd · ε 0.1" or "pgd · ε 0.5 · K 5", so
+    runs of different strength are never averaged into one method.
 
     Args:
         options: the row's training options (canonical JSON string or mapping).
@@ -198,7 +200,17 @@ def training_method(options: Any, setting: Any) -> str:
     if setting == "tapt":
         return "tapt"
     if opts.get("robust"):
-        return str(robust_kind(str(opts["robust"])))
+        kind = str(robust_kind(str(opts["robust"])))
+        parts = [kind]
+        if kind in ("fgm", "pgd"):
+            eps = opts.get("robust_epsilon", 1.0)
+            if eps is not None and float(eps) != 1.0:
+                parts.append(f"ε {float(eps):g}")
+            if kind == "pgd" and opts.get("robust_steps", 3) not in (None, 3):
+                parts.append(f"K {int(opts['robust_steps'])}")
+            if kind == "pgd" and opts.get("robust_alpha") is not None:
+                parts.append(f"α {float(opts['robust_alpha']):g}")
+        return " · ".join(parts)
     if opts.get("adapter") == "lora":
         return "lora"
     return PLAIN
