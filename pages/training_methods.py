@@ -59,11 +59,12 @@ for _, r in tests.iterrows():
                 f"n = {counted(int(r['n']), 'pair')}")
 page.download_csv(view.comparison, f"xner_{method}_vs_plain.csv", key="dl_method",
                   label="Per pair, seed and perturbation (CSV)")
-if method == "tapt":
-    st.markdown("**Paired tests per pair** (TAPT and plain transfer on the same test sentences, seed by seed; F1 "
-                "difference with a 95 % bootstrap interval and its p): what one pair says before there are enough "
-                "pairs for the test above")
-    page.paired_tests(paired_rows(data.paired_table(), ("tapt_vs_plain",), model=sh.model), "tapt_paired",
-                      "xner_tapt_paired.csv", "TAPT models")
+kind = "tapt_vs_plain" if method == "tapt" else "robust_vs_plain"
+if method != "lora":
+    st.markdown(f"**Paired tests per pair** ({method} and plain transfer on the same test sentences, seed by seed; "
+                "F1 difference with a 95 % bootstrap interval and its p): what one pair says before there are "
+                "enough pairs for the test above")
+    page.paired_tests(paired_rows(data.paired_table(), (kind,), model=sh.model, method=method), "method_paired",
+                      f"xner_{method}_paired.csv", f"{method} models")
 for pert, fig in view.figures.items():
     page.chart(fig, f"method_{pert}", f"xner_{method}_{pert}")

@@ -13,6 +13,7 @@ from xner_core.analysis.paired import (
     comparison_pairs,
     paired_difference,
     paired_differences,
+    paired_rows,
     paired_summary,
     read_paired_differences,
 )
@@ -178,3 +179,18 @@ def test_a_set_of_like_tests_is_summed_up_by_where_its_intervals_lie_and_what_ho
                                     "below 0.05")
     assert paired_summary(rows.iloc[[1]].drop(columns="p_holm")) == "1 test: 0 intervals above 0, 0 below, 1 spans 0"
     assert paired_summary(rows.iloc[:0]) == "no tests"
+
+
+def test_a_robust_model_is_paired_with_plain_transfer_of_its_source_and_named_by_its_method():
+    pgd = json.dumps({"epochs": 1, "robust": "pgd", "robust_epsilon": 0.1})
+    rows = [*_grid_rows(), _row(job_id="pgd-es", sources="es", setting="transfer", options=pgd, f1=0.81,
+                                train_steps=1701)]
+    pairs = comparison_pairs(_tidy(rows))
+    mine = pairs[pairs["candidate_job"] == "pgd-es"]
+    assert mine[["comparison", "baseline_job", "method", "candidate", "baseline"]].values.tolist() == [
+        ["robust_vs_plain", "t-es", "pgd · ε 0.1", "transfer es · pgd · ε 0.1", "transfer es"]]
+    # the robust model is nobody's teacher or best single source: the students still pair with plain es
+    assert set(pairs.loc[pairs["comparison"] == "student_vs_best_teacher", "baseline_job"]) == {"t-es", "t-es-p1"}
+    assert paired_rows(paired_differences(pairs, {"pgd-es": _preds(GOLD), "t-es": _preds(GOLD)}.get,
+                                          n_resamples=50), ("robust_vs_plain",), method="pgd · ε 0.1"
+                       )["candidate"].tolist() == ["transfer es · pgd · ε 0.1"]

@@ -113,5 +113,6 @@ def paired_tests(rows: pd.DataFrame, key: str, filename: str, what: str) -> None
                                 for c in ("candidate_f1", "baseline_f1", "diff", "low", "high")}
                  | {c: st.column_config.NumberColumn(format="%.3f") for c in ("p", "p_holm")})
     st.caption("p: two-sided, from the same bootstrap resamples as the interval; p_holm: Holm-corrected over the "
-               "family_size tests of the same kind (same comparison, perturbation, run and seed, all targets).")
+               "family_size tests of the same kind (same comparison and method, perturbation, run and seed, all "
+               "targets).")
     download_csv(rows, filename, key=f"{key}_csv", label="Paired tests (CSV)")

@@ -33,16 +33,18 @@ COMPARISONS: dict[str, str] = {
     "similarity_vs_uniform": "student with similarity-weighted teachers − the student of the same teachers weighted "
                              "uniformly (Wu et al. 2020)",
     "tapt_vs_plain": "TAPT − plain transfer of the same pair",
+    "robust_vs_plain": "robust training − plain transfer of the same pair",
 }
 PAIRED_FILE = "paired_differences.csv"  # the committed table, under the committed results directory
 PAIR_COLUMNS: tuple[str, ...] = (
-    "comparison", "model", "target", "perturbation", "base_protocol", "seed", "candidate", "baseline",
+    "comparison", "model", "target", "perturbation", "base_protocol", "seed", "method", "candidate", "baseline",
     "candidate_job", "baseline_job", "candidate_f1", "baseline_f1", "candidate_steps", "baseline_steps")
 PAIRED_COLUMNS: tuple[str, ...] = (*PAIR_COLUMNS, "diff", "low", "high", "p", "p_holm", "family_size",
                                    "n_sentences", "n_resamples", "same_sentences")
-# One family of tests for the Holm correction: every candidate (all targets, source sets) compared the same way, in
-# the same run and seed, on the same kind of test set; e.g. "each student against its best teacher, clean, seed 1".
-FAMILY_KEYS: tuple[str, ...] = ("comparison", "model", "base_protocol", "seed", "perturbation")
+# One family of tests for the Holm correction: every candidate (all targets, source sets) compared the same way (one
+# training method), in the same run and seed, on the same kind of test set; e.g. "each student against its best
+# teacher, clean, seed 1" or "PGD at ε 0.1 against plain transfer, clean, seed 1".
+FAMILY_KEYS: tuple[str, ...] = ("comparison", "method", "model", "base_protocol", "seed", "perturbation")
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,9 @@ def comparison_pairs(tidy: pd.DataFrame) -> pd.DataFrame:
       optimiser steps (equal compute);
     - similarity_vs_uniform: a student whose teachers were weighted by language similarity against the student of
       the same teachers weighted uniformly (same steps);
-    - tapt_vs_plain: a TAPT model against plain transfer of the same sources.
+    - tapt_vs_plain: a TAPT model against plain transfer of the same sources;
+    - robust_vs_plain: a robust-trained transfer model (PGD, smoothing, ...) against plain transfer of the same
+      sources (`method` names it, e.g. "pgd · ε 0.1").
     A similarity student is named "distill es+fr · similarity weights"; a uniform one "distill es+fr".
 
     Args:
@@ -135,10 +139,12 @@ def comparison_pairs(tidy: pd.DataFrame) -> pd.DataFrame:
     def name(row: pd.Series) -> str:
         label = f"{row['setting']} {str(row['sources']).replace(',', '+')}"
         w = row.get("teacher_weights")
+        if row["method"] not in (PLAIN, "tapt"):  # tapt is its own setting already
+            label = f"{label} · {row['method']}"
         return f"{label} · {w} weights" if isinstance(w, str) and w != "uniform" else label
 
     def add(kind: str, cand: pd.Series, base: pd.Series) -> None:
-        out.append({"comparison": kind, **{k: cand[k] for k in keys},
+        out.append({"comparison": kind, **{k: cand[k] for k in keys}, "method": cand["method"],
                     "candidate": name(cand), "baseline": name(base),
                     "candidate_job": cand["job_id"], "baseline_job": base["job_id"], "candidate_f1": cand["f1"],
                     "baseline_f1": base["f1"], "candidate_steps": cand["train_steps"],
@@ -180,6 +186,10 @@ def comparison_pairs(tidy: pd.DataFrame) -> pd.DataFrame:
             same = pool[pool["sources"] == row["sources"]]
             if not same.empty:
                 add("tapt_vs_plain", row, same.iloc[-1])
+        elif row["method"] not in (PLAIN, "lora") and row["setting"] == "transfer" and pool is not None:
+            same = pool[pool["sources"] == row["sources"]]
+            if not same.empty:
+                add("robust_vs_plain", row, same.iloc[-1])
     pairs = pd.DataFrame(out, columns=list(PAIR_COLUMNS))
     return pairs.sort_values(["comparison", "model", "target", "candidate", "perturbation", "seed"],
                              kind="stable").reset_index(drop=True)
@@ -248,7 +258,7 @@ DISPLAY_COLUMNS: tuple[str, ...] = ("comparison", "target", "candidate", "baseli
 
 
 def paired_rows(table: pd.DataFrame, comparisons: tuple[str, ...], target: str | None = None,
-                model: str | None = None) -> pd.DataFrame:
+                model: str | None = None, method: str | None = None) -> pd.DataFrame:
     """The rows of a paired-differences table a view shows: some comparisons, one target and model (None: all).
 
     Args:
@@ -256,6 +266,7 @@ def paired_rows(table: pd.DataFrame, comparisons: tuple[str, ...], target: str |
         comparisons: keys of COMPARISONS.
         target: a target language, or None.
         model: a model, or None.
+        method: the candidate's training method (e.g. "pgd · ε 0.1"), or None.
 
     Returns:
         DISPLAY_COLUMNS, in the order of `comparisons`; within each, clean first, then by candidate, perturbation
@@ -266,6 +277,8 @@ def paired_rows(table: pd.DataFrame, comparisons: tuple[str, ...], target: str |
         rows = rows[rows["target"] == target]
     if model is not None:
         rows = rows[rows["model"] == model]
+    if method is not None:
+        rows = rows[rows["method"] == method]
     order = rows.assign(_clean=rows["perturbation"] != "clean")
     rank = {kind: i for i, kind in enumerate(comparisons)}
     order = order.assign(_kind=order["comparison"].map(rank))
