@@ -65,6 +65,6 @@ if method != "lora":
                 "F1 difference with a 95 % bootstrap interval and its p): what one pair says before there are "
                 "enough pairs for the test above")
     page.paired_tests(paired_rows(data.paired_table(), (kind,), model=sh.model, method=method), "method_paired",
-                      f"xner_{method}_paired.csv", f"{method} models")
+                      f"xner_{method}_paired.csv", "TAPT models" if method == "tapt" else f"{method} models")
 for pert, fig in view.figures.items():
     page.chart(fig, f"method_{pert}", f"xner_{method}_{pert}")
