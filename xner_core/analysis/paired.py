@@ -124,8 +124,6 @@ def comparison_pairs(tidy: pd.DataFrame) -> pd.DataFrame:
     if df.empty:
         return pd.DataFrame(columns=list(PAIR_COLUMNS))
     df["seed"] = pd.to_numeric(df["seed"], errors="coerce").fillna(-1).astype(int)
-    weights = df["teacher_weights"] if "teacher_weights" in df.columns else pd.Series(None, index=df.index)
-    df["teacher_weights"] = weights.where(df["setting"] != "distill", weights.fillna("uniform"))  # older frames
     keys = ["model", "target", "perturbation", "base_protocol", "seed"]
     plain = df[df["method"] == PLAIN]
     transfer = plain[plain["setting"] == "transfer"].drop_duplicates([*keys, "sources"], keep="last")
@@ -182,14 +180,11 @@ def comparison_pairs(tidy: pd.DataFrame) -> pd.DataFrame:
         elif row["setting"] == "multi_source" and row["method"] == PLAIN and pd.isna(row["max_steps"]):
             if (best := best_single(key, langs)) is not None:
                 add("multi_source_vs_best_single", row, best)
-        elif row["method"] == "tapt" and pool is not None:
-            same = pool[pool["sources"] == row["sources"]]
+        elif pool is not None and (row["method"] == "tapt"
+                                   or (row["method"] not in (PLAIN, "lora") and row["setting"] == "transfer")):
+            same = pool[pool["sources"] == row["sources"]]  # TAPT or a robust method vs plain transfer, same sources
             if not same.empty:
-                add("tapt_vs_plain", row, same.iloc[-1])
-        elif row["method"] not in (PLAIN, "lora") and row["setting"] == "transfer" and pool is not None:
-            same = pool[pool["sources"] == row["sources"]]
-            if not same.empty:
-                add("robust_vs_plain", row, same.iloc[-1])
+                add("tapt_vs_plain" if row["method"] == "tapt" else "robust_vs_plain", row, same.iloc[-1])
     pairs = pd.DataFrame(out, columns=list(PAIR_COLUMNS))
     return pairs.sort_values(["comparison", "model", "target", "candidate", "perturbation", "seed"],
                              kind="stable").reset_index(drop=True)

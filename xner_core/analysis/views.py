@@ -243,9 +243,6 @@ def student_teacher_view(tidy: pd.DataFrame, target: str | None = None) -> pd.Da
     teachers = df[df["setting"] == "transfer"]
     t_f1 = teachers.groupby(["model", "target", "sources", "perturbation", "protocol", "seed"])["f1"].mean()
     t_steps = teachers.groupby(["model", "sources", "protocol", "seed"])["train_steps"].max()
-    if "teacher_weights" not in students.columns:
-        students = students.assign(teacher_weights="uniform")
-    students = students.assign(teacher_weights=students["teacher_weights"].fillna("uniform"))
     out = []
     keys = ["model", "target", "sources", "teacher_weights", "perturbation", "protocol"]
     for key, group in students.groupby(keys, dropna=False):
