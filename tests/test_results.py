@@ -67,6 +67,19 @@ def test_filters_and_export(tmp_path):
     assert both.set_index("job_id").loc["a", "train_steps"] == 1701
 
 
+def test_committed_tables_give_a_models_steps_to_its_older_rows(tmp_path):
+    # rows written before `train_steps` existed take the steps another table recorded for the same model
+    old = ResultsStore(tmp_path / "old.duckdb")
+    old.write([_row("sco", target="sco", config_hash="en1"), _row("br", target="br", config_hash="fr1")])
+    old.export(tmp_path / "a_old.parquet")
+    new = ResultsStore(tmp_path / "new.duckdb")
+    new.write([_row("an", target="an", config_hash="en1", train_steps=1702)])
+    new.export(tmp_path / "b_new.parquet")
+    steps = committed_results(tmp_path).set_index("job_id")["train_steps"]
+    assert steps["sco"] == 1702 and steps["an"] == 1702
+    assert pd.isna(steps["br"])  # no row of the fr model knows its steps: left unknown, never guessed
+
+
 def test_missing_store_reads_as_empty(tmp_path):
     store = ResultsStore(tmp_path / "none.duckdb")
     assert store.frame().empty and store.count() == 0

@@ -337,7 +337,8 @@ def read_result_tables(files: Sequence[str | os.PathLike[str]]) -> Any:
 
     A job in two tables (grids share models: a preset's plain transfer baseline is paper-faithful's) is one
     measurement: its rows are kept once, the newest (`created_at`; rows written by newer code carry more columns,
-    e.g. `train_steps`).
+    e.g. `train_steps`). `train_steps` belongs to the model: a row written before the column existed takes it from
+    another row of the same model (`config_hash`) where one has it.
     """
     import pandas as pd
 
@@ -346,6 +347,11 @@ def read_result_tables(files: Sequence[str | os.PathLike[str]]) -> Any:
     frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
     if "created_at" in frame.columns:
         frame = frame.sort_values("created_at", kind="stable", na_position="first")
+    if {"config_hash", "train_steps"} <= set(frame.columns):
+        steps = pd.to_numeric(frame["train_steps"], errors="coerce")
+        known = steps.groupby(frame["config_hash"]).transform("max")
+        dtype = frame["train_steps"].dtype
+        frame["train_steps"] = steps.fillna(known).astype(dtype if str(dtype).startswith("Int") else "Int64")
     return unique_jobs(frame).sort_index().reset_index(drop=True)
 
 
