@@ -12,7 +12,7 @@ import streamlit as st
 from xner_core.analysis import plots
 from xner_core.analysis.findings import counted, p_is
 from xner_core.analysis.methods import method_title
-from xner_core.analysis.paired import paired_rows
+from xner_core.analysis.paired import comparison_of_method, paired_rows
 from xner_ui import data, page, runs, state
 
 state.require_app()
@@ -59,8 +59,7 @@ for _, r in tests.iterrows():
                 f"n = {counted(int(r['n']), 'pair')}")
 page.download_csv(view.comparison, f"xner_{method}_vs_plain.csv", key="dl_method",
                   label="Per pair, seed and perturbation (CSV)")
-kind = "tapt_vs_plain" if method == "tapt" else "robust_vs_plain"
-if method != "lora":
+if (kind := comparison_of_method(method)) is not None:
     st.markdown(f"**Paired tests per pair** ({method} and plain transfer on the same test sentences, seed by seed; "
                 "F1 difference with a 95 % bootstrap interval and its p): what one pair says before there are "
                 "enough pairs for the test above")

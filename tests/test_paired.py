@@ -10,6 +10,7 @@ import pytest
 
 from xner_core.analysis.paired import (
     PAIRED_COLUMNS,
+    comparison_of_method,
     comparison_pairs,
     paired_difference,
     paired_differences,
@@ -17,7 +18,7 @@ from xner_core.analysis.paired import (
     paired_summary,
     read_paired_differences,
 )
-from xner_core.analysis.tidy import read_reference_tables, tidy_results
+from xner_core.analysis.tidy import PLAIN, read_reference_tables, tidy_results
 from xner_core.corpus.languages import reference_pairs
 from xner_core.errors import DataError
 from xner_core.experiments.store import COLUMN_NAMES
@@ -189,6 +190,8 @@ def test_a_robust_model_is_paired_with_plain_transfer_of_its_source_and_named_by
     mine = pairs[pairs["candidate_job"] == "pgd-es"]
     assert mine[["comparison", "baseline_job", "method", "candidate", "baseline"]].values.tolist() == [
         ["robust_vs_plain", "t-es", "pgd · ε 0.1", "transfer es · pgd · ε 0.1", "transfer es"]]
+    assert [comparison_of_method(m) for m in ("pgd · ε 0.1", "tapt", "lora", PLAIN)] == [
+        "robust_vs_plain", "tapt_vs_plain", None, None]
     # the robust model is nobody's teacher or best single source: the students still pair with plain es
     assert set(pairs.loc[pairs["comparison"] == "student_vs_best_teacher", "baseline_job"]) == {"t-es", "t-es-p1"}
     assert paired_rows(paired_differences(pairs, {"pgd-es": _preds(GOLD), "t-es": _preds(GOLD)}.get,

@@ -96,6 +96,15 @@ def paired_difference(baseline: list[dict[str, Any]], candidate: list[dict[str, 
     return PairedDifference(100.0 * point, 100.0 * low, 100.0 * high, p, len(ids_b), n_resamples, same)
 
 
+def comparison_of_method(method: str) -> str | None:
+    """The comparison that pairs a training method's models with plain transfer: "tapt_vs_plain" for TAPT,
+    "robust_vs_plain" for a robust method ("pgd · ε 0.1", "word-smoothing", ...); None for plain fine-tuning and
+    LoRA adapters (no paired comparison)."""
+    if method in (PLAIN, "lora"):
+        return None
+    return "tapt_vs_plain" if method == "tapt" else "robust_vs_plain"
+
+
 def comparison_pairs(tidy: pd.DataFrame) -> pd.DataFrame:
     """Which jobs to compare: every candidate model's job beside its baseline's job of the same model, target,
     perturbation, run (`base_protocol`) and seed.
@@ -180,11 +189,11 @@ def comparison_pairs(tidy: pd.DataFrame) -> pd.DataFrame:
         elif row["setting"] == "multi_source" and row["method"] == PLAIN and pd.isna(row["max_steps"]):
             if (best := best_single(key, langs)) is not None:
                 add("multi_source_vs_best_single", row, best)
-        elif pool is not None and (row["method"] == "tapt"
-                                   or (row["method"] not in (PLAIN, "lora") and row["setting"] == "transfer")):
+        elif pool is not None and (kind := comparison_of_method(row["method"])) is not None \
+                and (row["method"] == "tapt" or row["setting"] == "transfer"):
             same = pool[pool["sources"] == row["sources"]]  # TAPT or a robust method vs plain transfer, same sources
             if not same.empty:
-                add("tapt_vs_plain" if row["method"] == "tapt" else "robust_vs_plain", row, same.iloc[-1])
+                add(kind, row, same.iloc[-1])
     pairs = pd.DataFrame(out, columns=list(PAIR_COLUMNS))
     return pairs.sort_values(["comparison", "model", "target", "candidate", "perturbation", "seed"],
                              kind="stable").reset_index(drop=True)

@@ -194,7 +194,7 @@ def training_method(options: Any, setting: Any) -> str:
     Returns:
         The method's name.
     """
-    from xner_core.training.settings import robust_kind
+    from xner_core.training.settings import TrainOptions, robust_kind
 
     opts = _options(options)
     if setting == "tapt":
@@ -203,10 +203,11 @@ def training_method(options: Any, setting: Any) -> str:
         kind = str(robust_kind(str(opts["robust"])))
         parts = [kind]
         if kind in ("fgm", "pgd"):
-            eps = opts.get("robust_epsilon", 1.0)
-            if eps is not None and float(eps) != 1.0:
+            default = TrainOptions()  # the budget a run without these options trained with
+            eps = opts.get("robust_epsilon", default.robust_epsilon)
+            if eps is not None and float(eps) != default.robust_epsilon:
                 parts.append(f"ε {float(eps):g}")
-            if kind == "pgd" and opts.get("robust_steps", 3) not in (None, 3):
+            if kind == "pgd" and opts.get("robust_steps", default.robust_steps) not in (None, default.robust_steps):
                 parts.append(f"K {int(opts['robust_steps'])}")
             if kind == "pgd" and opts.get("robust_alpha") is not None:
                 parts.append(f"α {float(opts['robust_alpha']):g}")
