@@ -30,7 +30,9 @@ def test_source_diversity_sets_each_student_beside_its_teacher(page, artifacts):
     assert "distillation student − its best teacher (Wu et al. 2020), clean: 9 tests:" in main.inner_text()
     for summary in main.get_by_text("Each of the").all():
         summary.click()
-    main.get_by_text("(paired bootstrap over 518 test sentences, seed 1; Holm over").first.wait_for(timeout=30_000)
+    # the multi-source section's lines (above the students') may stay folded: wait for a visible student line
+    line = main.get_by_text("(paired bootstrap over 518 test sentences, seed 1; Holm over")
+    line.filter(visible=True).first.wait_for(timeout=30_000)
     text = main.inner_text()
     assert "− transfer es:" in text
     # the similarity-weighted students (diversity-faithful-similarity) are their own rows, tested against uniform ones

@@ -4,6 +4,8 @@ the per-pair CSV."""
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 from test_journeys import open_page
 
@@ -11,7 +13,9 @@ pytestmark = pytest.mark.e2e
 
 
 def test_training_methods_page_compares_a_method_with_plain_transfer(page, artifacts):
-    main = open_page(page, "training_methods?model=e5-small", "Training methods")
+    # two methods now cover all 12 pairs: name the run (the page's `method` URL parameter) instead of its default
+    smoothing = quote("word-smoothing · paper-resplit · all train · 1 epoch · lr 0.0001 · batch 8 · full test")
+    main = open_page(page, f"training_methods?model=e5-small&method={smoothing}", "Training methods")
     text = main.inner_text()
     # the committed robust-training rows (data/results/robust_word_smoothing_e5-small.parquet) are found and named
     assert "word-level randomized smoothing" in text
