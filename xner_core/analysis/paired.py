@@ -189,8 +189,8 @@ def comparison_pairs(tidy: pd.DataFrame) -> pd.DataFrame:
         elif row["setting"] == "multi_source" and row["method"] == PLAIN and pd.isna(row["max_steps"]):
             if (best := best_single(key, langs)) is not None:
                 add("multi_source_vs_best_single", row, best)
-        elif pool is not None and (kind := comparison_of_method(row["method"])) is not None \
-                and (row["method"] == "tapt" or row["setting"] == "transfer"):
+        elif (pool is not None and row["setting"] in ("transfer", "tapt")
+              and (kind := comparison_of_method(row["method"])) is not None):
             same = pool[pool["sources"] == row["sources"]]  # TAPT or a robust method vs plain transfer, same sources
             if not same.empty:
                 add(kind, row, same.iloc[-1])
