@@ -534,6 +534,16 @@ def test_cli_results_and_status(killed_and_resumed, capsys, tmp_path):
     code, out, _ = _cli(capsys, "results", "export", "--format", "parquet", "--out", str(tmp_path / "r.parquet"),
                         "--store", store, "--filter", "setting=native")
     assert code == 0 and len(pd.read_parquet(tmp_path / "r.parquet")) == 8 * len(ROW_SCOPES)
+    # a fresh store (another machine's, or after the cache was cleared) takes the export back: its jobs count as done
+    fresh = str(tmp_path / "fresh.duckdb")
+    code, out, _ = _cli(capsys, "results", "import", str(tmp_path / "r.parquet"), "--store", fresh)
+    assert code == 0 and f"{8 * len(ROW_SCOPES)} rows read, {8 * len(ROW_SCOPES)} written, 0 already" in out
+    code, out, _ = _cli(capsys, "grid", "status", "smoke", "--store", fresh, "--data-dir",
+                        str(killed_and_resumed["data"]), "--json")
+    assert code == 0 and (json.loads(out)["done"], json.loads(out)["missing"]) == (8, 8)
+    code, out, _ = _cli(capsys, "results", "import", str(tmp_path / "r.csv"), "--store", fresh, "--json")
+    assert code == 0 and json.loads(out)[0]["already_stored"] == 8 * len(ROW_SCOPES)
+    assert ResultsStore(fresh).count() == 16 * len(ROW_SCOPES)
     code, out, _ = _cli(capsys, "results", "schema", "--json")
     assert [c["name"] for c in json.loads(out)] == list(COLUMN_NAMES)
     code, out, _ = _cli(capsys, "grid", "status", "smoke", "--store", store, "--data-dir",
@@ -551,6 +561,7 @@ def test_cli_results_and_status(killed_and_resumed, capsys, tmp_path):
     (["grid", "run", "smoke", "--executor", "spark"], "unknown executor 'spark'; choose one of: local, ray"),
     (["results", "show", "--filter", "bogus=1"], "unknown results column 'bogus'"),
     (["results", "show", "--scope", "MISC"], "unknown scope 'MISC'"),
+    (["results", "import", "no-such-table.parquet"], "results table 'no-such-table.parquet' does not exist"),
 ])
 def test_cli_errors(capsys, tmp_path, args, message):
     code, _, err = _cli(capsys, *args, "--store", str(tmp_path / "x.duckdb"))

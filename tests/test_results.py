@@ -132,3 +132,52 @@ def test_a_recreated_store_file_gets_its_schema_again(tmp_path):
     store.path.unlink()
     store.write([_row("j2")])
     assert store.job_ids() == {"j2"}
+
+
+def test_import_adds_an_export_and_keeps_stored_rows_unless_replace(tmp_path):
+    # a store is machine-local: an export (committed or from another machine) goes back into a fresh one whole
+    src = ResultsStore(tmp_path / "src.duckdb")
+    src.write([_row("a", f1=0.61, train_steps=1701, test_limit=None), _row("a", "PER", 0.4),
+               _row("b", target="an", f1=0.55, config_hash="other")])
+    pq = src.export(tmp_path / "t.parquet")
+    csv = src.export(tmp_path / "t.csv")
+    fresh = ResultsStore(tmp_path / "fresh.duckdb")
+    fresh.write([_row("a", f1=0.9)])  # a newer measurement of job a, overall
+    report = fresh.import_table(pq)
+    assert (report.rows_read, report.rows_written, report.already_stored) == (3, 2, 1)
+    df = fresh.frame().set_index(["job_id", "scope"])
+    assert df.loc[("a", "overall"), "f1"] == pytest.approx(0.9)  # the stored row is kept
+    assert df.loc[("a", "PER"), "f1"] == pytest.approx(0.4) and fresh.job_ids() == {"a", "b"}
+    assert pd.isna(df.loc[("b", "overall"), "train_steps"]) and pd.isna(df.loc[("b", "overall"), "test_limit"])
+    again = fresh.import_table(csv, replace=True)  # csv round trip; --replace takes the incoming rows
+    assert (again.rows_read, again.rows_written, again.already_stored) == (3, 3, 3)
+    df = fresh.frame().set_index(["job_id", "scope"])
+    assert df.loc[("a", "overall"), "f1"] == pytest.approx(0.61) and df.loc[("a", "overall"), "train_steps"] == 1701
+    assert len(df) == 3 and str(df["created_at"].dtype).startswith("datetime64")
+
+
+def test_import_rejects_what_is_not_a_results_table_and_stores_nothing(tmp_path):
+    store = ResultsStore(tmp_path / "r.duckdb")
+    store.write([_row("keep")])
+    with pytest.raises(DataError, match="does not exist"):
+        store.import_table(tmp_path / "nope.parquet")
+    (tmp_path / "t.xlsx").write_text("x")
+    with pytest.raises(DataError, match=r"allowed: \.parquet, \.csv"):
+        store.import_table(tmp_path / "t.xlsx")
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(DataError, match="cannot be read as parquet"):
+        store.import_table(tmp_path / "bad.parquet")
+    pd.DataFrame({"job_id": ["x"], "colour": ["red"]}).to_csv(tmp_path / "other.csv", index=False)
+    with pytest.raises(DataError, match=r"columns the results table does not: \['colour'\]"):
+        store.import_table(tmp_path / "other.csv")
+    pd.DataFrame({"job_id": ["x"], "scope": ["overall"]}).to_csv(tmp_path / "short.csv", index=False)
+    with pytest.raises(DataError, match="lacks required columns"):
+        store.import_table(tmp_path / "short.csv")
+    good = ResultsStore(tmp_path / "g.duckdb")
+    good.write([_row("n1"), _row("n2")])
+    frame = good.frame().astype({"seed": object})
+    frame.loc[1, "seed"] = "not a number"  # one row a column's type cannot take: the whole file is refused
+    frame.to_csv(tmp_path / "typed.csv", index=False)
+    with pytest.raises(DataError, match="nothing was imported"):
+        store.import_table(tmp_path / "typed.csv")
+    assert store.job_ids() == {"keep"} and store.count() == 1

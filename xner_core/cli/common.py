@@ -61,7 +61,7 @@ def configure_logging(level: str | None = None) -> None:
 data_app = typer.Typer(no_args_is_help=True, help="Inspect the WikiANN data.")
 models_app = typer.Typer(no_args_is_help=True, help="The content-addressed model cache.")
 grid_app = typer.Typer(no_args_is_help=True, help="Experiment grids: a preset or spec file -> resumable runs.")
-results_app = typer.Typer(no_args_is_help=True, help="The results store (a DuckDB file): show, export, schema.")
+results_app = typer.Typer(no_args_is_help=True, help="The results store (a DuckDB file): show, export, import, schema.")
 sources_app = typer.Typer(no_args_is_help=True, help="Which source language for a target: measured and candidates.")
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")

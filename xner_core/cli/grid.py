@@ -1,4 +1,4 @@
-"""`xner grid run|status` and `xner results show|export|schema`: experiment grids and the results store."""
+"""`xner grid run|status` and `xner results show|export|import|schema`: experiment grids and the results store."""
 
 from __future__ import annotations
 
@@ -229,6 +229,28 @@ def results_export(
     path = st.export(out, fmt, where=where or None)
     rows = len(st.frame(where or None))
     emit({"out": str(path), "format": fmt, "rows": rows}, as_json, lambda p: f"wrote {p['rows']} rows to {p['out']}")
+
+
+@results_app.command("import")
+def results_import(
+    tables: list[Path] = typer.Argument(..., help="exported tables (.parquet or .csv), e.g. data/results/*.parquet"),
+    store: Optional[Path] = StoreOpt,
+    replace: bool = typer.Option(False, "--replace", help="an incoming row replaces a stored row of the same "
+                                                         "job and scope (default: the stored row is kept)"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Add exported result tables to a store, so `grid run` counts their jobs as done and an export holds all."""
+    from xner_core.experiments.store import ResultsStore
+
+    st = ResultsStore(store)
+    reports = [dataclasses.asdict(st.import_table(t, replace=replace)) for t in tables]
+
+    def text(rs: list[dict[str, Any]]) -> str:
+        kept = "replaced" if replace else "kept as stored"
+        return "\n".join(f"{r['source']}: {r['rows_read']} rows read, {r['rows_written']} written, "
+                         f"{r['already_stored']} already in the store ({kept})" for r in rs) + f"\nstore {st.path}"
+
+    emit(reports, as_json, text)
 
 
 @results_app.command("schema")

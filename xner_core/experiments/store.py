@@ -252,6 +252,61 @@ class ResultsStore:
         return out
 
 
+    def import_table(self, src: str | os.PathLike[str], replace: bool = False) -> ImportReport:
+        """Add the rows of an exported table (parquet or csv, as `export` writes them) to this store.
+
+        A store lives in a cache and a cache is machine-local: importing an export (a committed
+        `data/results/*.parquet`, or another machine's) lets `xner grid run` count those jobs as done and a later
+        export hold old and new rows together. All rows go in one transaction (all or nothing).
+
+        Args:
+            src: the table to read.
+            replace: a (job_id, scope) already stored takes the incoming row; by default the stored row is kept.
+
+        Returns:
+            How many rows were read, written and kept as stored.
+
+        Raises:
+            DataError: the file is missing, unreadable, not a results table (unknown or missing required
+                columns), or holds rows a column's type cannot take.
+        """
+        incoming = read_result_tables([src])
+        if incoming.empty:
+            return ImportReport(str(src), 0, 0, 0)
+        names = [n for n in COLUMN_NAMES if n in incoming.columns]
+        cols = ", ".join(f'"{n}"' for n in names)
+        import duckdb
+
+        with self._connect() as con:
+            before = con.execute("SELECT count(*) FROM results").fetchall()[0][0]
+            con.register("incoming_rows", incoming[names])
+            con.execute("BEGIN TRANSACTION")
+            try:
+                con.execute(f"INSERT OR {'REPLACE' if replace else 'IGNORE'} INTO results ({cols}) "
+                            f"SELECT {cols} FROM incoming_rows")
+                con.execute("COMMIT")
+            except duckdb.Error as exc:
+                con.execute("ROLLBACK")
+                raise DataError(f"{str(src)!r}: its rows do not fit the results table ({exc}); nothing was "
+                                f"imported") from exc
+            finally:
+                con.unregister("incoming_rows")
+            added = con.execute("SELECT count(*) FROM results").fetchall()[0][0] - before
+        written = len(incoming) if replace else added
+        return ImportReport(str(src), len(incoming), int(written), len(incoming) - int(added))
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What `ResultsStore.import_table` did: rows read from `source` (a job's rows once), rows written to the
+    store, and rows whose (job_id, scope) the store already held (kept, or replaced with --replace)."""
+
+    source: str
+    rows_read: int
+    rows_written: int
+    already_stored: int
+
+
 def _has_table(con: Any) -> bool:
     return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'results'")
                 .fetchone()[0])
@@ -333,7 +388,7 @@ def unique_jobs(frame: Any) -> Any:
 
 
 def read_result_tables(files: Sequence[str | os.PathLike[str]]) -> Any:
-    """Read exported result tables (parquet) into one DataFrame in the results schema (empty when none).
+    """Read exported result tables (parquet or csv) into one DataFrame in the results schema (empty when none).
 
     A job in two tables (grids share models: a preset's plain transfer baseline is paper-faithful's) is one
     measurement: its rows are kept once, the newest (`created_at`; rows written by newer code carry more columns,
@@ -344,7 +399,7 @@ def read_result_tables(files: Sequence[str | os.PathLike[str]]) -> Any:
 
     if not files:
         return pd.DataFrame(columns=list(COLUMN_NAMES))
-    frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    frame = pd.concat([_read_table(f) for f in files], ignore_index=True)
     if "created_at" in frame.columns:
         frame = frame.sort_values("created_at", kind="stable", na_position="first")
     if {"config_hash", "train_steps"} <= set(frame.columns):
@@ -353,6 +408,36 @@ def read_result_tables(files: Sequence[str | os.PathLike[str]]) -> Any:
         dtype = frame["train_steps"].dtype
         frame["train_steps"] = steps.fillna(known).astype(dtype if str(dtype).startswith("Int") else "Int64")
     return unique_jobs(frame).sort_index().reset_index(drop=True)
+
+
+def _read_table(path: str | os.PathLike[str]) -> Any:
+    """One exported results table (parquet, or csv by its suffix), checked against the schema."""
+    import pandas as pd
+
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"results table {str(p)!r} does not exist")
+    suffix = p.suffix.lower()
+    if suffix not in (".parquet", ".csv"):
+        raise DataError(f"results table {str(p)!r}: unknown format {suffix or '(no suffix)'!r}; "
+                        f"allowed: .parquet, .csv (what `xner results export` writes)")
+    try:
+        frame = pd.read_parquet(p) if suffix == ".parquet" else pd.read_csv(p)
+    except Exception as exc:  # pyarrow, csv and unicode errors alike: the file is not readable as a table
+        raise DataError(f"results table {str(p)!r} cannot be read as {suffix[1:]}: {exc}") from exc
+    unknown = sorted(set(frame.columns) - set(COLUMN_NAMES))
+    if unknown:
+        raise DataError(f"results table {str(p)!r} has columns the results table does not: {unknown}; allowed: "
+                        f"{', '.join(COLUMN_NAMES)}")
+    missing = [n for n in _REQUIRED if n not in frame.columns]
+    if missing:
+        raise DataError(f"results table {str(p)!r} lacks required columns {missing}")
+    empty = [n for n in _REQUIRED if frame[n].isna().any() or (frame[n].astype(str) == "").any()]
+    if empty:
+        raise DataError(f"results table {str(p)!r}: some rows lack a value in required columns {empty}")
+    if suffix == ".csv" and "created_at" in frame.columns:
+        frame["created_at"] = pd.to_datetime(frame["created_at"], errors="coerce")
+    return frame
 
 
 def committed_results(directory: str | os.PathLike[str] | None = None) -> Any:
