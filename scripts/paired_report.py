@@ -5,8 +5,9 @@ against plain transfer. Writes `data/results/paired_differences.csv` (what the S
 methods pages show) and prints a table per comparison.
 
 Difference = F1(candidate) − F1(baseline) in points; 95 % interval and two-sided p from one paired bootstrap over
-test sentences (1,000 resamples, seed 0). Comparisons whose predictions are not in this cache are left out (the
-grid writes them under `<cache>/predictions/` as it evaluates).
+test sentences (1,000 resamples, seed 0). The grid writes each job's predictions under `<cache>/predictions/` as it
+evaluates; a comparison whose predictions are not in this cache (another machine's, or a cleared cache) keeps its row
+from the table being rewritten, and Holm's correction is taken again over each family as it now stands.
 
 Usage: python scripts/paired_report.py [--cache DIR] [--out data/results/paired_differences.csv] [--resamples 1000]
 """
@@ -22,7 +23,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from xner_core.analysis.findings import fmt_p  # noqa: E402
-from xner_core.analysis.paired import COMPARISONS, comparison_pairs, paired_differences  # noqa: E402
+from xner_core.analysis.paired import (  # noqa: E402
+    COMPARISONS,
+    comparison_pairs,
+    paired_differences,
+    read_paired_differences,
+)
 from xner_core.analysis.plots import perturbation_short  # noqa: E402
 from xner_core.analysis.tidy import read_reference_tables, tidy_results  # noqa: E402
 from xner_core.corpus.languages import reference_pairs  # noqa: E402
@@ -39,9 +45,13 @@ def main() -> int:
     ref = read_reference_tables()
     tidy = tidy_results(ref["published"], committed_results(), ref["overlap"], ref["uriel"], reference_pairs())
     pairs = comparison_pairs(tidy)
+    previous = read_paired_differences(args.out)
     table = paired_differences(pairs, functools.partial(load_predictions, cache=args.cache),
-                               n_resamples=args.resamples)
-    print(f"{len(table)} of {len(pairs)} comparisons have both jobs' predictions in this cache")
+                               n_resamples=args.resamples, previous=previous)
+    carried = int(table.attrs.get("carried", 0))
+    print(f"{len(table) - carried} of {len(pairs)} comparisons measured from the predictions in this cache, "
+          f"{carried} kept from {args.out} (their predictions are not in this cache), "
+          f"{len(pairs) - len(table)} left out (neither)")
     table.to_csv(args.out, index=False, float_format="%.4f")
     print(f"wrote {args.out}")
     for kind, part in table.groupby("comparison", sort=False):

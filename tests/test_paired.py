@@ -137,6 +137,38 @@ def test_paired_differences_score_what_has_predictions_here_and_skip_the_rest(tm
         read_paired_differences(tmp_path / "bad.csv")
 
 
+def test_a_pair_whose_predictions_are_gone_keeps_its_earlier_measurement_and_holm_is_taken_again():
+    # the cache is machine-local: the committed table keeps what was measured; a fresh cache measures the rest
+    pairs = comparison_pairs(_tidy(_grid_rows()))
+    worse = [["B-PER", "O"], ["O", "O"], ["O", "O"]] * 40
+    before = paired_differences(pairs, {"t-es": _preds(worse), "s-esfr": _preds(GOLD),
+                                        "t-es-p1": _preds(worse), "s-esfr-p1": _preds(worse)}.get, n_resamples=200)
+    assert before.attrs["carried"] == 0 and len(before) == 2
+    # later, on another machine: only the TAPT pair's predictions exist; the students' two tests are carried
+    after = paired_differences(pairs, {"t-es": _preds(worse), "tapt-es": _preds(GOLD)}.get, n_resamples=200,
+                               previous=before)
+    assert after.attrs["carried"] == 2
+    got = after.set_index(["comparison", "candidate_job"])
+    was = before.set_index(["comparison", "candidate_job"])
+    for key in was.index:
+        assert got.loc[key, ["diff", "low", "high", "p", "n_sentences"]].tolist() == \
+            was.loc[key, ["diff", "low", "high", "p", "n_sentences"]].tolist()
+    assert got.loc[("tapt_vs_plain", "tapt-es"), "diff"] == pytest.approx(50.0)
+    # measured again with the predictions at hand, a carried pair gives the very same numbers (seeded bootstrap)
+    again = paired_differences(pairs, {"t-es": _preds(worse), "s-esfr": _preds(GOLD)}.get, n_resamples=200)
+    key = ("student_vs_best_teacher", "s-esfr")
+    assert again.set_index(["comparison", "candidate_job"]).loc[key, "p"] == was.loc[key, "p"]
+    # another resampling count is another measurement: not carried
+    assert paired_differences(pairs, {}.get, n_resamples=300, previous=before).empty
+    # Holm runs over the family as it stands: two clean tests of one family, carried or not, give p_holm = 2 p
+    fam = before.assign(comparison="student_vs_best_teacher", perturbation="clean")
+    fam.loc[:, "p"] = [0.01, 0.02]
+    pairs2 = pairs[pairs["candidate_job"].isin(fam["candidate_job"])].assign(perturbation="clean")
+    pairs2 = pairs2.assign(comparison="student_vs_best_teacher")
+    held = paired_differences(pairs2, {}.get, n_resamples=200, previous=fam)
+    assert sorted(held["p_holm"].tolist()) == pytest.approx([0.02, 0.02]) and set(held["family_size"]) == {2}
+
+
 def test_a_similarity_weighted_student_is_its_own_candidate_and_is_tested_against_the_uniform_one():
     sim = json.dumps({"epochs": 1, "distill_weights": "similarity"})
     rows = [*_grid_rows(), _row(job_id="s-esfr-sim", sources="es,fr", setting="distill", options=sim, f1=0.84,

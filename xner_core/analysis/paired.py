@@ -200,7 +200,8 @@ def comparison_pairs(tidy: pd.DataFrame) -> pd.DataFrame:
 
 
 def paired_differences(pairs: pd.DataFrame, load: Callable[[str], list[dict[str, Any]] | None],
-                       n_resamples: int = 1000, seed: int = 0, level: float = 0.95) -> pd.DataFrame:
+                       n_resamples: int = 1000, seed: int = 0, level: float = 0.95,
+                       previous: pd.DataFrame | None = None) -> pd.DataFrame:
     """`paired_difference` for every row of `comparison_pairs` whose two jobs' predictions `load` finds.
 
     Args:
@@ -210,11 +211,16 @@ def paired_differences(pairs: pd.DataFrame, load: Callable[[str], list[dict[str,
         n_resamples: bootstrap resamples per comparison.
         seed: resampling seed.
         level: interval level.
+        previous: an earlier table (`read_paired_differences` of the committed one). A pair whose predictions are
+            not here keeps its earlier measurement (diff, interval, p, sentences) when that table has the same two
+            jobs at the same n_resamples: the cache is machine-local, the committed table is what was measured. The
+            bootstrap is seeded, so a pair measured again gives the same numbers.
 
     Returns:
-        PAIRED_COLUMNS; pairs without predictions on this machine are left out. p_holm is p after Holm's
-        correction within its family (FAMILY_KEYS: e.g. all students against their best teachers, clean, one
-        seed), family_size how many tests that family has here.
+        PAIRED_COLUMNS; pairs with neither predictions here nor an earlier measurement are left out. p_holm is p
+        after Holm's correction within its family (FAMILY_KEYS: e.g. all students against their best teachers,
+        clean, one seed), family_size how many tests that family has here. `attrs["carried"]`: how many rows came
+        from `previous`.
     """
     loaded: dict[str, list[dict[str, Any]] | None] = {}  # a teacher's job serves many students: read it once
 
@@ -223,16 +229,27 @@ def paired_differences(pairs: pd.DataFrame, load: Callable[[str], list[dict[str,
             loaded[job] = load(job)
         return loaded[job]
 
-    rows = []
+    measured = ("diff", "low", "high", "p", "n_sentences", "n_resamples", "same_sentences")
+    earlier: dict[tuple[str, str, str], dict[str, Any]] = {}
+    if previous is not None and not previous.empty:
+        for e in previous.to_dict("records"):
+            if int(e["n_resamples"]) == n_resamples:
+                earlier[(str(e["comparison"]), str(e["candidate_job"]), str(e["baseline_job"]))] = e
+    rows, carried = [], 0
     for _, r in pairs.iterrows():
         base, cand = once(str(r["baseline_job"])), once(str(r["candidate_job"]))
         if base is None or cand is None:
+            e = earlier.get((str(r["comparison"]), str(r["candidate_job"]), str(r["baseline_job"])))
+            if e is not None:
+                rows.append({**{c: r[c] for c in PAIR_COLUMNS}, **{c: e[c] for c in measured}})
+                carried += 1
             continue
         d = paired_difference(base, cand, n_resamples=n_resamples, seed=seed, level=level)
         rows.append({**{c: r[c] for c in PAIR_COLUMNS}, "diff": d.diff, "low": d.low, "high": d.high, "p": d.p,
                      "n_sentences": d.n_sentences, "n_resamples": d.n_resamples,
                      "same_sentences": d.same_sentences})
     table = pd.DataFrame(rows, columns=list(PAIRED_COLUMNS))
+    table.attrs["carried"] = carried
     if table.empty:
         return table
     families = table.groupby(list(FAMILY_KEYS), dropna=False, sort=False)["p"]
