@@ -52,6 +52,10 @@ def main() -> int:
     print(f"{len(table) - carried} of {len(pairs)} comparisons measured from the predictions in this cache, "
           f"{carried} kept from {args.out} (their predictions are not in this cache), "
           f"{len(pairs) - len(table)} left out (neither)")
+    stale = table.attrs.get("stale", [])
+    if stale:
+        print(f"{len(stale)} jobs' predictions in this cache do not reproduce their committed F1 (the same "
+              f"configuration trained again gives another model) and were not used: {', '.join(stale)}")
     table.to_csv(args.out, index=False, float_format="%.4f")
     print(f"wrote {args.out}")
     for kind, part in table.groupby("comparison", sort=False):

@@ -17,6 +17,7 @@ from xner_core.analysis.paired import (
     paired_rows,
     paired_summary,
     read_paired_differences,
+    reproduces,
 )
 from xner_core.analysis.tidy import PLAIN, read_reference_tables, tidy_results
 from xner_core.corpus.languages import reference_pairs
@@ -43,6 +44,19 @@ def _preds(pred_tags: list[list[str]]) -> list[dict]:
 
 
 GOLD = [["B-PER", "O"], ["B-LOC", "O"], ["O", "B-ORG"]] * 40
+
+
+def _measured(pairs: pd.DataFrame, store: dict[str, list[dict]]) -> pd.DataFrame:
+    """The pairs as if each stored job's row had been scored from those predictions (its F1 theirs)."""
+    from xner_core.metrics.scores import score
+
+    out = pairs.copy()
+    for side in ("candidate", "baseline"):
+        for i, job in out[f"{side}_job"].items():
+            if job in store:
+                gold, pred = [s["gold"] for s in store[job]], [s["pred"] for s in store[job]]
+                out.loc[i, f"{side}_f1"] = 100 * score(gold, pred).overall.f1
+    return out
 
 
 def test_a_better_candidate_is_a_positive_difference_whose_interval_and_p_agree():
@@ -120,7 +134,7 @@ def test_paired_differences_score_what_has_predictions_here_and_skip_the_rest(tm
         reads.append(job)
         return store.get(job)
 
-    table = paired_differences(pairs, load, n_resamples=200)
+    table = paired_differences(_measured(pairs, store), load, n_resamples=200)
     assert sorted(reads) == sorted(set(reads))  # each job's predictions read once, however many pairs use them
     assert list(table.columns) == list(PAIRED_COLUMNS)
     assert set(zip(table["comparison"], table["candidate_job"])) == {
@@ -139,15 +153,17 @@ def test_paired_differences_score_what_has_predictions_here_and_skip_the_rest(tm
 
 def test_a_pair_whose_predictions_are_gone_keeps_its_earlier_measurement_and_holm_is_taken_again():
     # the cache is machine-local: the committed table keeps what was measured; a fresh cache measures the rest
-    pairs = comparison_pairs(_tidy(_grid_rows()))
     worse = [["B-PER", "O"], ["O", "O"], ["O", "O"]] * 40
-    before = paired_differences(pairs, {"t-es": _preds(worse), "s-esfr": _preds(GOLD),
-                                        "t-es-p1": _preds(worse), "s-esfr-p1": _preds(worse)}.get, n_resamples=200)
+    everything = {"t-es": _preds(worse), "s-esfr": _preds(GOLD), "t-es-p1": _preds(worse),
+                  "s-esfr-p1": _preds(worse), "tapt-es": _preds(GOLD)}
+    pairs = _measured(comparison_pairs(_tidy(_grid_rows())), everything)
+    first = {k: everything[k] for k in ("t-es", "s-esfr", "t-es-p1", "s-esfr-p1")}
+    before = paired_differences(pairs, first.get, n_resamples=200)
     assert before.attrs["carried"] == 0 and len(before) == 2
     # later, on another machine: only the TAPT pair's predictions exist; the students' two tests are carried
-    after = paired_differences(pairs, {"t-es": _preds(worse), "tapt-es": _preds(GOLD)}.get, n_resamples=200,
-                               previous=before)
-    assert after.attrs["carried"] == 2
+    later = {k: everything[k] for k in ("t-es", "tapt-es")}
+    after = paired_differences(pairs, later.get, n_resamples=200, previous=before)
+    assert after.attrs["carried"] == 2 and after.attrs["stale"] == []
     got = after.set_index(["comparison", "candidate_job"])
     was = before.set_index(["comparison", "candidate_job"])
     for key in was.index:
@@ -155,9 +171,13 @@ def test_a_pair_whose_predictions_are_gone_keeps_its_earlier_measurement_and_hol
             was.loc[key, ["diff", "low", "high", "p", "n_sentences"]].tolist()
     assert got.loc[("tapt_vs_plain", "tapt-es"), "diff"] == pytest.approx(50.0)
     # measured again with the predictions at hand, a carried pair gives the very same numbers (seeded bootstrap)
-    again = paired_differences(pairs, {"t-es": _preds(worse), "s-esfr": _preds(GOLD)}.get, n_resamples=200)
+    again = paired_differences(pairs, first.get, n_resamples=200)
     key = ("student_vs_best_teacher", "s-esfr")
     assert again.set_index(["comparison", "candidate_job"]).loc[key, "p"] == was.loc[key, "p"]
+    # a row measured again since (its F1 changed) no longer carries the earlier test
+    moved = pairs.copy()
+    moved.loc[moved["candidate_job"] == "s-esfr", "candidate_f1"] += 1.0
+    assert set(paired_differences(moved, {}.get, n_resamples=200, previous=before)["candidate_job"]) == {"s-esfr-p1"}
     # another resampling count is another measurement: not carried
     assert paired_differences(pairs, {}.get, n_resamples=300, previous=before).empty
     # Holm runs over the family as it stands: two clean tests of one family, carried or not, give p_holm = 2 p
@@ -167,6 +187,23 @@ def test_a_pair_whose_predictions_are_gone_keeps_its_earlier_measurement_and_hol
     pairs2 = pairs2.assign(comparison="student_vs_best_teacher")
     held = paired_differences(pairs2, {}.get, n_resamples=200, previous=fam)
     assert sorted(held["p_holm"].tolist()) == pytest.approx([0.02, 0.02]) and set(held["family_size"]) == {2}
+
+
+def test_predictions_that_do_not_reproduce_their_rows_f1_are_never_paired_with_that_row():
+    # the same configuration trained again (another code version) overwrites the job's predictions in the cache;
+    # its committed row is the first model's: pairing the new predictions with that row would mix two measurements
+    worse = [["B-PER", "O"], ["O", "O"], ["O", "O"]] * 40
+    first = {"t-es": _preds(worse), "tapt-es": _preds(GOLD)}
+    pairs = _measured(comparison_pairs(_tidy(_grid_rows())), first)
+    before = paired_differences(pairs, first.get, n_resamples=200)
+    retrained = {"t-es": _preds(GOLD), "tapt-es": _preds(GOLD)}  # the plain model again: now as good as TAPT
+    after = paired_differences(pairs, retrained.get, n_resamples=200, previous=before)
+    assert after.attrs["stale"] == ["t-es"] and after.attrs["carried"] == 1
+    row = after.set_index("candidate_job").loc["tapt-es"]
+    assert row["diff"] == pytest.approx(50.0) and row["baseline_f1"] == pytest.approx(50.0)  # the first measurement
+    assert paired_differences(pairs, retrained.get, n_resamples=200).empty  # and none without it
+    assert reproduces(_preds(worse), 50.0) and not reproduces(_preds(worse), 50.1)
+    assert not reproduces(_preds(worse), float("nan"))
 
 
 def test_a_similarity_weighted_student_is_its_own_candidate_and_is_tested_against_the_uniform_one():
@@ -194,7 +231,8 @@ def test_holm_corrects_within_a_family_of_like_tests_and_leaves_other_families_a
     slightly = [["B-PER", "O"], ["B-LOC", "O"], ["O", "O"]] * 39 + [["B-PER", "O"], ["B-LOC", "O"], ["O", "B-ORG"]]
     store = {"t-es": _preds(worse), "s-esfr": _preds(GOLD), "s-es": _preds(slightly), "m-esfr-1k": _preds(worse),
              "t-es-an": _preds(slightly), "s-esfr-an": _preds(GOLD)}
-    table = paired_differences(pairs, store.get, n_resamples=300).set_index(["comparison", "candidate_job"])
+    table = paired_differences(_measured(pairs, store), store.get, n_resamples=300).set_index(
+        ["comparison", "candidate_job"])
     family = table.loc["student_vs_best_teacher"]
     assert set(family.index) == {"s-esfr", "s-es", "s-esfr-an"}  # clean, seed 1, all targets: one family of 3
     assert (family["family_size"] == 3).all()
@@ -226,6 +264,7 @@ def test_a_robust_model_is_paired_with_plain_transfer_of_its_source_and_named_by
         "robust_vs_plain", "tapt_vs_plain", None, None]
     # the robust model is nobody's teacher or best single source: the students still pair with plain es
     assert set(pairs.loc[pairs["comparison"] == "student_vs_best_teacher", "baseline_job"]) == {"t-es", "t-es-p1"}
-    assert paired_rows(paired_differences(pairs, {"pgd-es": _preds(GOLD), "t-es": _preds(GOLD)}.get,
+    both = {"pgd-es": _preds(GOLD), "t-es": _preds(GOLD)}
+    assert paired_rows(paired_differences(_measured(pairs, both), both.get,
                                           n_resamples=50), ("robust_vs_plain",), method="pgd · ε 0.1"
                        )["candidate"].tolist() == ["transfer es · pgd · ε 0.1"]

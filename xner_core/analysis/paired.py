@@ -96,6 +96,22 @@ def paired_difference(baseline: list[dict[str, Any]], candidate: list[dict[str, 
     return PairedDifference(100.0 * point, 100.0 * low, 100.0 * high, p, len(ids_b), n_resamples, same)
 
 
+def reproduces(predictions: list[dict[str, Any]], f1_points: float, tolerance: float = 0.005) -> bool:
+    """Whether a job's stored predictions are the measurement its results row reports: their entity F1 (seqeval
+    strict) equals the row's F1 (in points) to `tolerance`.
+
+    A job id names a configuration, not a model: the same configuration trained again (another code version, other
+    kernels) gives another model and its predictions overwrite the first's in the cache while the committed row
+    stays. A paired test must not pair one measurement's predictions with another's row.
+    """
+    from xner_core.metrics.scores import score
+
+    if f1_points != f1_points:  # NaN: the row has no F1 to check against
+        return False
+    got = score([s["gold"] for s in predictions], [s["pred"] for s in predictions]).overall.f1
+    return abs(100.0 * got - float(f1_points)) <= tolerance
+
+
 def comparison_of_method(method: str) -> str | None:
     """The comparison that pairs a training method's models with plain transfer: "tapt_vs_plain" for TAPT,
     "robust_vs_plain" for a robust method ("pgd · ε 0.1", "word-smoothing", ...); None for plain fine-tuning and
@@ -213,14 +229,16 @@ def paired_differences(pairs: pd.DataFrame, load: Callable[[str], list[dict[str,
         level: interval level.
         previous: an earlier table (`read_paired_differences` of the committed one). A pair whose predictions are
             not here keeps its earlier measurement (diff, interval, p, sentences) when that table has the same two
-            jobs at the same n_resamples: the cache is machine-local, the committed table is what was measured. The
-            bootstrap is seeded, so a pair measured again gives the same numbers.
+            jobs at the same n_resamples with the same two F1s (the rows are still the ones it measured): the cache
+            is machine-local, the committed table is what was measured. The bootstrap is seeded, so a pair measured
+            again gives the same numbers.
 
     Returns:
         PAIRED_COLUMNS; pairs with neither predictions here nor an earlier measurement are left out. p_holm is p
         after Holm's correction within its family (FAMILY_KEYS: e.g. all students against their best teachers,
         clean, one seed), family_size how many tests that family has here. `attrs["carried"]`: how many rows came
-        from `previous`.
+        from `previous`; `attrs["stale"]`: jobs whose predictions here do not reproduce their row's F1
+        (`reproduces`), treated as absent.
     """
     loaded: dict[str, list[dict[str, Any]] | None] = {}  # a teacher's job serves many students: read it once
 
@@ -235,12 +253,20 @@ def paired_differences(pairs: pd.DataFrame, load: Callable[[str], list[dict[str,
         for e in previous.to_dict("records"):
             if int(e["n_resamples"]) == n_resamples:
                 earlier[(str(e["comparison"]), str(e["candidate_job"]), str(e["baseline_job"]))] = e
-    rows, carried = [], 0
+    rows, carried, stale = [], 0, set()
     for _, r in pairs.iterrows():
         base, cand = once(str(r["baseline_job"])), once(str(r["candidate_job"]))
+        for job, preds, f1 in ((r["baseline_job"], base, r["baseline_f1"]), (r["candidate_job"], cand,
+                                                                            r["candidate_f1"])):
+            if preds is not None and not reproduces(preds, f1):
+                stale.add(str(job))
+        if str(r["baseline_job"]) in stale or str(r["candidate_job"]) in stale:
+            base = cand = None  # these predictions are another model's (the config trained again), not the row's
         if base is None or cand is None:
             e = earlier.get((str(r["comparison"]), str(r["candidate_job"]), str(r["baseline_job"])))
-            if e is not None:
+            # carried only while both rows are still the measurements it was made from (the same F1s)
+            if e is not None and all(abs(float(e[c]) - float(r[c])) <= 0.005 for c in ("candidate_f1",
+                                                                                          "baseline_f1")):
                 rows.append({**{c: r[c] for c in PAIR_COLUMNS}, **{c: e[c] for c in measured}})
                 carried += 1
             continue
@@ -250,6 +276,7 @@ def paired_differences(pairs: pd.DataFrame, load: Callable[[str], list[dict[str,
                      "same_sentences": d.same_sentences})
     table = pd.DataFrame(rows, columns=list(PAIRED_COLUMNS))
     table.attrs["carried"] = carried
+    table.attrs["stale"] = sorted(stale)
     if table.empty:
         return table
     families = table.groupby(list(FAMILY_KEYS), dropna=False, sort=False)["p"]
