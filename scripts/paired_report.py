@@ -10,6 +10,7 @@ evaluates; a comparison whose predictions are not in this cache (another machine
 from the table being rewritten, and Holm's correction is taken again over each family as it now stands.
 
 Usage: python scripts/paired_report.py [--cache DIR] [--out data/results/paired_differences.csv] [--resamples 1000]
+       [--store STORE ...]  (rows of STORE replace the committed rows of the same jobs: models trained again here)
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import argparse
 import functools
 import sys
 from pathlib import Path
+
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -33,7 +36,7 @@ from xner_core.analysis.plots import perturbation_short  # noqa: E402
 from xner_core.analysis.tidy import read_reference_tables, tidy_results  # noqa: E402
 from xner_core.corpus.languages import reference_pairs  # noqa: E402
 from xner_core.evaluation.predictions import load_predictions  # noqa: E402
-from xner_core.experiments.store import committed_results  # noqa: E402
+from xner_core.experiments.store import ResultsStore, committed_results, unique_jobs  # noqa: E402
 
 
 def main() -> int:
@@ -41,9 +44,16 @@ def main() -> int:
     ap.add_argument("--cache", default=None, help="xner cache root (default: XNER_CACHE_DIR or ~/.cache/xner)")
     ap.add_argument("--out", default=str(ROOT / "data" / "results" / "paired_differences.csv"))
     ap.add_argument("--resamples", type=int, default=1000)
+    ap.add_argument("--store", action="append", default=[],
+                    help="a results store whose rows stand in for the committed rows of the same jobs (repeat): "
+                         "e.g. models trained again here, to pair them with this cache's predictions; write such a "
+                         "report to its own --out")
     args = ap.parse_args()
     ref = read_reference_tables()
-    tidy = tidy_results(ref["published"], committed_results(), ref["overlap"], ref["uriel"], reference_pairs())
+    rows = committed_results()
+    if args.store:  # the stores' rows are the newer measurements: one row per job and scope, theirs
+        rows = unique_jobs(pd.concat([rows, *(ResultsStore(s).frame() for s in args.store)], ignore_index=True))
+    tidy = tidy_results(ref["published"], rows, ref["overlap"], ref["uriel"], reference_pairs())
     pairs = comparison_pairs(tidy)
     previous = read_paired_differences(args.out)
     table = paired_differences(pairs, functools.partial(load_predictions, cache=args.cache),
