@@ -12,7 +12,7 @@ import streamlit as st
 from xner_core.analysis import plots
 from xner_core.analysis.findings import counted, p_is
 from xner_core.analysis.methods import method_title
-from xner_core.analysis.paired import comparison_of_method, paired_rows
+from xner_core.analysis.paired import comparison_of_method, paired_rows, pairs_without_paired_test
 from xner_ui import data, page, runs, state
 
 state.require_app()
@@ -63,7 +63,13 @@ if (kind := comparison_of_method(method)) is not None:
     st.markdown(f"**Paired tests per pair** ({method} and plain transfer on the same test sentences, seed by seed; "
                 "F1 difference with a 95 % bootstrap interval and its p): what one pair says before there are "
                 "enough pairs for the test above")
-    page.paired_tests(paired_rows(data.paired_table(), (kind,), model=sh.model, method=method), "method_paired",
-                      f"xner_{method}_paired.csv", "TAPT models" if method == "tapt" else f"{method} models")
+    paired = paired_rows(data.paired_table(), (kind,), model=sh.model, method=method)
+    page.paired_tests(paired, "method_paired", f"xner_{method}_paired.csv",
+                      "TAPT models" if method == "tapt" else f"{method} models")
+    if missing := pairs_without_paired_test(view.comparison, paired):
+        st.caption(f"No paired test for {', '.join(missing)}: it needs both models' per-sentence predictions as "
+                   "measured for these rows, and they are not in the committed table (the same configuration "
+                   "trained again gives another model, so predictions from a new training are not paired with an "
+                   "old row). They count in the test over pairs above.")
 for pert, fig in view.figures.items():
     page.chart(fig, f"method_{pert}", f"xner_{method}_{pert}")

@@ -16,6 +16,7 @@ from xner_core.analysis.paired import (
     paired_differences,
     paired_rows,
     paired_summary,
+    pairs_without_paired_test,
     read_paired_differences,
     reproduces,
 )
@@ -268,3 +269,13 @@ def test_a_robust_model_is_paired_with_plain_transfer_of_its_source_and_named_by
     assert paired_rows(paired_differences(_measured(pairs, both), both.get,
                                           n_resamples=50), ("robust_vs_plain",), method="pgd · ε 0.1"
                        )["candidate"].tolist() == ["transfer es · pgd · ε 0.1"]
+
+
+def test_the_pairs_of_a_method_comparison_without_a_paired_test_are_named_in_order():
+    comparison = pd.DataFrame({"pair": ["fr→br", "fr→br", "es→an", "it→scn", "es→an"],
+                               "target": ["br", "br", "an", "scn", "an"], "seed": [1, 1, 1, 1, 2],
+                               "perturbation": ["clean", "entity_replace", "clean", "clean", "clean"]})
+    paired = pd.DataFrame({"target": ["an"], "seed": [1]})
+    assert pairs_without_paired_test(comparison, paired) == ["fr→br", "it→scn", "es→an"]  # an at seed 2 too
+    assert pairs_without_paired_test(comparison, paired.iloc[:0]) == ["fr→br", "es→an", "it→scn"]
+    assert pairs_without_paired_test(comparison.iloc[:0], paired) == []

@@ -334,6 +334,20 @@ def paired_rows(table: pd.DataFrame, comparisons: tuple[str, ...], target: str |
     return order[list(DISPLAY_COLUMNS)].reset_index(drop=True)
 
 
+def pairs_without_paired_test(comparison: pd.DataFrame, paired: pd.DataFrame) -> list[str]:
+    """The pairs of a method comparison (`analysis.methods.method_comparison`: `pair`, `target`, `seed`) that have
+    no paired test among `paired` (`paired_rows` of the same comparison, method and model) at the same target and
+    seed, in the comparison's order: e.g. the baseline's predictions here are another model's (`reproduces`)."""
+    if comparison.empty:
+        return []
+    have = set(zip(paired["target"].astype(str), pd.to_numeric(paired["seed"]).astype(int))) if len(paired) else set()
+    out: list[str] = []
+    for _, r in comparison.iterrows():
+        if (str(r["target"]), int(r["seed"])) not in have and str(r["pair"]) not in out:
+            out.append(str(r["pair"]))
+    return out
+
+
 def paired_sentence(row: pd.Series) -> str:
     """One paired comparison in words, e.g. "distill es+fr − transfer es: +1.38 [+0.55, +2.22] F1, p = 0.006
     (paired bootstrap over 3,401 test sentences, seed 1; Holm over 19 such tests: p = 0.11)"."""
