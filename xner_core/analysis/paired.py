@@ -96,7 +96,11 @@ def paired_difference(baseline: list[dict[str, Any]], candidate: list[dict[str, 
     return PairedDifference(100.0 * point, 100.0 * low, 100.0 * high, p, len(ids_b), n_resamples, same)
 
 
-def reproduces(predictions: list[dict[str, Any]], f1_points: float, tolerance: float = 0.005) -> bool:
+# Two F1s (in points) of one measurement agree to this: rounding, never a model trained again.
+F1_TOLERANCE = 0.005
+
+
+def reproduces(predictions: list[dict[str, Any]], f1_points: float, tolerance: float = F1_TOLERANCE) -> bool:
     """Whether a job's stored predictions are the measurement its results row reports: their entity F1 (seqeval
     strict) equals the row's F1 (in points) to `tolerance`.
 
@@ -240,12 +244,18 @@ def paired_differences(pairs: pd.DataFrame, load: Callable[[str], list[dict[str,
         from `previous`; `attrs["stale"]`: jobs whose predictions here do not reproduce their row's F1
         (`reproduces`), treated as absent.
     """
-    loaded: dict[str, list[dict[str, Any]] | None] = {}  # a teacher's job serves many students: read it once
+    usable: dict[str, list[dict[str, Any]] | None] = {}  # a teacher's job serves many students: read it once
+    stale: set[str] = set()
 
-    def once(job: str) -> list[dict[str, Any]] | None:
-        if job not in loaded:
-            loaded[job] = load(job)
-        return loaded[job]
+    def once(job: str, f1: float) -> list[dict[str, Any]] | None:
+        """The job's predictions, or None when absent or another model's (not reproducing the row's F1)."""
+        if job not in usable:
+            preds = load(job)
+            if preds is not None and not reproduces(preds, f1):
+                stale.add(job)
+                preds = None
+            usable[job] = preds
+        return usable[job]
 
     measured = ("diff", "low", "high", "p", "n_sentences", "n_resamples", "same_sentences")
     earlier: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -253,20 +263,15 @@ def paired_differences(pairs: pd.DataFrame, load: Callable[[str], list[dict[str,
         for e in previous.to_dict("records"):
             if int(e["n_resamples"]) == n_resamples:
                 earlier[(str(e["comparison"]), str(e["candidate_job"]), str(e["baseline_job"]))] = e
-    rows, carried, stale = [], 0, set()
+    rows, carried = [], 0
     for _, r in pairs.iterrows():
-        base, cand = once(str(r["baseline_job"])), once(str(r["candidate_job"]))
-        for job, preds, f1 in ((r["baseline_job"], base, r["baseline_f1"]), (r["candidate_job"], cand,
-                                                                            r["candidate_f1"])):
-            if preds is not None and not reproduces(preds, f1):
-                stale.add(str(job))
-        if str(r["baseline_job"]) in stale or str(r["candidate_job"]) in stale:
-            base = cand = None  # these predictions are another model's (the config trained again), not the row's
+        base = once(str(r["baseline_job"]), r["baseline_f1"])
+        cand = once(str(r["candidate_job"]), r["candidate_f1"])
         if base is None or cand is None:
             e = earlier.get((str(r["comparison"]), str(r["candidate_job"]), str(r["baseline_job"])))
             # carried only while both rows are still the measurements it was made from (the same F1s)
-            if e is not None and all(abs(float(e[c]) - float(r[c])) <= 0.005 for c in ("candidate_f1",
-                                                                                          "baseline_f1")):
+            if e is not None and all(abs(float(e[c]) - float(r[c])) <= F1_TOLERANCE for c in ("candidate_f1",
+                                                                                                 "baseline_f1")):
                 rows.append({**{c: r[c] for c in PAIR_COLUMNS}, **{c: e[c] for c in measured}})
                 carried += 1
             continue
@@ -338,9 +343,7 @@ def pairs_without_paired_test(comparison: pd.DataFrame, paired: pd.DataFrame) ->
     """The pairs of a method comparison (`analysis.methods.method_comparison`: `pair`, `target`, `seed`) that have
     no paired test among `paired` (`paired_rows` of the same comparison, method and model) at the same target and
     seed, in the comparison's order: e.g. the baseline's predictions here are another model's (`reproduces`)."""
-    if comparison.empty:
-        return []
-    have = set(zip(paired["target"].astype(str), pd.to_numeric(paired["seed"]).astype(int))) if len(paired) else set()
+    have = set(zip(paired["target"].astype(str), pd.to_numeric(paired["seed"]).astype(int)))
     out: list[str] = []
     for _, r in comparison.iterrows():
         if (str(r["target"]), int(r["seed"])) not in have and str(r["pair"]) not in out:

@@ -251,7 +251,6 @@ class ResultsStore:
         os.replace(tmp, out)
         return out
 
-
     def import_table(self, src: str | os.PathLike[str], replace: bool = False) -> ImportReport:
         """Add the rows of an exported table (parquet or csv, as `export` writes them) to this store.
 
