@@ -10,7 +10,9 @@ evaluates; a comparison whose predictions are not in this cache (another machine
 from the table being rewritten, and Holm's correction is taken again over each family as it now stands.
 
 Usage: python scripts/paired_report.py [--cache DIR] [--out data/results/paired_differences.csv] [--resamples 1000]
-       [--store STORE ...]  (rows of STORE replace the committed rows of the same jobs: models trained again here)
+       [--store STORE ...]  (rows of STORE replace the committed rows of the same jobs: models trained again here;
+       their labels end in " · trained again". The pages show such a report written to
+       data/results/retrained/paired_same_code.csv beside the committed table.)
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from xner_core.analysis.findings import fmt_p  # noqa: E402
 from xner_core.analysis.paired import (  # noqa: E402
     COMPARISONS,
     comparison_pairs,
+    mark_trained_again,
     paired_differences,
     read_paired_differences,
 )
@@ -51,8 +54,11 @@ def main() -> int:
     args = ap.parse_args()
     ref = read_reference_tables()
     rows = committed_results()
+    retrained: set[str] = set()
     if args.store:  # the stores' rows are the newer measurements: one row per job and scope, theirs
-        rows = unique_jobs(pd.concat([rows, *(ResultsStore(s).frame() for s in args.store)], ignore_index=True))
+        stored = [ResultsStore(s).frame() for s in args.store]
+        retrained = {str(j) for f in stored for j in f["job_id"]}
+        rows = unique_jobs(pd.concat([rows, *stored], ignore_index=True))
     tidy = tidy_results(ref["published"], rows, ref["overlap"], ref["uriel"], reference_pairs())
     pairs = comparison_pairs(tidy)
     previous = read_paired_differences(args.out)
@@ -66,6 +72,7 @@ def main() -> int:
     if stale:
         print(f"{len(stale)} jobs' predictions in this cache do not reproduce their committed F1 (the same "
               f"configuration trained again gives another model) and were not used: {', '.join(stale)}")
+    table = mark_trained_again(table, retrained)  # the labels say which side is a model trained again
     table.to_csv(args.out, index=False, float_format="%.4f")
     print(f"wrote {args.out}")
     for kind, part in table.groupby("comparison", sort=False):

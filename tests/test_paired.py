@@ -10,8 +10,10 @@ import pytest
 
 from xner_core.analysis.paired import (
     PAIRED_COLUMNS,
+    TRAINED_AGAIN,
     comparison_of_method,
     comparison_pairs,
+    mark_trained_again,
     paired_difference,
     paired_differences,
     paired_rows,
@@ -19,6 +21,8 @@ from xner_core.analysis.paired import (
     pairs_without_paired_test,
     read_paired_differences,
     reproduces,
+    same_compute,
+    with_same_code,
 )
 from xner_core.analysis.tidy import PLAIN, read_reference_tables, tidy_results
 from xner_core.corpus.languages import reference_pairs
@@ -279,3 +283,49 @@ def test_the_pairs_of_a_method_comparison_without_a_paired_test_are_named_in_ord
     assert pairs_without_paired_test(comparison, paired) == ["fr→br", "it→scn", "es→an"]  # an at seed 2 too
     assert pairs_without_paired_test(comparison, paired.iloc[:0]) == ["fr→br", "es→an", "it→scn"]
     assert pairs_without_paired_test(comparison.iloc[:0], paired) == []
+
+
+def test_tests_against_a_model_trained_again_are_labelled_and_shown_beside_the_committed_ones():
+    # committed: the TAPT model against the committed plain row (its predictions were at hand then); same code: the
+    # same two jobs, but the plain row is a retraining (another F1), and a pair the committed table could not test
+    worse = [["B-PER", "O"], ["O", "O"], ["O", "O"]] * 40
+    everything = {"t-es": _preds(worse), "s-esfr": _preds(GOLD), "t-es-p1": _preds(worse),
+                  "s-esfr-p1": _preds(worse), "tapt-es": _preds(GOLD)}
+    pairs = _measured(comparison_pairs(_tidy(_grid_rows())), everything)
+    committed = paired_differences(pairs, everything.get, n_resamples=100)
+    retrained = {"t-es"}
+    same = mark_trained_again(committed, retrained)
+    labelled = same[same["baseline_job"] == "t-es"]
+    assert len(labelled) and all(b.endswith(TRAINED_AGAIN) for b in labelled["baseline"])
+    assert not any(c.endswith(TRAINED_AGAIN) for c in same["candidate"])
+    assert mark_trained_again(same, retrained)["baseline"].tolist() == same["baseline"].tolist()  # marked once
+    # the very same measurement (same jobs, same F1s) is not shown twice ...
+    assert with_same_code(committed, same).equals(committed)
+    # ... another training of the baseline (its F1 moved) is shown after the committed tests, labelled
+    moved = same.copy()
+    moved.loc[moved["baseline_job"] == "t-es", "baseline_f1"] += 1.0
+    both = with_same_code(committed, moved)
+    assert len(both) == len(committed) + len(labelled)
+    assert both.iloc[:len(committed)].equals(committed)
+    assert all(b.endswith(TRAINED_AGAIN) for b in both.iloc[len(committed):]["baseline"])
+    # either table alone is itself
+    empty = read_paired_differences("/nonexistent.csv")
+    assert with_same_code(committed, empty).equals(committed)
+    assert with_same_code(empty, moved).equals(moved.reset_index(drop=True))
+
+
+def test_a_student_is_paired_with_the_multi_source_model_of_its_steps_up_to_rounding_and_no_other():
+    # ca: the student takes 3 x 1,701 = 5,103 steps; the es+fr+it model one epoch over three sources' batches, 5,102
+    rows = [_row(job_id="t-es", sources="es", setting="transfer", f1=0.80, train_steps=1701),
+            _row(job_id="s3", sources="es,fr,it", setting="distill", f1=0.82, train_steps=5103),
+            _row(job_id="m3", sources="es,fr,it", setting="multi_source", f1=0.84, train_steps=5102),
+            _row(job_id="s2", sources="es,fr", setting="distill", f1=0.81, train_steps=5103),
+            _row(job_id="m2", sources="es,fr", setting="multi_source", f1=0.83, train_steps=3401),
+            _row(job_id="s4", sources="es,fr,it,pt", setting="distill", f1=0.81, train_steps=5103),
+            _row(job_id="m4", sources="es,fr,it,pt", setting="multi_source", f1=0.83, train_steps=5140)]  # 0.7 % off
+    pairs = comparison_pairs(_tidy(rows))
+    equal = pairs[pairs["comparison"] == "student_vs_multi_source"]
+    assert list(zip(equal["candidate_job"], equal["baseline_job"])) == [("s3", "m3")]
+    assert same_compute(pd.Series([5102, 5103, 5108, 5109, None]), 5103).tolist() == [True, True, True, False,
+                                                                                     False]
+    assert not same_compute(pd.Series([1000]), None).any()

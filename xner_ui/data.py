@@ -98,18 +98,20 @@ def tidy_frame() -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=2)
-def _paired(stamp: tuple[str, int, int]) -> pd.DataFrame:
-    from xner_core.analysis.paired import read_paired_differences
+def _paired(stamp: tuple[str, int, int], same_code_stamp: tuple[str, int, int]) -> pd.DataFrame:
+    from xner_core.analysis.paired import read_paired_differences, with_same_code
 
-    return read_paired_differences(stamp[0])
+    return with_same_code(read_paired_differences(stamp[0]), read_paired_differences(same_code_stamp[0]))
 
 
 def paired_table() -> pd.DataFrame:
-    """The committed paired tests (`data/results/paired_differences.csv`, `scripts/paired_report.py`); empty when
-    there are none."""
-    from xner_core.analysis.paired import PAIRED_FILE
+    """The committed paired tests (`data/results/paired_differences.csv`, `scripts/paired_report.py`) and, after
+    them, the tests against models trained again by the candidate's code (`data/results/retrained/
+    paired_same_code.csv`, labels ending in " · trained again"); empty when there are none."""
+    from xner_core.analysis.paired import PAIRED_FILE, SAME_CODE_FILE
 
-    return _paired(_stat(committed_results_dir() / PAIRED_FILE))
+    root = committed_results_dir()
+    return _paired(_stat(root / PAIRED_FILE), _stat(root / SAME_CODE_FILE))
 
 
 @dataclass(frozen=True)

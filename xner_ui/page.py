@@ -97,7 +97,7 @@ def paired_tests(rows: pd.DataFrame, key: str, filename: str, what: str) -> None
         filename: CSV download name.
         what: what the rows compare, for the empty-state note (e.g. "students and their teachers").
     """
-    from xner_core.analysis.paired import COMPARISONS, paired_sentence, paired_summary
+    from xner_core.analysis.paired import COMPARISONS, TRAINED_AGAIN, paired_sentence, paired_summary
 
     if rows.empty:
         st.caption(f"No paired tests of {what} committed yet: `python scripts/paired_report.py` writes them from "
@@ -115,4 +115,10 @@ def paired_tests(rows: pd.DataFrame, key: str, filename: str, what: str) -> None
     st.caption("p: two-sided, from the same bootstrap resamples as the interval; p_holm: Holm-corrected over the "
                "family_size tests of the same kind (same comparison and method, perturbation, run and seed, all "
                "targets).")
+    if rows[["candidate", "baseline"]].astype(str).apply(lambda c: c.str.endswith(TRAINED_AGAIN)).any().any():
+        st.caption(f"A model labelled “{TRAINED_AGAIN.strip(' ·')}” is the committed configuration trained again, "
+                   "by the code that trained the model it is paired with (data/results/retrained/): the committed "
+                   "row's own predictions were another training's, and the same configuration trained again can "
+                   "differ by several F1 points (data/results/retrained/README.md). Its F1 is that training's, not "
+                   "the committed row's.")
     download_csv(rows, filename, key=f"{key}_csv", label="Paired tests (CSV)")

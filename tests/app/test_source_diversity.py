@@ -156,3 +156,37 @@ def test_students_and_multi_source_models_show_their_committed_paired_tests(no_d
     assert any("multi_source es+fr − transfer es: +3.00 [-0.20, +6.10] F1, p = 0.070" in t for t in texts)
     tables = [d.value for d in at.dataframe if "baseline" in d.value.columns]
     assert [set(t["target"]) for t in tables] == [{"ca"}, {"ca"}]  # an's student is not ca's
+
+
+def test_tests_against_a_baseline_trained_again_are_shown_labelled_beside_the_committed_ones(no_data):
+    import os
+    from pathlib import Path
+
+    import pandas as pd
+
+    from xner_core.analysis.paired import PAIRED_COLUMNS, PAIRED_FILE, SAME_CODE_FILE, TRAINED_AGAIN
+
+    rows = [result_row(job_id=f"{s}-{setting}", sources=s, setting=setting, target="ca", perturbation="clean", f1=f1,
+                       clean_f1=f1, drop=0.0, seed=1)
+            for s, setting, f1 in (("es", "transfer", 0.80), ("es,fr", "distill", 0.83))]
+    write_store_rows(rows)
+    base = {c: None for c in PAIRED_COLUMNS}
+    test = {**base, "comparison": "student_vs_best_teacher", "model": "e5-small", "target": "ca",
+            "perturbation": "clean", "seed": 1, "candidate": "distill es+fr", "candidate_job": "s",
+            "baseline_job": "t", "candidate_f1": 83.0, "n_sentences": 3401, "n_resamples": 1000, "p_holm": 0.004,
+            "family_size": 1}
+    root = Path(os.environ["XNER_COMMITTED_RESULTS"])
+    pd.DataFrame([{**test, "baseline": "transfer es", "baseline_f1": 80.0, "diff": 3.0, "low": 1.5, "high": 4.5,
+                   "p": 0.002}]).to_csv(root / PAIRED_FILE, index=False)
+    (root / SAME_CODE_FILE).parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame([{**test, "baseline": "transfer es" + TRAINED_AGAIN, "baseline_f1": 81.5, "diff": 1.5, "low": 0.2,
+                   "high": 2.8, "p": 0.03}]).to_csv(root / SAME_CODE_FILE, index=False)
+    at = open_page(PAGE, {"div_target": "ca"})
+    assert_clean_run(at)
+    texts = [unmd(t) for t in rendered_texts(at)]
+    assert any("distill es+fr − transfer es: +3.00 [+1.50, +4.50] F1, p = 0.002" in t for t in texts)
+    assert any("distill es+fr − transfer es · trained again: +1.50 [+0.20, +2.80] F1, p = 0.030" in t for t in texts)
+    assert any("is the committed configuration trained again, by the code that trained the model it is paired with"
+               in t for t in texts)
+    table = next(d.value for d in at.dataframe if "baseline" in d.value.columns)
+    assert table["baseline"].tolist() == ["transfer es", "transfer es" + TRAINED_AGAIN]

@@ -36,6 +36,10 @@ COMPARISONS: dict[str, str] = {
     "robust_vs_plain": "robust training − plain transfer of the same pair",
 }
 PAIRED_FILE = "paired_differences.csv"  # the committed table, under the committed results directory
+# Tests against models trained again by the code that trained the candidate (`scripts/paired_report.py --store`),
+# under the committed results directory: where a committed baseline's predictions are another training's.
+SAME_CODE_FILE = "retrained/paired_same_code.csv"
+TRAINED_AGAIN = " · trained again"  # appended to the label of a model whose row comes from a retraining
 PAIR_COLUMNS: tuple[str, ...] = (
     "comparison", "model", "target", "perturbation", "base_protocol", "seed", "method", "candidate", "baseline",
     "candidate_job", "baseline_job", "candidate_f1", "baseline_f1", "candidate_steps", "baseline_steps")
@@ -125,6 +129,20 @@ def comparison_of_method(method: str) -> str | None:
     return "tapt_vs_plain" if method == "tapt" else "robust_vs_plain"
 
 
+EQUAL_STEPS_TOLERANCE = 0.001  # relative: ca's students take 3 x 1,701 = 5,103 steps, the es+fr+it model 5,102
+
+
+def same_compute(steps: pd.Series, other: Any) -> pd.Series:
+    """Which of `steps` are the same number of optimiser steps as `other`, up to EQUAL_STEPS_TOLERANCE of it (one
+    epoch over three sources' batches rounds differently from three epochs over one's); False where either is
+    unknown."""
+    a = pd.to_numeric(steps, errors="coerce")
+    b = pd.to_numeric(pd.Series([other]), errors="coerce").iloc[0]
+    if pd.isna(b):
+        return pd.Series(False, index=steps.index)
+    return ((a - b).abs() <= EQUAL_STEPS_TOLERANCE * b).fillna(False).astype(bool)
+
+
 def comparison_pairs(tidy: pd.DataFrame) -> pd.DataFrame:
     """Which jobs to compare: every candidate model's job beside its baseline's job of the same model, target,
     perturbation, run (`base_protocol`) and seed.
@@ -135,7 +153,7 @@ def comparison_pairs(tidy: pd.DataFrame) -> pd.DataFrame:
     - multi_source_vs_best_single: a multi-source model (no step cap) against the best transfer model among its
       sources, chosen the same way;
     - student_vs_multi_source: a student against the multi-source model of the same sources trained for as many
-      optimiser steps (equal compute);
+      optimiser steps (equal compute, `same_compute`: within 0.1 %);
     - similarity_vs_uniform: a student whose teachers were weighted by language similarity against the student of
       the same teachers weighted uniformly (same steps);
     - tapt_vs_plain: a TAPT model against plain transfer of the same sources;
@@ -199,11 +217,11 @@ def comparison_pairs(tidy: pd.DataFrame) -> pd.DataFrame:
             if (best := best_single(key, langs)) is not None:
                 add("student_vs_best_teacher", row, best)
             if len(langs) > 1 and (ms := multi_by_key.get(key)) is not None:
-                same = ms[(ms["sources"] == row["sources"]) & (ms["train_steps"] == row["train_steps"])]
+                same = ms[(ms["sources"] == row["sources"]) & same_compute(ms["train_steps"], row["train_steps"])]
                 if not same.empty:
                     add("student_vs_multi_source", row, same.iloc[-1])
             if row["teacher_weights"] != "uniform" and (us := uniform_by_key.get(key)) is not None:
-                same = us[(us["sources"] == row["sources"]) & (us["train_steps"] == row["train_steps"])]
+                same = us[(us["sources"] == row["sources"]) & same_compute(us["train_steps"], row["train_steps"])]
                 if not same.empty:
                     add("similarity_vs_uniform", row, same.iloc[-1])
         elif row["setting"] == "multi_source" and row["method"] == PLAIN and pd.isna(row["max_steps"]):
@@ -302,6 +320,38 @@ def read_paired_differences(path: str | os.PathLike[str]) -> pd.DataFrame:
                         "write it with scripts/paired_report.py")
     frame["seed"] = pd.to_numeric(frame["seed"], errors="coerce").fillna(-1).astype(int)
     return frame[list(PAIRED_COLUMNS)]
+
+
+def mark_trained_again(table: pd.DataFrame, jobs: set[str]) -> pd.DataFrame:
+    """`table` with TRAINED_AGAIN appended to the candidate / baseline label of each test whose job is in `jobs`
+    (the jobs of models trained again, whose rows stand in for the committed rows of the same job ids)."""
+    out = table.copy()
+    for side in ("candidate", "baseline"):
+        hit = out[f"{side}_job"].astype(str).isin(jobs) & ~out[side].astype(str).str.endswith(TRAINED_AGAIN)
+        out.loc[hit, side] = out.loc[hit, side].astype(str) + TRAINED_AGAIN
+    return out
+
+
+def with_same_code(committed: pd.DataFrame, same_code: pd.DataFrame) -> pd.DataFrame:
+    """The committed tests followed by the same-code tests (SAME_CODE_FILE) that measure something else.
+
+    A same-code test of the same comparison and jobs whose two F1s match a committed test's (within F1_TOLERANCE)
+    is that measurement again and is dropped; one whose F1s differ paired another training of the same job (a
+    model trained again), and is kept beside the committed one, its labels saying so (`mark_trained_again`).
+    Each keeps its own family's Holm correction.
+    """
+    if same_code.empty:
+        return committed
+    if committed.empty:
+        return same_code.reset_index(drop=True)
+    key = ["comparison", "candidate_job", "baseline_job"]
+    joined = same_code.reset_index(drop=True).merge(committed[[*key, "candidate_f1", "baseline_f1"]], on=key,
+                                                    how="left", suffixes=("", "_committed"))
+    same = ((joined["candidate_f1"] - joined["candidate_f1_committed"]).abs() <= F1_TOLERANCE) & \
+           ((joined["baseline_f1"] - joined["baseline_f1_committed"]).abs() <= F1_TOLERANCE)
+    repeated = set(joined.index[same])
+    keep = same_code.reset_index(drop=True).drop(index=list(repeated))
+    return pd.concat([committed, keep], ignore_index=True)
 
 
 DISPLAY_COLUMNS: tuple[str, ...] = ("comparison", "target", "candidate", "baseline", "perturbation", "seed",
