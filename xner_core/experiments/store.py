@@ -28,7 +28,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from xner_core.errors import ConfigError, DataError
 from xner_core.metrics.bootstrap import SCOPES
@@ -362,10 +362,15 @@ def parse_filters(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def _unknown_columns(columns: Iterable[str]) -> list[str]:
+    """The names among `columns` that the results table does not have (a row's keys or a table's columns)."""
+    return sorted(set(columns) - set(COLUMN_NAMES))
+
+
 def _normalise_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    unknown = set(row) - set(COLUMN_NAMES)
+    unknown = _unknown_columns(row)
     if unknown:
-        raise DataError(f"unknown result columns {sorted(unknown)}; allowed: {', '.join(COLUMN_NAMES)}")
+        raise DataError(f"unknown result columns {unknown}; allowed: {', '.join(COLUMN_NAMES)}")
     missing = [n for n in _REQUIRED if row.get(n) in (None, "")]
     if missing:
         raise DataError(f"result row lacks required columns {missing}")
@@ -424,7 +429,7 @@ def _read_table(path: str | os.PathLike[str]) -> Any:
         frame = pd.read_parquet(p) if suffix == ".parquet" else pd.read_csv(p)
     except Exception as exc:  # pyarrow, csv and unicode errors alike: the file is not readable as a table
         raise DataError(f"results table {str(p)!r} cannot be read as {suffix[1:]}: {exc}") from exc
-    unknown = sorted(set(frame.columns) - set(COLUMN_NAMES))
+    unknown = _unknown_columns(frame.columns)
     if unknown:
         raise DataError(f"results table {str(p)!r} has columns the results table does not: {unknown}; allowed: "
                         f"{', '.join(COLUMN_NAMES)}")
