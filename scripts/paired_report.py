@@ -10,9 +10,9 @@ evaluates; a comparison whose predictions are not in this cache (another machine
 from the table being rewritten, and Holm's correction is taken again over each family as it now stands.
 
 Usage: python scripts/paired_report.py [--cache DIR] [--out data/results/paired_differences.csv] [--resamples 1000]
-       [--store STORE ...]  (rows of STORE replace the committed rows of the same jobs: models trained again here;
-       their labels end in " · trained again". The pages show such a report written to
-       data/results/retrained/paired_same_code.csv beside the committed table.)
+       [--store STORE ...]  (rows of STORE replace the committed rows of the same jobs: models trained again here,
+       labelled " · trained again" where their F1 differs from the committed row's; other jobs are new rows. The
+       pages show such a report written to data/results/retrained/paired_same_code.csv beside the committed table.)
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from xner_core.analysis.paired import (  # noqa: E402
     mark_trained_again,
     paired_differences,
     read_paired_differences,
+    retrained_jobs,
 )
 from xner_core.analysis.plots import perturbation_short  # noqa: E402
 from xner_core.analysis.tidy import read_reference_tables, tidy_results  # noqa: E402
@@ -57,7 +58,7 @@ def main() -> int:
     retrained: set[str] = set()
     if args.store:  # the stores' rows are the newer measurements: one row per job and scope, theirs
         stored = [ResultsStore(s).frame() for s in args.store]
-        retrained = {str(j) for f in stored for j in f["job_id"]}
+        retrained = set().union(*(retrained_jobs(rows, f) for f in stored))
         rows = unique_jobs(pd.concat([rows, *stored], ignore_index=True))
     tidy = tidy_results(ref["published"], rows, ref["overlap"], ref["uriel"], reference_pairs())
     pairs = comparison_pairs(tidy)

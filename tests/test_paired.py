@@ -21,6 +21,7 @@ from xner_core.analysis.paired import (
     pairs_without_paired_test,
     read_paired_differences,
     reproduces,
+    retrained_jobs,
     same_compute,
     with_same_code,
 )
@@ -329,3 +330,13 @@ def test_a_student_is_paired_with_the_multi_source_model_of_its_steps_up_to_roun
     assert same_compute(pd.Series([5102, 5103, 5108, 5109, None]), 5103).tolist() == [True, True, True, False,
                                                                                      False]
     assert not same_compute(pd.Series([1000]), None).any()
+
+
+def test_only_a_stored_job_that_replaces_a_committed_row_with_another_f1_counts_as_trained_again():
+    committed = pd.DataFrame([_row(job_id="t-es", f1=0.8105), _row(job_id="t-fr", f1=0.7908),
+                              _row(job_id="t-es", scope="PER", f1=0.5)])
+    stored = pd.DataFrame([_row(job_id="t-es", f1=0.7986),   # trained again: another model
+                           _row(job_id="t-fr", f1=0.79081),  # imported: the committed measurement
+                           _row(job_id="s-new", f1=0.82)])   # a new job
+    assert retrained_jobs(committed, stored) == {"t-es"}
+    assert retrained_jobs(committed, stored.iloc[:0]) == set() == retrained_jobs(committed.iloc[:0], stored)

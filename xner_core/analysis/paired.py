@@ -322,6 +322,27 @@ def read_paired_differences(path: str | os.PathLike[str]) -> pd.DataFrame:
     return frame[list(PAIRED_COLUMNS)]
 
 
+def retrained_jobs(committed: pd.DataFrame, stored: pd.DataFrame) -> set[str]:
+    """The jobs whose `stored` row stands in for a committed row of the same job id with another F1 (beyond
+    F1_TOLERANCE): the same configuration trained again. A stored job the committed rows lack is a new
+    measurement, and one with the committed F1 (an imported row) the same measurement; neither is a retraining.
+
+    Args:
+        committed: results rows (`committed_results`), F1 as a fraction.
+        stored: results rows of a store (`ResultsStore.frame`), same schema.
+    """
+    def overall(frame: pd.DataFrame) -> pd.Series:
+        rows = frame[frame["scope"] == "overall"] if "scope" in frame.columns else frame
+        return pd.to_numeric(rows.drop_duplicates("job_id", keep="last").set_index("job_id")["f1"], errors="coerce")
+
+    if committed.empty or stored.empty:
+        return set()
+    old, new = overall(committed), overall(stored)
+    both = new.index.intersection(old.index)
+    moved = (100 * (new[both] - old[both])).abs() > F1_TOLERANCE
+    return {str(j) for j in both[moved.to_numpy()]}
+
+
 def mark_trained_again(table: pd.DataFrame, jobs: set[str]) -> pd.DataFrame:
     """`table` with TRAINED_AGAIN appended to the candidate / baseline label of each test whose job is in `jobs`
     (the jobs of models trained again, whose rows stand in for the committed rows of the same job ids)."""
