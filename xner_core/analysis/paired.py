@@ -104,6 +104,12 @@ def paired_difference(baseline: list[dict[str, Any]], candidate: list[dict[str, 
 F1_TOLERANCE = 0.005
 
 
+def same_f1(a: Any, b: Any) -> Any:
+    """Whether F1s `a` and `b` (in points; floats or Series) are one measurement's, to F1_TOLERANCE; False where
+    either is NaN."""
+    return abs(a - b) <= F1_TOLERANCE
+
+
 def reproduces(predictions: list[dict[str, Any]], f1_points: float, tolerance: float = F1_TOLERANCE) -> bool:
     """Whether a job's stored predictions are the measurement its results row reports: their entity F1 (seqeval
     strict) equals the row's F1 (in points) to `tolerance`.
@@ -288,8 +294,7 @@ def paired_differences(pairs: pd.DataFrame, load: Callable[[str], list[dict[str,
         if base is None or cand is None:
             e = earlier.get((str(r["comparison"]), str(r["candidate_job"]), str(r["baseline_job"])))
             # carried only while both rows are still the measurements it was made from (the same F1s)
-            if e is not None and all(abs(float(e[c]) - float(r[c])) <= F1_TOLERANCE for c in ("candidate_f1",
-                                                                                                 "baseline_f1")):
+            if e is not None and all(same_f1(float(e[c]), float(r[c])) for c in ("candidate_f1", "baseline_f1")):
                 rows.append({**{c: r[c] for c in PAIR_COLUMNS}, **{c: e[c] for c in measured}})
                 carried += 1
             continue
@@ -339,7 +344,7 @@ def retrained_jobs(committed: pd.DataFrame, stored: pd.DataFrame) -> set[str]:
         return set()
     old, new = overall(committed), overall(stored)
     both = new.index.intersection(old.index)
-    moved = (100 * (new[both] - old[both])).abs() > F1_TOLERANCE
+    moved = (100 * (new[both] - old[both])).abs() > F1_TOLERANCE  # NaN: no F1 to tell by, not counted
     return {str(j) for j in both[moved.to_numpy()]}
 
 
@@ -366,13 +371,12 @@ def with_same_code(committed: pd.DataFrame, same_code: pd.DataFrame) -> pd.DataF
     if committed.empty:
         return same_code.reset_index(drop=True)
     key = ["comparison", "candidate_job", "baseline_job"]
-    joined = same_code.reset_index(drop=True).merge(committed[[*key, "candidate_f1", "baseline_f1"]], on=key,
-                                                    how="left", suffixes=("", "_committed"))
-    same = ((joined["candidate_f1"] - joined["candidate_f1_committed"]).abs() <= F1_TOLERANCE) & \
-           ((joined["baseline_f1"] - joined["baseline_f1_committed"]).abs() <= F1_TOLERANCE)
-    repeated = set(joined.index[same])
-    keep = same_code.reset_index(drop=True).drop(index=list(repeated))
-    return pd.concat([committed, keep], ignore_index=True)
+    ours = same_code.reset_index(drop=True)
+    joined = ours.merge(committed[[*key, "candidate_f1", "baseline_f1"]], on=key, how="left",
+                        suffixes=("", "_committed"))
+    repeated = same_f1(joined["candidate_f1"], joined["candidate_f1_committed"]) & \
+        same_f1(joined["baseline_f1"], joined["baseline_f1_committed"])
+    return pd.concat([committed, ours[~repeated.to_numpy()]], ignore_index=True)
 
 
 DISPLAY_COLUMNS: tuple[str, ...] = ("comparison", "target", "candidate", "baseline", "perturbation", "seed",
