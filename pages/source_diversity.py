@@ -73,7 +73,7 @@ else:
                     "by seed; F1 difference with a 95 % bootstrap interval and its p)")
         page.paired_tests(paired_rows(data.paired_table(), ("multi_source_vs_best_single",), target),
                           "div_paired", f"xner_multi_vs_single_{target}.csv", "multi-source models")
-    students = student_teacher_view(tidy, target)
+    students = student_teacher_view(tidy, target, data.trained_again_frame())
     st.subheader("Students and their teachers")
     st.caption("Wu et al. (ACL 2020) report distillation students above their teachers. Each student here beside "
                "the best of its teachers (the transfer models of its sources, same recipe and seed; best on the "
@@ -82,7 +82,9 @@ else:
                "has more of the target's entities replaced than a teacher of one, so there the two are each scored "
                "on their own perturbed version of the same sentences (the paired tests' `same_sentences`). A "
                "student's teachers are weighted uniformly, or by language similarity (Wu et al.'s second scheme: "
-               "rows marked \"(similarity)\", `teacher_weights`).")
+               "rows marked \"(similarity)\", `teacher_weights`). A teacher marked \"· trained again\" is a "
+               "retraining of its committed job (`data/results/retrained/`): the training the student met, the latest "
+               "made before it.")
     if students.empty:
         st.info(f"No distillation students for {target} yet: `xner grid run diversity-faithful` trains them "
                 f"(single-teacher students from its pairs, multi-teacher ones from its source sets).")

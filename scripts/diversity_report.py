@@ -19,10 +19,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from xner_core.analysis.stats import correlation  # noqa: E402
-from xner_core.analysis.tidy import read_reference_tables, tidy_results  # noqa: E402
+from xner_core.analysis.tidy import read_reference_tables, tidy_ours, tidy_results  # noqa: E402
 from xner_core.analysis.views import diversity_view, student_teacher_view  # noqa: E402
 from xner_core.corpus.languages import reference_pairs  # noqa: E402
-from xner_core.experiments.store import committed_results  # noqa: E402
+from xner_core.experiments.store import committed_results, retrained_results  # noqa: E402
 from xner_core.features.distance import source_diversity  # noqa: E402
 
 
@@ -64,7 +64,8 @@ def main() -> int:
             for x in ("n_sources", "diversity"):
                 c = correlation(part[x], part["f1"], "spearman")
                 print(f"  {setting:12s} clean F1 vs {x:9s}: Spearman {c.r:+.2f} (n={c.n}, p={c.p:.2f})")
-    students = student_teacher_view(tidy)
+    # teachers trained again (data/results/retrained/) count for the students trained after them
+    students = student_teacher_view(tidy, None, tidy_ours(retrained_results(), ref))
     students = students[students["target"].isin([t for t in args.targets.split(",") if t])]
     alone = students[students["seeds"] == 0]
     students = students[students["seeds"] > 0]

@@ -17,11 +17,13 @@ from xner_core.analysis.plots import student_teacher_figure
 from xner_core.analysis.stats import correlation, holm, leave_one_out, ols_fit, stats_table
 from xner_core.analysis.tidy import (
     TIDY_COLUMNS,
+    TRAINED_AGAIN,
     protocol_label,
     protocols,
     read_reference_tables,
     row_protocols,
     spec_protocol,
+    tidy_ours,
     tidy_results,
 )
 from xner_core.analysis.views import (
@@ -405,6 +407,37 @@ def test_student_teacher_view_sets_each_student_beside_its_teachers_seed_by_seed
     lone = student_teacher_view(tidy, "an").iloc[0]  # no es rows on an: the teacher side is unknown, not 0
     assert lone["seeds"] == 0 and math.isnan(lone["gap"]) and lone["teachers_missing"] == "es"
     assert student_teacher_view(tidy, "br").empty
+
+
+def test_student_teacher_view_weighs_the_teacher_training_the_student_met(tables):
+    """A teacher's job trained again (rows kept apart, `data/results/retrained/`): a student trained after the
+    retraining is set beside it, one trained before beside the committed training."""
+    def row(job, sources, setting, f1, when, target="ca", dated=True, **kw):
+        stamp = pd.Timestamp(when)
+        return our_row(job_id=job, sources=sources, setting=setting, f1=f1, seed=1, target=target,
+                       trained_at=stamp if dated else None, created_at=stamp + pd.Timedelta(minutes=5), **kw)
+
+    committed = pd.DataFrame([
+        row("es", "es", "transfer", 0.81, "2026-12-06 10:00", dated=False),  # undated: its row's time bounds it
+        row("fr", "fr", "transfer", 0.79, "2026-12-06 10:00", dated=False),
+        row("old", "es,fr", "distill", 0.82, "2026-12-06 20:00", dated=False),
+        row("new", "es,fr", "distill", 0.82, "2026-12-07 13:00"),
+    ])
+    again = pd.DataFrame([row("es", "es", "transfer", 0.799, "2026-12-07 11:00"),
+                          row("fr", "fr", "transfer", 0.805, "2026-12-07 11:30"),
+                          row("fr", "fr", "transfer", 0.5, "2026-12-07 11:30", target="an")])
+    tidy = tidy_results(tables["published"], committed, tables["overlap"], tables["uriel"], reference_pairs())
+    retrained = tidy_ours(again, tables)
+    assert set(retrained["origin"]) == {"ours"} and retrained["model_time"].notna().all()
+    students = tidy[tidy["setting"] == "distill"]
+    view = student_teacher_view(pd.concat([tidy[tidy["setting"] != "distill"], students[students["job_id"] == "new"]]),
+                                "ca", retrained).iloc[0]
+    assert view["best_teacher"] == "fr" + TRAINED_AGAIN and view["best_teacher_f1"] == pytest.approx(80.5)
+    assert view["gap"] == pytest.approx(1.5) and view["mean_teacher_f1"] == pytest.approx((79.9 + 80.5) / 2)
+    before = student_teacher_view(tidy[tidy["job_id"] != "new"], "ca", retrained).iloc[0]
+    assert before["best_teacher"] == "es" and before["gap"] == pytest.approx(1.0)  # the committed es taught it
+    assert student_teacher_view(tidy[tidy["job_id"] != "new"], "ca").equals(
+        student_teacher_view(tidy[tidy["job_id"] != "new"], "ca", retrained.iloc[0:0]))  # no retraining: as before
 
 
 def test_run_counts():

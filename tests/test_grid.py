@@ -556,6 +556,38 @@ def test_cli_results_and_status(killed_and_resumed, capsys, tmp_path):
     assert code == 0 and payload["missing"] == 16 and len(payload["models"]) == 4
 
 
+def test_rows_carry_when_their_model_was_trained_and_undated_tables_are_dated_from_the_cache(
+        killed_and_resumed, capsys, tmp_path):
+    import pandas as pd
+
+    from xner_core.evaluation.modelstore import trained_at
+    from xner_core.runs.modelcache import ModelCache
+
+    cache = ModelCache(Path(killed_and_resumed["cache"]) / "models")
+    when = {m["hash"]: trained_at(m) for m in cache.manifests()}
+    df = killed_and_resumed["store"].frame()
+    assert df["trained_at"].notna().all()
+    assert all(r.trained_at == when[r.config_hash] <= r.created_at for r in df.itertuples())
+    # a table exported before the column: dated again from the cache, where the cached model made the row
+    old = df.drop(columns="trained_at")
+    old.loc[old["setting"] == "native", "created_at"] = pd.Timestamp("2000-01-01")  # written before that training
+    path = tmp_path / "old.parquet"
+    old.to_parquet(path, index=False)
+    code, out, _ = _cli(capsys, "results", "trained-at", str(path), "--cache", str(cache.root), "--json")
+    report = json.loads(out)[0]
+    dated = pd.read_parquet(path)
+    native = dated["setting"] == "native"
+    assert code == 0 and report["dated"] == (~native).sum() and report["dated_before"] == 0 and report["rewritten"]
+    assert dated.loc[native, "trained_at"].isna().all()  # the cached model came after these rows: a retraining
+    assert (dated.loc[~native, "trained_at"] == dated.loc[~native, "config_hash"].map(when)).all()
+    assert dated.drop(columns="trained_at").equals(old)  # nothing else touched
+    mtime = path.stat().st_mtime_ns
+    code, out, _ = _cli(capsys, "results", "trained-at", str(path), "--cache", str(cache.root))
+    assert code == 0 and "left as it was" in out and path.stat().st_mtime_ns == mtime  # nothing new: not rewritten
+    code, _, err = _cli(capsys, "results", "trained-at", str(tmp_path / "none.parquet"))
+    assert code != 0 and "does not exist" in err
+
+
 @pytest.mark.parametrize("args,message", [
     (["grid", "run", "nosuch", "--dry-run"], "unknown preset or spec file 'nosuch'"),
     (["grid", "run", "smoke", "--executor", "spark"], "unknown executor 'spark'; choose one of: local, ray"),

@@ -435,3 +435,33 @@ def test_trained_steps_counts_every_epoch_and_tapt_and_none_for_no_training() ->
     assert trained_steps(tapt) == 3701  # the masked-LM steps count: TAPT's extra compute
     assert trained_steps({"format": 1}) is None  # a checkpoint evaluated as it is: no training recorded
     assert trained_steps({"dev_scores": {"history": [{"epoch": 1}]}}) is None  # older manifest: unknown, not 0
+
+
+def test_trained_at_reads_the_manifest_as_naive_utc_and_none_when_unknown() -> None:
+    import datetime as dt
+
+    from xner_core.evaluation.modelstore import trained_at
+
+    assert trained_at({"created": "2026-12-07T14:52:24.510710+00:00"}) == dt.datetime(2026, 12, 7, 14, 52, 24, 510710)
+    assert trained_at({"created": "2026-12-07T15:52:24+01:00"}) == dt.datetime(2026, 12, 7, 14, 52, 24)
+    assert trained_at({"format": 1}) is None and trained_at({"created": "yesterday"}) is None
+
+
+def test_fill_trained_at_dates_only_rows_the_cached_model_made() -> None:
+    import pandas as pd
+
+    from xner_core.evaluation.modelstore import fill_trained_at
+
+    rows = pd.DataFrame({
+        "config_hash": ["a", "b", "c", "a"],
+        "created_at": pd.to_datetime(["2026-12-07 12:00", "2026-12-06 12:00", "2026-12-07 12:00", "2026-12-07 13:00"]),
+    })
+    manifests = [{"hash": "a", "created": "2026-12-07T11:00:00+00:00"},
+                 {"hash": "b", "created": "2026-12-07T11:00:00+00:00"}]  # b: trained again after its row
+    out = fill_trained_at(rows, manifests)
+    assert list(out["trained_at"].isna()) == [False, True, True, False]  # c: not in the cache
+    assert (out.loc[[0, 3], "trained_at"] == pd.Timestamp("2026-12-07 11:00")).all()
+    assert "trained_at" not in rows.columns  # a copy
+    known = rows.assign(trained_at=pd.to_datetime(["2026-12-01", None, None, None]))
+    assert fill_trained_at(known, manifests)["trained_at"][0] == pd.Timestamp("2026-12-01")  # kept as it was
+

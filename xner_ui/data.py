@@ -98,6 +98,24 @@ def tidy_frame() -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=2)
+def _trained_again(stamp: tuple[tuple[str, int, int], ...]) -> pd.DataFrame:
+    from xner_core.analysis.tidy import tidy_ours
+    from xner_core.experiments.store import retrained_results
+
+    return tidy_ours(retrained_results(), read_reference_tables())
+
+
+def trained_again_frame() -> pd.DataFrame:
+    """Tidy rows (ours only) of the models trained again under committed job ids (`data/results/retrained/
+    *.parquet`): the teachers some distillation students met (`student_teacher_view`); empty when none."""
+    from xner_core.experiments.store import RETRAINED_DIR
+
+    folder = committed_results_dir() / RETRAINED_DIR
+    files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+    return _trained_again(tuple(_stat(f) for f in files))
+
+
+@st.cache_data(show_spinner=False, max_entries=2)
 def _paired(stamp: tuple[str, int, int], same_code_stamp: tuple[str, int, int]) -> pd.DataFrame:
     from xner_core.analysis.paired import read_paired_differences, with_same_code
 

@@ -165,11 +165,18 @@ def test_tests_against_a_baseline_trained_again_are_shown_labelled_beside_the_co
     import pandas as pd
 
     from xner_core.analysis.paired import PAIRED_COLUMNS, PAIRED_FILE, SAME_CODE_FILE, TRAINED_AGAIN
+    from xner_core.experiments.store import RETRAINED_DIR, write_table
 
     rows = [result_row(job_id=f"{s}-{setting}", sources=s, setting=setting, target="ca", perturbation="clean", f1=f1,
-                       clean_f1=f1, drop=0.0, seed=1)
-            for s, setting, f1 in (("es", "transfer", 0.80), ("es,fr", "distill", 0.83))]
+                       clean_f1=f1, drop=0.0, seed=1, created_at=pd.Timestamp(made), trained_at=None)
+            for s, setting, f1, made in (("es", "transfer", 0.80, "2026-12-06 10:00"),
+                                         ("fr", "transfer", 0.78, "2026-12-06 10:00"),
+                                         ("es,fr", "distill", 0.83, "2026-12-07 13:00"))]
     write_store_rows(rows)
+    # the es teacher was trained again (same job) before the student was trained: the student met that training
+    again = result_row(job_id="es-transfer", sources="es", setting="transfer", target="ca", perturbation="clean",
+                       f1=0.815, clean_f1=0.815, drop=0.0, seed=1, trained_at=pd.Timestamp("2026-12-07 11:00"),
+                       created_at=pd.Timestamp("2026-12-07 14:00"))
     base = {c: None for c in PAIRED_COLUMNS}
     test = {**base, "comparison": "student_vs_best_teacher", "model": "e5-small", "target": "ca",
             "perturbation": "clean", "seed": 1, "candidate": "distill es+fr", "candidate_job": "s",
@@ -179,6 +186,7 @@ def test_tests_against_a_baseline_trained_again_are_shown_labelled_beside_the_co
     pd.DataFrame([{**test, "baseline": "transfer es", "baseline_f1": 80.0, "diff": 3.0, "low": 1.5, "high": 4.5,
                    "p": 0.002}]).to_csv(root / PAIRED_FILE, index=False)
     (root / SAME_CODE_FILE).parent.mkdir(parents=True, exist_ok=True)
+    write_table(pd.DataFrame([again]), root / RETRAINED_DIR / "plain_retrained.parquet")
     pd.DataFrame([{**test, "baseline": "transfer es" + TRAINED_AGAIN, "baseline_f1": 81.5, "diff": 1.5, "low": 0.2,
                    "high": 2.8, "p": 0.03}]).to_csv(root / SAME_CODE_FILE, index=False)
     at = open_page(PAGE, {"div_target": "ca"})
@@ -190,3 +198,7 @@ def test_tests_against_a_baseline_trained_again_are_shown_labelled_beside_the_co
                in t for t in texts)
     table = next(d.value for d in at.dataframe if "baseline" in d.value.columns)
     assert table["baseline"].tolist() == ["transfer es", "transfer es" + TRAINED_AGAIN]
+    # the chart of students and teachers sets the student beside the teacher it met, as the same-code test does
+    student = next(d.value for d in at.dataframe if "best_teacher" in d.value.columns).iloc[0]
+    assert student["best_teacher"] == "es" + TRAINED_AGAIN and abs(student["gap"] - 1.5) < 1e-9
+    assert any("A teacher marked \"· trained again\" is a retraining of its committed job" in t for t in texts)

@@ -22,7 +22,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from xner_core.analysis.stats import bootstrap_interval, holm
-from xner_core.analysis.tidy import CLEAN, PLAIN
+from xner_core.analysis.tidy import CLEAN, PLAIN, TRAINED_AGAIN
 from xner_core.analysis.views import best_source
 from xner_core.errors import DataError
 
@@ -39,7 +39,6 @@ PAIRED_FILE = "paired_differences.csv"  # the committed table, under the committ
 # Tests against models trained again by the code that trained the candidate (`scripts/paired_report.py --store`),
 # under the committed results directory: where a committed baseline's predictions are another training's.
 SAME_CODE_FILE = "retrained/paired_same_code.csv"
-TRAINED_AGAIN = " · trained again"  # appended to the label of a model whose row comes from a retraining
 PAIR_COLUMNS: tuple[str, ...] = (
     "comparison", "model", "target", "perturbation", "base_protocol", "seed", "method", "candidate", "baseline",
     "candidate_job", "baseline_job", "candidate_f1", "baseline_f1", "candidate_steps", "baseline_steps")

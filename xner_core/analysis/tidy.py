@@ -62,13 +62,14 @@ CHANGE_COLUMNS: tuple[str, ...] = ("entities_changed_frac", "tokens_changed_frac
 TIDY_COLUMNS: tuple[str, ...] = (
     "origin", "pair", "pair_order", "relation", "source", "sources", "target", "model", "setting", "perturbation",
     "scope", "f1", "f1_low", "f1_high", "clean_f1", "drop", "drop_low", "drop_high", "n_sentences", "seed",
-    "perturb_seed", "job_id", "protocol", "method", "base_protocol", "max_steps", "teacher_weights",
+    "perturb_seed", "job_id", "protocol", "method", "base_protocol", "max_steps", "teacher_weights", "model_time",
     *CHANGE_COLUMNS, *_OVERLAP_COLUMNS,
     *_URIEL_COLUMNS, *_OURS_EXTRA,
 )
 # `method` of our rows trained without TAPT, robust training or adapters.
 PLAIN = "plain"
 STUDY_PROTOCOL = "study"  # the `protocol` of the published rows
+TRAINED_AGAIN = " · trained again"  # appended to the label of a model whose row comes from a retraining
 
 
 # ------------------------------------------------------------------------------------------------- inputs
@@ -118,6 +119,8 @@ def _identify(sources_csv: str, target: str, setting: str,
 
 
 def _published_rows(published: pd.DataFrame, info: Mapping[str, tuple[str, str, int, str]]) -> pd.DataFrame:
+    if published is None or published.empty:  # e.g. a tidy frame of our rows alone
+        return pd.DataFrame(columns=list(TIDY_COLUMNS))
     pub = published.copy()
     unknown = sorted(set(pub["condition"]) - set(PAPER_CONDITIONS))
     if unknown:
@@ -157,7 +160,24 @@ def _our_rows(ours: pd.DataFrame, info: Mapping[str, tuple[str, str, int, str]])
     # a distillation student's teacher weights (Wu et al.: "uniform" or "similarity"; None for other settings): not
     # in the protocol either, so views must keep students of one source set with other weights apart
     df["teacher_weights"] = [teacher_weights(o, st) for o, st in zip(df.get("options", missing), df["setting"])]
+    df["model_time"] = model_times(df)
     return df
+
+
+def model_times(rows: pd.DataFrame) -> pd.Series:
+    """When each row's model was trained, or the latest it can have been: its `trained_at`, else (rows older than
+    that column) its `created_at` (a row is written after its model is trained); NaT when neither is known. Two
+    trainings of one job (a model trained again) are told apart by it.
+
+    Args:
+        rows: result rows (`xner_core.experiments.store.SCHEMA` columns; either timestamp may be absent).
+    """
+    def column(name: str) -> pd.Series:
+        if name not in rows.columns:
+            return pd.Series(pd.NaT, index=rows.index, dtype="datetime64[ns]")
+        return pd.to_datetime(rows[name], errors="coerce").astype("datetime64[ns]")
+
+    return column("trained_at").fillna(column("created_at"))
 
 
 def teacher_weights(options: Any, setting: Any) -> str | None:
@@ -323,7 +343,8 @@ def _join_features(df: pd.DataFrame, overlap: pd.DataFrame, uriel: pd.DataFrame)
     long = long.merge(ur, on=["source", "target"], how="left")
     means = long.groupby("row")[ur_cols].agg(lambda v: v.mean() if v.notna().all() else np.nan)
     means = means.reindex(range(len(df)))
-    native = (df["setting"] == "native").to_numpy() | np.array([s == [t] for s, t in zip(source_lists, df["target"])])
+    native = (df["setting"] == "native").to_numpy() | np.array([s == [t] for s, t in zip(source_lists, df["target"])],
+                                                                  dtype=bool)
     for col in ur_cols:
         filled = np.where(native, 0.0, means[col].to_numpy(dtype=float))
         df[col] = df[col].fillna(pd.Series(filled, index=df.index))
@@ -353,7 +374,8 @@ def tidy_results(
         pair outside the study), relation, source (the pair's source language), sources (training languages,
         comma-joined; the target for native), target, model, setting, perturbation ("clean" or a registry
         name), scope ("overall" or an entity type; published rows are overall), f1 / f1_low / f1_high /
-        clean_f1 / drop / drop_low / drop_high in F1 points (CIs only for our rows), CHANGE_COLUMNS (what a
+        clean_f1 / drop / drop_low / drop_high in F1 points (CIs only for our rows), model_time (`model_times`:
+        when the row's model was trained; our rows only), CHANGE_COLUMNS (what a
         perturbation changed; our rows only) and the feature columns.
         Sorted by origin, pair order, model, setting, perturbation.
     """
@@ -367,8 +389,23 @@ def tidy_results(
     df = _join_features(df[list(TIDY_COLUMNS)].copy(), overlap, uriel)
     for col in ("f1", "f1_low", "f1_high", "clean_f1", "drop", "drop_low", "drop_high", *CHANGE_COLUMNS):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    df["model_time"] = pd.to_datetime(df["model_time"], errors="coerce").astype("datetime64[ns]")
     df["pair_order"] = pd.to_numeric(df["pair_order"], errors="coerce").fillna(10_000).astype(int)
     origin_rank = df["origin"].map({o: i for i, o in enumerate(ORIGINS)})
     df = df.assign(_o=origin_rank).sort_values(["_o", "pair_order", "pair", "model", "setting", "perturbation",
                                                   "scope"], kind="stable")
     return df.drop(columns="_o").reset_index(drop=True)
+
+
+def tidy_ours(rows: pd.DataFrame | None, tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """`tidy_results` of our rows alone (no published rows), e.g. the models trained again under committed job ids
+    (`xner_core.experiments.store.retrained_results`) that `views.student_teacher_view` weighs as teachers.
+
+    Args:
+        rows: result rows (store schema); None or empty for none.
+        tables: `read_reference_tables()` (the pair features).
+    """
+    from xner_core.corpus.languages import reference_pairs
+
+    ours = rows if rows is not None and not rows.empty else None
+    return tidy_results(tables["published"].iloc[0:0], ours, tables["overlap"], tables["uriel"], reference_pairs())

@@ -11,7 +11,15 @@ from typing import Any, Hashable, Mapping, Sequence, TypeVar
 import numpy as np
 import pandas as pd
 
-from xner_core.analysis.tidy import _OURS_EXTRA, _OVERLAP_COLUMNS, _URIEL_COLUMNS, CLEAN, TIDY_COLUMNS, row_protocols
+from xner_core.analysis.tidy import (
+    _OURS_EXTRA,
+    _OVERLAP_COLUMNS,
+    _URIEL_COLUMNS,
+    CLEAN,
+    TIDY_COLUMNS,
+    TRAINED_AGAIN,
+    row_protocols,
+)
 
 # What a chart point carries in Plotly's customdata, in this order (read back by `selection_to_filter`).
 CUSTOM_FIELDS: tuple[str, ...] = ("source", "target", "model", "setting", "perturbation", "origin", "pair")
@@ -211,56 +219,89 @@ STUDENT_COLUMNS: tuple[str, ...] = (
     "teachers_missing")
 
 
-def student_teacher_view(tidy: pd.DataFrame, target: str | None = None) -> pd.DataFrame:
+def student_teacher_view(tidy: pd.DataFrame, target: str | None = None,
+                         trained_again: pd.DataFrame | None = None) -> pd.DataFrame:
     """Each distillation student beside its teachers (Wu et al.: does a student match or beat what taught it?).
 
     A student's teachers are the transfer models of its sources, made under the same protocol and seed (the grid
     trains them as such); they are scored on the same test set and perturbation. Both sides are averaged over the
-    seeds that have the student and all its teachers.
+    seeds that have the student and all its teachers. Where a teacher's job was trained again (`trained_again`:
+    rows of the same jobs from a retraining, kept apart from the committed ones), the training that taught the
+    student is the one it met: the latest made no later than the student (`model_time`), else the earliest.
 
     Args:
         tidy: from `tidy_results`.
         target: one target, or None for all.
+        trained_again: tidy rows (`tidy_results`) of models trained again under the job ids of committed rows
+            (`data/results/retrained/`); None or empty for none.
 
     Returns:
         STUDENT_COLUMNS, one row per (model, target, sources, teacher_weights, perturbation, protocol), where
         teacher_weights is "uniform" or "similarity" (Wu et al.'s two ways to weight teachers); F1 in points;
         best_teacher (the source whose model scores highest on the clean test set, over the same seeds: under a
-        perturbation that teacher's F1 there, since each model's perturbed set depends on the sources it saw) and
-        its F1; gap = student_f1 - best_teacher_f1; student_steps and teacher_steps (all teachers' optimiser steps:
-        the compute behind the student; NaN where the rows predate the column); seeds (how many entered);
-        teachers_missing (sources with no rows of their own at any of the student's seeds; the row's teacher
-        columns are then NaN).
+        perturbation that teacher's F1 there, since each model's perturbed set depends on the sources it saw; its
+        label ends in TRAINED_AGAIN where that model is a retraining) and its F1; gap = student_f1 -
+        best_teacher_f1; student_steps and teacher_steps (all teachers' optimiser steps: the compute behind the
+        student; NaN where the rows predate the column); seeds (how many entered); teachers_missing (sources with
+        no rows of their own at any of the student's seeds; the row's teacher columns are then NaN).
     """
-    df = tidy[(tidy["origin"] == "ours") & (tidy["scope"] == "overall")]
-    if target is not None:
-        df = df[df["target"] == target]
+    def ours(frame: pd.DataFrame | None) -> pd.DataFrame:
+        if frame is None or frame.empty:
+            return tidy.iloc[0:0]
+        out = frame[(frame["origin"] == "ours") & (frame["scope"] == "overall")]
+        if target is not None:
+            out = out[out["target"] == target]
+        # rows without a seed (older stores) pair with rows without one: -1 stands for "unknown" on both sides
+        return out.assign(seed=pd.to_numeric(out["seed"], errors="coerce").fillna(-1).astype(int))
+
+    df = ours(tidy)
     if not (df["setting"] == "distill").any():
         return pd.DataFrame(columns=list(STUDENT_COLUMNS))
-    # rows without a seed (older stores) pair with rows without one: -1 stands for "unknown" on both sides
-    df = df.assign(seed=pd.to_numeric(df["seed"], errors="coerce").fillna(-1).astype(int))
     students = df[df["setting"] == "distill"]
-    teachers = df[df["setting"] == "transfer"]
-    t_f1 = teachers.groupby(["model", "target", "sources", "perturbation", "protocol", "seed"])["f1"].mean()
-    t_steps = teachers.groupby(["model", "sources", "protocol", "seed"])["train_steps"].max()
+    # a teacher's versions: the committed training ("") and, where its job was trained again, the retraining
+    versions = {"": df[df["setting"] == "transfer"]}
+    again = ours(trained_again)
+    if not again.empty:
+        versions[TRAINED_AGAIN] = again[again["setting"] == "transfer"]
+    t_f1 = {v: t.groupby(["model", "target", "sources", "perturbation", "protocol", "seed"])["f1"].mean()
+            for v, t in versions.items()}
+    t_time = {v: t.groupby(["model", "target", "sources", "protocol", "seed"])["model_time"].max()
+              for v, t in versions.items()}
+    t_steps = {v: t.groupby(["model", "sources", "protocol", "seed"])["train_steps"].max()
+               for v, t in versions.items()}
+
+    def version(key: tuple[Any, ...], when: Any) -> str:
+        """Which training of the teacher `key` (model, target, source, protocol, seed) taught a student trained at
+        `when`: the latest no later than it, else the earliest ("" when only the committed one is known)."""
+        found = [(t_time[v].get(key), v) for v in versions if key in t_time[v].index]
+        known = [(t, v) for t, v in found if not pd.isna(t)]
+        before = [(t, v) for t, v in known if not pd.isna(when) and t <= when]
+        if before:
+            return max(before, key=lambda tv: tv[0])[1]
+        if known:
+            return min(known, key=lambda tv: tv[0])[1]
+        return found[0][1] if found else ""
+
     out = []
     keys = ["model", "target", "sources", "teacher_weights", "perturbation", "protocol"]
     for key, group in students.groupby(keys, dropna=False):
         model, tgt, sources, weights, pert, protocol = key
         langs = [s for s in str(sources).split(",") if s]
-        per_seed: list[tuple[float, dict[str, float], float, dict[str, float]]] = []
+        per_seed: list[tuple[float, dict[str, float], float, dict[str, float], dict[str, str]]] = []
         missing: set[str] = set()
         for seed, srow in group.groupby("seed"):
-            scores = {lang: t_f1.get((model, tgt, lang, pert, protocol, seed)) for lang in langs}
+            when = srow["model_time"].max()
+            chosen = {lang: version((model, tgt, lang, protocol, seed), when) for lang in langs}
+            scores = {lang: t_f1[v].get((model, tgt, lang, pert, protocol, seed)) for lang, v in chosen.items()}
             absent = [lang for lang, v in scores.items() if v is None or v != v]
             missing.update(absent)
             if absent:
                 continue
-            steps = [t_steps.get((model, lang, protocol, seed)) for lang in langs]
+            steps = [t_steps[chosen[lang]].get((model, lang, protocol, seed)) for lang in langs]
             total = float(sum(steps)) if all(x is not None and x == x for x in steps) else np.nan
-            clean = {lang: t_f1.get((model, tgt, lang, CLEAN, protocol, seed)) for lang in langs}
+            clean = {lang: t_f1[v].get((model, tgt, lang, CLEAN, protocol, seed)) for lang, v in chosen.items()}
             per_seed.append((float(srow["f1"].mean()), {k: float(v) for k, v in scores.items()}, total,
-                             {k: float(v) for k, v in clean.items() if v is not None and v == v}))
+                             {k: float(v) for k, v in clean.items() if v is not None and v == v}, chosen))
         row: dict[str, Any] = {"model": model, "target": tgt, "sources": sources, "teacher_weights": weights,
                                "n_sources": len(langs),
                                "perturbation": pert, "protocol": protocol,
@@ -276,7 +317,9 @@ def student_teacher_view(tidy: pd.DataFrame, target: str | None = None) -> pd.Da
                 else mean_by_lang
             best = best_source(rank)
             assert best is not None  # every source of the student has a finite score at each seed in per_seed
-            row.update(student_f1=float(np.mean([s[0] for s in per_seed])), best_teacher=best,
+            retrained = any(s[4][best] == TRAINED_AGAIN for s in per_seed)
+            row.update(student_f1=float(np.mean([s[0] for s in per_seed])),
+                       best_teacher=best + (TRAINED_AGAIN if retrained else ""),
                        best_teacher_f1=mean_by_lang[best], mean_teacher_f1=float(np.mean(list(mean_by_lang.values()))),
                        teacher_steps=float(np.mean([s[2] for s in per_seed])))
             row["gap"] = row["student_f1"] - row["best_teacher_f1"]

@@ -253,6 +253,39 @@ def results_import(
     emit(reports, as_json, text)
 
 
+@results_app.command("trained-at")
+def results_trained_at(
+    tables: list[Path] = typer.Argument(..., help="exported tables (.parquet or .csv) to date, rewritten in place"),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="model cache directory (default: <cache>/models)"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Fill `trained_at` (when a row's model was trained) in exported tables written before the column, from the
+    model cache: only where the cached model of a row's config is the one that made it (trained no later than the
+    row was written; a later retraining of the job leaves the row undated)."""
+    from xner_core.evaluation.modelstore import fill_trained_at
+    from xner_core.experiments.store import COLUMN_NAMES, read_table, write_table
+    from xner_core.runs.modelcache import ModelCache
+
+    manifests = ModelCache(cache).manifests()
+    reports = []
+    for table in tables:
+        frame = read_table(table)
+        before = int(frame["trained_at"].notna().sum()) if "trained_at" in frame.columns else 0
+        dated = fill_trained_at(frame, manifests)
+        dated = dated[[c for c in COLUMN_NAMES if c in dated.columns]]
+        after = int(dated["trained_at"].notna().sum())
+        if after > before:  # a table with nothing new to date is left as it is
+            write_table(dated, table)
+        reports.append({"table": str(table), "rows": len(dated), "dated_before": before, "dated": after,
+                        "rewritten": after > before})
+
+    def text(rs: list[dict[str, Any]]) -> str:
+        return "\n".join(f"{r['table']}: {r['dated']} of {r['rows']} rows dated (were {r['dated_before']}"
+                         + ("" if r["rewritten"] else "; left as it was") + ")" for r in rs)
+
+    emit(reports, as_json, text)
+
+
 @results_app.command("schema")
 def results_schema(as_json: bool = JsonOpt) -> None:
     """The results table's columns: name, SQL type, meaning."""

@@ -18,7 +18,7 @@ from xner_core.errors import ConfigError, DataError
 from xner_core.evaluation.inputs import evaluation_inputs, perturb_test
 from xner_core.evaluation.jobs import CLEAN, EvalOptions, EvalOutcome, eval_jobs
 from xner_core.evaluation.memo import FEATURES
-from xner_core.evaluation.modelstore import LoadedModel, train_model, trained_precision, trained_steps
+from xner_core.evaluation.modelstore import LoadedModel, train_model, trained_at, trained_precision, trained_steps
 from xner_core.evaluation.predictions import load_predictions, save_predictions, weights_id
 from xner_core.metrics.bootstrap import SCOPES
 from xner_core.metrics.seen import scope_groups, surface_counts
@@ -139,7 +139,7 @@ def iter_evaluate(
         "test_split": "test" if text is None else (text.split or "user"),
         "train_seconds": train_seconds, "device": _device_name(lm.model), "versions": _versions(),
         "train_dtype": trained_precision(lm.manifest), "train_steps": trained_steps(lm.manifest),
-        "eval_dtype": eval_dtype,
+        "trained_at": trained_at(lm.manifest), "eval_dtype": eval_dtype,
     }
     surfaces = surface_counts(seen)  # the model's training entities: the seen/unseen and bucket scopes
     wanted = {j.id for j in todo}

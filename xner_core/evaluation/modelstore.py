@@ -8,9 +8,10 @@ training: `models` and `training` never import evaluation.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from xner_core.errors import ConfigError
 from xner_core.evaluation.inputs import training_data
@@ -171,6 +172,48 @@ def trained_precision(manifest: Mapping[str, Any]) -> str | None:
     if timings.get("precision") in ("bf16", "fp32"):
         return str(timings["precision"])
     return {"cpu": "fp32", "cuda": "bf16"}.get(str(timings.get("device")))
+
+
+def trained_at(manifest: Mapping[str, Any]) -> dt.datetime | None:
+    """When a cached model was trained: its manifest's `created`, as naive UTC (the results store's timestamps);
+    None when the manifest records none or it is unreadable (a checkpoint evaluated as it is)."""
+    raw = manifest.get("created")
+    if not isinstance(raw, str) or not raw:
+        return None
+    try:
+        stamp = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    if stamp.tzinfo is not None:
+        stamp = stamp.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return stamp
+
+
+def fill_trained_at(rows: Any, manifests: Iterable[Mapping[str, Any]]) -> Any:
+    """`rows` (results schema) with `trained_at` filled from the model cache where a row lacks it (rows written
+    before the column) and the cached model of its `config_hash` is the one that made it: trained no later than
+    the row was written (`created_at`). A cached model trained after the row is a later training of the job (the
+    cache keeps the newest), and the row keeps NULL.
+
+    Args:
+        rows: a results frame (`ResultsStore.frame`, `read_result_tables`).
+        manifests: cache manifests (`ModelCache.manifests()`), each with its `hash` and `created`.
+
+    Returns:
+        A copy of `rows`; `trained_at` added where absent, as naive UTC timestamps.
+    """
+    import pandas as pd
+
+    when = {str(m.get("hash")): t for m in manifests if (t := trained_at(m)) is not None}
+    out = rows.copy()
+    have = pd.to_datetime(out["trained_at"], errors="coerce") if "trained_at" in out.columns \
+        else pd.Series(pd.NaT, index=out.index)
+    written = pd.to_datetime(out["created_at"], errors="coerce") if "created_at" in out.columns \
+        else pd.Series(pd.NaT, index=out.index)
+    cached = pd.to_datetime(out["config_hash"].astype(str).map(when), errors="coerce")
+    made_it = cached.notna() & written.notna() & (cached <= written)
+    out["trained_at"] = have.where(have.notna(), cached.where(made_it)).astype("datetime64[us]")
+    return out
 
 
 def trained_steps(manifest: Mapping[str, Any]) -> int | None:

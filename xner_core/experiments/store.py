@@ -102,6 +102,8 @@ SCHEMA: tuple[Column, ...] = (
     Column("train_seconds", "DOUBLE", "training wall time of the model (from its cache manifest when reused)"),
     Column("train_steps", "INTEGER", "optimiser steps the model took (TAPT's masked-LM steps included; a student's "
            "own, its teachers apart): the equal-compute measure"),
+    Column("trained_at", "TIMESTAMP", "when the model was trained (UTC, its cache manifest's `created`; NULL for a "
+           "checkpoint evaluated as it is and rows older than the column): which training of a job a row measures"),
     Column("eval_seconds", "DOUBLE", "perturb + predict + score wall time of the job"),
     Column("device", "VARCHAR", "cpu or cuda device name"),
     Column("train_dtype", "VARCHAR", "floating-point precision the model was trained at (bf16 or fp32)"),
@@ -241,15 +243,7 @@ class ResultsStore:
         fmt = (fmt or out.suffix.lstrip(".")).lower()
         if fmt not in ("parquet", "csv"):
             raise ConfigError(f"unknown export format {fmt!r}; choose one of: csv, parquet")
-        df = self.frame(where)
-        tmp = out.with_name(out.name + ".tmp")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if fmt == "parquet":
-            df.to_parquet(tmp, index=False)
-        else:
-            df.to_csv(tmp, index=False)
-        os.replace(tmp, out)
-        return out
+        return write_table(self.frame(where), out, fmt)
 
     def import_table(self, src: str | os.PathLike[str], replace: bool = False) -> ImportReport:
         """Add the rows of an exported table (parquet or csv, as `export` writes them) to this store.
@@ -403,7 +397,7 @@ def read_result_tables(files: Sequence[str | os.PathLike[str]]) -> Any:
 
     if not files:
         return pd.DataFrame(columns=list(COLUMN_NAMES))
-    frame = pd.concat([_read_table(f) for f in files], ignore_index=True)
+    frame = pd.concat([read_table(f) for f in files], ignore_index=True)
     if "created_at" in frame.columns:
         frame = frame.sort_values("created_at", kind="stable", na_position="first")
     if {"config_hash", "train_steps"} <= set(frame.columns):
@@ -414,7 +408,7 @@ def read_result_tables(files: Sequence[str | os.PathLike[str]]) -> Any:
     return unique_jobs(frame).sort_index().reset_index(drop=True)
 
 
-def _read_table(path: str | os.PathLike[str]) -> Any:
+def read_table(path: str | os.PathLike[str]) -> Any:
     """One exported results table (parquet, or csv by its suffix), checked against the schema."""
     import pandas as pd
 
@@ -439,9 +433,45 @@ def _read_table(path: str | os.PathLike[str]) -> Any:
     empty = [n for n in _REQUIRED if frame[n].isna().any() or (frame[n].astype(str) == "").any()]
     if empty:
         raise DataError(f"results table {str(p)!r}: some rows lack a value in required columns {empty}")
-    if suffix == ".csv" and "created_at" in frame.columns:
-        frame["created_at"] = pd.to_datetime(frame["created_at"], errors="coerce")
+    if suffix == ".csv":
+        for col in ("created_at", "trained_at"):
+            if col in frame.columns:
+                frame[col] = pd.to_datetime(frame[col], errors="coerce")
     return frame
+
+
+def write_table(frame: Any, path: str | os.PathLike[str], fmt: str | None = None) -> Path:
+    """Write a results frame as an exported table, atomically (`read_table` reads it back).
+
+    Args:
+        frame: rows in the results schema.
+        path: the file; its parent is created.
+        fmt: "parquet" or "csv" (default: from the suffix).
+    """
+    out = Path(path)
+    fmt = (fmt or out.suffix.lstrip(".")).lower()
+    if fmt not in ("parquet", "csv"):
+        raise ConfigError(f"unknown results table format {fmt!r} ({str(out)!r}); choose one of: csv, parquet")
+    tmp = out.with_name(out.name + ".tmp")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "parquet":
+        frame.to_parquet(tmp, index=False)
+    else:
+        frame.to_csv(tmp, index=False)
+    os.replace(tmp, out)
+    return out
+
+
+# Rows of models trained again under the job ids of committed rows, kept apart (in `data/results/*.parquet` they
+# would replace the committed measurements): `<committed results>/retrained/*.parquet`.
+RETRAINED_DIR = "retrained"
+
+
+def retrained_results(directory: str | os.PathLike[str] | None = None) -> Any:
+    """Read the committed rows of models trained again (RETRAINED_DIR under `directory`, default the committed
+    results directory) into one DataFrame; empty when there are none."""
+    d = (Path(directory) if directory else committed_results_dir()) / RETRAINED_DIR
+    return read_result_tables(sorted(d.glob("*.parquet")) if d.is_dir() else [])
 
 
 def committed_results(directory: str | os.PathLike[str] | None = None) -> Any:
