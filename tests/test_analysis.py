@@ -373,6 +373,25 @@ def test_diversity_view(tables):
     assert set(diversity_view(both, "ca", {}, protocol="no such run")["protocol"]) == set(view["protocol"])
 
 
+def test_diversity_view_picks_the_best_single_source_among_those_measured_at_every_seed(tables):
+    rows = [our_row(job_id=f"{s}{seed}", sources=s, setting=setting, f1=f1, seed=seed)
+            for s, setting, f1, seed in (("es", "transfer", 0.80, 1), ("es", "transfer", 0.82, 2),
+                                         ("pt", "transfer", 0.84, 1),  # best, but at seed 1 alone
+                                         ("es,fr,it", "multi_source", 0.85, 1), ("es,fr,it", "multi_source", 0.86, 2),
+                                         ("es,fr", "multi_source", 0.83, 1))]
+    tidy = tidy_results(tables["published"], pd.DataFrame(rows), tables["overlap"], tables["uriel"],
+                        reference_pairs())
+    view = diversity_view(tidy, "ca", {}).set_index("setting")
+    best = view.loc["best single source"]
+    assert best["sources"] == "es" and best["f1"] == pytest.approx(81.0) and best["seeds"] == 2
+    multi = view.loc["multi_source"].set_index("sources")
+    assert multi.loc["es,fr,it", "seeds"] == 2 and multi.loc["es,fr", "seeds"] == 1
+    assert multi.loc["es,fr,it", "f1"] == pytest.approx(85.5)
+    # with no source at every seed, the best of all is taken
+    one = tidy[~((tidy["sources"] == "es") & (tidy["seed"] == 2))]
+    assert diversity_view(one, "ca", {}).set_index("setting").loc["best single source", "sources"] == "pt"
+
+
 def test_student_teacher_view_sets_each_student_beside_its_teachers_seed_by_seed(tables):
     def row(job, sources, setting, f1, seed, pert="clean", steps=1701, target="ca"):
         return our_row(job_id=job, sources=sources, setting=setting, f1=f1, seed=seed, perturbation=pert,

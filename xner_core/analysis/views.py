@@ -169,10 +169,10 @@ def diversity_view(tidy: pd.DataFrame, target: str, diversity: Mapping[str, floa
         Rows (overall scope, origin ours) with columns model, setting ("multi_source", "distill", "best single
         source", or e.g. "multi_source · ≤1,000 steps" for a model trained with a cap on its steps, "distill ·
         similarity weights" for students whose teachers were weighted by language similarity), sources,
-        n_sources, diversity, perturbation, f1, clean_f1, drop, f1_low, f1_high, train_steps, protocol; empty
-        when there are no multi-source or distillation rows for the target.
+        n_sources, diversity, perturbation, f1, clean_f1, drop, f1_low, f1_high, train_steps, protocol, seeds (how
+        many seeds the means are over); empty when there are no multi-source or distillation rows for the target.
         One protocol (see `protocol`), and the single-source models made that way, at the seeds of the multi-source
-        and distillation rows.
+        and distillation rows (the best single source among those measured at all of them, where any is).
     """
     df = tidy[(tidy["origin"] == "ours") & (tidy["target"] == target) & (tidy["scope"] == "overall")]
     multi = df[df["setting"].isin(["multi_source", "distill"])]
@@ -182,7 +182,8 @@ def diversity_view(tidy: pd.DataFrame, target: str, diversity: Mapping[str, floa
         multi = multi[multi["protocol"] == chosen]
     if multi.empty:
         return pd.DataFrame(columns=["model", "setting", "sources", "n_sources", "diversity", "perturbation",
-                                     "f1", "clean_f1", "drop", "f1_low", "f1_high", "train_steps", "protocol"])
+                                     "protocol", "f1", "clean_f1", "drop", "f1_low", "f1_high", "train_steps",
+                                     "seeds"])
     if "max_steps" in multi.columns:  # a step-capped (equal-compute) model is its own series, never averaged in
         capped = multi["max_steps"].notna()
         multi = multi.assign(setting=[f"{s} · ≤{int(n):,} steps" if c else s
@@ -200,7 +201,14 @@ def diversity_view(tidy: pd.DataFrame, target: str, diversity: Mapping[str, floa
         seeds = set(pd.to_numeric(mine["seed"], errors="coerce").dropna())
         if seeds:
             group = group[pd.to_numeric(group["seed"], errors="coerce").isin(seeds)]
-        clean = group[group["perturbation"] == CLEAN].groupby(["sources", "protocol"])["f1"].mean()
+        clean_rows = group[group["perturbation"] == CLEAN]
+        # like with like: where some sources were measured at every one of those seeds, the best is one of them
+        # (a source with fewer seeds is not compared on a mean over other seeds)
+        counts = clean_rows.groupby(["sources", "protocol"])["seed"].nunique()
+        if seeds and (counts >= len(seeds)).any():
+            complete = set(counts[counts >= len(seeds)].index)
+            clean_rows = clean_rows[[k in complete for k in zip(clean_rows["sources"], clean_rows["protocol"])]]
+        clean = clean_rows.groupby(["sources", "protocol"])["f1"].mean()
         if (chosen_key := best_source(clean.to_dict())) is not None:
             sources, protocol = chosen_key
             best = group[(group["sources"] == sources) & (group["protocol"] == protocol)]
@@ -210,7 +218,10 @@ def diversity_view(tidy: pd.DataFrame, target: str, diversity: Mapping[str, floa
     out["diversity"] = [np.nan if (d := diversity.get(s)) is None else float(d) for s in out["sources"]]
     keys = ["model", "setting", "sources", "n_sources", "diversity", "perturbation", "protocol"]
     vals = ["f1", "clean_f1", "drop", "f1_low", "f1_high", "train_steps"]
-    return out.groupby(keys, dropna=False)[vals].mean().reset_index()
+    grouped = out.groupby(keys, dropna=False)
+    means = grouped[vals].mean()
+    means["seeds"] = grouped["seed"].nunique(dropna=False)  # a row without a seed: one unknown seed
+    return means.reset_index()
 
 
 STUDENT_COLUMNS: tuple[str, ...] = (
