@@ -29,7 +29,7 @@ from xner_core.runs.config import config_hash
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}  # same thread count as this process: same numbers
 # Columns that legitimately differ between two runs of the same jobs.
-VOLATILE = ["eval_seconds", "created_at", "train_seconds"]
+VOLATILE = ["eval_seconds", "created_at", "train_seconds", "trained_at"]  # when, not what: differ run to run
 
 
 # ---------------------------------------------------------------------------------------------------------- presets
