@@ -42,9 +42,12 @@ def results_stamp() -> tuple[Any, ...]:
     """Identity of the result inputs: committed parquet files and the DuckDB store (path, size, mtime)."""
     from xner_core.experiments.store import default_store_path
 
-    committed = committed_results_dir()
-    files = sorted(committed.glob("*.parquet")) if committed.is_dir() else []
-    return tuple(_stat(f) for f in files) + (_stat(default_store_path()),)
+    return _table_stamps(committed_results_dir()) + (_stat(default_store_path()),)
+
+
+def _table_stamps(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    """(path, size, mtime) of each result table (`*.parquet`) in `folder`; () when there is no such folder."""
+    return tuple(_stat(f) for f in sorted(folder.glob("*.parquet"))) if folder.is_dir() else ()
 
 
 @st.cache_data(show_spinner=False)
@@ -110,9 +113,7 @@ def trained_again_frame() -> pd.DataFrame:
     *.parquet`): the teachers some distillation students met (`student_teacher_view`); empty when none."""
     from xner_core.experiments.store import RETRAINED_DIR
 
-    folder = committed_results_dir() / RETRAINED_DIR
-    files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
-    return _trained_again(tuple(_stat(f) for f in files))
+    return _trained_again(_table_stamps(committed_results_dir() / RETRAINED_DIR))
 
 
 @st.cache_data(show_spinner=False, max_entries=2)

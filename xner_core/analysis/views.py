@@ -153,6 +153,11 @@ def best_source(clean_f1: Mapping[_K, float]) -> _K | None:
     return min(scored, key=lambda k: (-scored[k], k))
 
 
+# diversity_view's rows: one per these keys, the mean of these values over seeds (then `seeds`, how many)
+_DIVERSITY_KEYS: tuple[str, ...] = ("model", "setting", "sources", "n_sources", "diversity", "perturbation", "protocol")
+_DIVERSITY_VALUES: tuple[str, ...] = ("f1", "clean_f1", "drop", "f1_low", "f1_high", "train_steps")
+
+
 def diversity_view(tidy: pd.DataFrame, target: str, diversity: Mapping[str, float | None],
                    protocol: str | None = None) -> pd.DataFrame:
     """Our multi-source / distillation rows of a target, plus its best single-source transfer model.
@@ -181,9 +186,7 @@ def diversity_view(tidy: pd.DataFrame, target: str, diversity: Mapping[str, floa
             else multi["protocol"].value_counts().index[0]
         multi = multi[multi["protocol"] == chosen]
     if multi.empty:
-        return pd.DataFrame(columns=["model", "setting", "sources", "n_sources", "diversity", "perturbation",
-                                     "protocol", "f1", "clean_f1", "drop", "f1_low", "f1_high", "train_steps",
-                                     "seeds"])
+        return pd.DataFrame(columns=[*_DIVERSITY_KEYS, *_DIVERSITY_VALUES, "seeds"])
     if "max_steps" in multi.columns:  # a step-capped (equal-compute) model is its own series, never averaged in
         capped = multi["max_steps"].notna()
         multi = multi.assign(setting=[f"{s} · ≤{int(n):,} steps" if c else s
@@ -216,10 +219,8 @@ def diversity_view(tidy: pd.DataFrame, target: str, diversity: Mapping[str, floa
     out = pd.concat([multi, *best_parts], ignore_index=True)
     out["n_sources"] = [len([s for s in str(x).split(",") if s]) for x in out["sources"]]
     out["diversity"] = [np.nan if (d := diversity.get(s)) is None else float(d) for s in out["sources"]]
-    keys = ["model", "setting", "sources", "n_sources", "diversity", "perturbation", "protocol"]
-    vals = ["f1", "clean_f1", "drop", "f1_low", "f1_high", "train_steps"]
-    grouped = out.groupby(keys, dropna=False)
-    means = grouped[vals].mean()
+    grouped = out.groupby(list(_DIVERSITY_KEYS), dropna=False)
+    means = grouped[list(_DIVERSITY_VALUES)].mean()
     means["seeds"] = grouped["seed"].nunique(dropna=False)  # a row without a seed: one unknown seed
     return means.reset_index()
 

@@ -470,8 +470,7 @@ RETRAINED_DIR = "retrained"
 def retrained_results(directory: str | os.PathLike[str] | None = None) -> Any:
     """Read the committed rows of models trained again (RETRAINED_DIR under `directory`, default the committed
     results directory) into one DataFrame; empty when there are none."""
-    d = (Path(directory) if directory else committed_results_dir()) / RETRAINED_DIR
-    return read_result_tables(sorted(d.glob("*.parquet")) if d.is_dir() else [])
+    return committed_results((Path(directory) if directory else committed_results_dir()) / RETRAINED_DIR)
 
 
 def committed_results(directory: str | os.PathLike[str] | None = None) -> Any:
